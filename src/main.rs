@@ -1,0 +1,71 @@
+//! The `chatapp` binary: parses the command line and hands over to the
+//! library. With no subcommand it is the client, so that a double-clicked
+//! executable does what a person expects.
+
+use chatapp::{client, server};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(version, about = "Terminal chat: rooms and private messages, encrypted, every message kept")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the chat server.
+    Serve(ServeArgs),
+    /// Connect to a chat server (the default when no command is given).
+    Connect(client::ConnectArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7878", value_name = "ADDR")]
+    listen: String,
+    /// Where the database, the server key and the lock file live
+    /// [default: the platform's data directory].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print the server key's fingerprint and exit.
+    #[arg(long)]
+    fingerprint: bool,
+    /// scrypt cost as log2(N), 10 to 20 [default: 17]. Lower it only for tests.
+    #[arg(long, value_name = "LOG_N", value_parser = clap::value_parser!(u8).range(1..=20), hide = true)]
+    scrypt_log_n: Option<u8>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Connect(args)) => client::run(args),
+        None => client::run(client::ConnectArgs::default()),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chatapp: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => server::default_data_dir()?,
+    };
+    if args.fingerprint {
+        println!("{}", server::fingerprint(&data_dir)?);
+        return Ok(());
+    }
+    let mut config = server::Config::new(data_dir);
+    if let Some(log_n) = args.scrypt_log_n {
+        config.hash_cost.log_n = log_n;
+    }
+    server::serve(&args.listen, config)
+}

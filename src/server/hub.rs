@@ -1,0 +1,1074 @@
+//! The chat core: accounts, rooms, membership, private messages and the
+//! inbox, as a state machine. It is fed [`Input`]s and drained of
+//! [`Output`]s; it never touches a socket, the clock or SQLite. The time
+//! comes in with every call, slow work (scrypt, SQLite) leaves as an output
+//! and comes back as an input, so the event loop around it never waits.
+//!
+//! Durability rule: a room or private message is handed to the store as a
+//! [`Write`] with a sequence number, and is delivered to anyone (and
+//! acknowledged to its sender) only once the store reports that sequence
+//! committed. The store commits in order and in groups, so one number is
+//! enough to release everything behind it.
+
+use crate::model::{
+    self, MAX_CAPACITY, MAX_TEXT_BYTES, MIN_CAPACITY, MessageId, Millis,
+    ROOM_HISTORY, RoomId, UserId,
+};
+use crate::store::password;
+use crate::store::{self, Snapshot, Write};
+use crate::wire::msg::{
+    ClientFrame, Conversation, ErrorCode, Event, LeaveReason, PrivateLine, Reply, Request,
+    RoomInfo, RoomLine, ServerFrame,
+};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+/// A connection, as the event loop numbers them. Never reused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Everything that happens to the hub.
+#[derive(Debug)]
+pub enum Input {
+    /// A client finished the Noise handshake.
+    Connected { conn: ConnId, peer: String },
+    Request { conn: ConnId, frame: ClientFrame },
+    /// The connection is gone (closed, reset, timed out or refused by us).
+    Disconnected { conn: ConnId, reason: String },
+    /// A registration's password hash is ready.
+    Hashed {
+        conn: ConnId,
+        id: u32,
+        name: String,
+        hash: String,
+    },
+    /// A login's password check finished; `user` is set when it matched.
+    Verified {
+        conn: ConnId,
+        id: u32,
+        user: Option<UserId>,
+    },
+    /// The store committed every write up to and including `seq`, or failed
+    /// to (`ok == false`), in which case none of those writes were kept.
+    Committed { seq: u64, ok: bool },
+    /// A store read answered.
+    Answered {
+        conn: ConnId,
+        id: u32,
+        answer: Answer,
+    },
+}
+
+/// Everything the hub asks of the world around it.
+#[derive(Debug)]
+pub enum Output {
+    Send {
+        conn: ConnId,
+        frame: ServerFrame,
+    },
+    /// The same frame to many connections: encoded once, encrypted per peer.
+    Broadcast {
+        conns: Vec<ConnId>,
+        frame: ServerFrame,
+    },
+    /// Flush what is queued for the connection, then close it.
+    Close {
+        conn: ConnId,
+    },
+    /// Hash a new account's password (slow: off the loop thread).
+    Hash {
+        conn: ConnId,
+        id: u32,
+        name: String,
+        password: String,
+    },
+    /// Check a password against a stored hash, or against a dummy one when
+    /// the user does not exist, so that both take the same time.
+    Verify {
+        conn: ConnId,
+        id: u32,
+        user: Option<(UserId, String)>,
+        password: String,
+    },
+    /// Store this write; report it with [`Input::Committed`].
+    Persist { seq: u64, write: Write },
+    /// Read from the store; report with [`Input::Answered`].
+    Query {
+        conn: ConnId,
+        id: u32,
+        query: Query,
+    },
+    Log {
+        level: Level,
+        line: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    Inbox { user: UserId },
+    Dialogue { user: UserId, other: UserId },
+}
+
+#[derive(Debug)]
+pub enum Answer {
+    Inbox(Vec<store::Conversation>),
+    Dialogue {
+        other: UserId,
+        rows: Vec<store::PrivateRow>,
+    },
+    Failed(String),
+}
+
+/// Conversations listed in an inbox reply, newest first.
+pub const INBOX_LIMIT: usize = 100;
+/// Characters of the last message shown in an inbox line.
+pub const PREVIEW_CHARS: usize = 100;
+/// Bytes of history a reply may carry, leaving room in a 64 KiB frame for
+/// the rest of it (a member list of 1,000 names fits in the remainder).
+const HISTORY_BUDGET: usize = 24 * 1024;
+
+struct User {
+    name: String,
+    hash: String,
+}
+
+#[derive(Clone, Copy)]
+enum State {
+    Anonymous,
+    /// Waiting for scrypt; further requests are refused until it answers.
+    Authenticating,
+    Online {
+        user: UserId,
+        room: Option<RoomId>,
+    },
+}
+
+struct Conn {
+    peer: String,
+    state: State,
+}
+
+struct Room {
+    name: String,
+    key: String,
+    admin: UserId,
+    capacity: u32,
+    /// In order of joining; the admin first.
+    members: Vec<(UserId, ConnId)>,
+    history: VecDeque<RoomLine>,
+}
+
+/// What waits for a commit before it may be seen.
+enum Deferred {
+    Reply {
+        conn: ConnId,
+        id: u32,
+        reply: Reply,
+    },
+    Room {
+        room: RoomId,
+        line: RoomLine,
+    },
+    Private {
+        sender: UserId,
+        recipient: UserId,
+        line: PrivateLine,
+    },
+}
+
+pub struct Hub {
+    conns: HashMap<ConnId, Conn>,
+    users: HashMap<UserId, User>,
+    by_key: HashMap<String, UserId>,
+    /// Names whose registration is being hashed.
+    reserved: HashSet<String>,
+    online: HashMap<UserId, ConnId>,
+    rooms: HashMap<RoomId, Room>,
+    open_names: HashMap<String, RoomId>,
+    /// recipient -> sender -> unread private messages.
+    unread: HashMap<UserId, HashMap<UserId, u32>>,
+    next_user: i64,
+    next_room: i64,
+    next_message: i64,
+    next_seq: u64,
+    waiting: VecDeque<(u64, Deferred)>,
+    out: VecDeque<Output>,
+}
+
+impl Hub {
+    pub fn new(snapshot: Snapshot) -> Hub {
+        let mut hub = Hub {
+            conns: HashMap::new(),
+            users: HashMap::new(),
+            by_key: HashMap::new(),
+            reserved: HashSet::new(),
+            online: HashMap::new(),
+            rooms: HashMap::new(),
+            open_names: HashMap::new(),
+            unread: HashMap::new(),
+            next_user: snapshot.next_user.0,
+            next_room: snapshot.next_room.0,
+            next_message: snapshot.next_message.0,
+            next_seq: 1,
+            waiting: VecDeque::new(),
+            out: VecDeque::new(),
+        };
+        for row in snapshot.users {
+            hub.by_key.insert(model::user_key(&row.name), row.id);
+            hub.users.insert(
+                row.id,
+                User {
+                    name: row.name,
+                    hash: row.password_hash,
+                },
+            );
+        }
+        for (recipient, sender, count) in snapshot.unread {
+            hub.unread
+                .entry(recipient)
+                .or_default()
+                .insert(sender, count);
+        }
+        hub
+    }
+
+    /// The next effect to carry out, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn handle(&mut self, now: Millis, input: Input) {
+        match input {
+            Input::Connected { conn, peer } => {
+                self.log(Level::Info, format!("{peer}: connected as {}", conn.0));
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        peer,
+                        state: State::Anonymous,
+                    },
+                );
+            }
+            Input::Request { conn, frame } => self.request(now, conn, frame),
+            Input::Disconnected { conn, reason } => self.disconnected(now, conn, &reason),
+            Input::Hashed {
+                conn,
+                id,
+                name,
+                hash,
+            } => self.hashed(now, conn, id, name, hash),
+            Input::Verified { conn, id, user } => self.verified(now, conn, id, user),
+            Input::Committed { seq, ok } => self.committed(seq, ok),
+            Input::Answered { conn, id, answer } => self.answered(conn, id, answer),
+        }
+    }
+
+    /// Closes every room and says goodbye to everyone: the server is
+    /// stopping. The caller then flushes outputs and waits for the store.
+    pub fn shutdown(&mut self, now: Millis) {
+        let rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
+        for room in rooms {
+            self.close_room(now, room, LeaveReason::Shutdown);
+        }
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.bye(conn, "the server is shutting down");
+        }
+    }
+
+    // ---- requests ----
+
+    fn request(&mut self, now: Millis, conn: ConnId, frame: ClientFrame) {
+        let Some(state) = self.conns.get(&conn).map(|c| c.state) else {
+            return;
+        };
+        let id = frame.id;
+        let result = match (state, frame.req) {
+            (_, Request::Ping) => Ok(Some(Reply::Pong)),
+            (State::Authenticating, _) => Err((
+                ErrorCode::NotAllowed,
+                "wait for the answer to your login first".to_string(),
+            )),
+            (State::Anonymous, Request::Register { name, password }) => {
+                self.register(conn, id, name, password)
+            }
+            (State::Anonymous, Request::Login { name, password }) => {
+                self.login(conn, id, name, password)
+            }
+            (State::Anonymous, _) => Err((
+                ErrorCode::NotAllowed,
+                "log in or create an account first".to_string(),
+            )),
+            (State::Online { .. }, Request::Register { .. } | Request::Login { .. }) => Err((
+                ErrorCode::AlreadyLoggedIn,
+                "you are already logged in: log out first".to_string(),
+            )),
+            (State::Online { user, room }, req) => self.online(now, conn, id, user, room, req),
+        };
+        match result {
+            Ok(Some(reply)) => self.reply(conn, id, reply),
+            Ok(None) => {}
+            Err((code, message)) => self.reply(conn, id, Reply::Error { code, message }),
+        }
+    }
+
+    fn register(&mut self, conn: ConnId, id: u32, name: String, password: String) -> Answered {
+        model::check_user_name(&name).map_err(|e| (ErrorCode::InvalidName, e.to_string()))?;
+        let key = model::user_key(&name);
+        if self.by_key.contains_key(&key) || self.reserved.contains(&key) {
+            return Err((ErrorCode::NameTaken, "that name is taken".to_string()));
+        }
+        password::check(&name, &password).map_err(|e| (ErrorCode::WeakPassword, e.to_string()))?;
+        self.reserved.insert(key);
+        self.set_state(conn, State::Authenticating);
+        self.out.push_back(Output::Hash {
+            conn,
+            id,
+            name,
+            password,
+        });
+        Ok(None)
+    }
+
+    fn login(&mut self, conn: ConnId, id: u32, name: String, password: String) -> Answered {
+        let user = self
+            .by_key
+            .get(&model::user_key(&name))
+            .map(|&uid| (uid, self.users[&uid].hash.clone()));
+        self.set_state(conn, State::Authenticating);
+        self.out.push_back(Output::Verify {
+            conn,
+            id,
+            user,
+            password,
+        });
+        Ok(None)
+    }
+
+    fn online(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        id: u32,
+        user: UserId,
+        room: Option<RoomId>,
+        req: Request,
+    ) -> Answered {
+        match (room, req) {
+            (_, Request::Logout) => {
+                self.end_session(now, conn, LeaveReason::Left);
+                self.set_state(conn, State::Anonymous);
+                Ok(Some(Reply::Ok))
+            }
+            (_, Request::Inbox) => {
+                self.out.push_back(Output::Query {
+                    conn,
+                    id,
+                    query: Query::Inbox { user },
+                });
+                Ok(None)
+            }
+            (_, Request::OpenDialogue { with }) => {
+                let other = self.correspondent(user, &with)?;
+                self.mark_read(user, other);
+                self.out.push_back(Output::Query {
+                    conn,
+                    id,
+                    query: Query::Dialogue { user, other },
+                });
+                Ok(None)
+            }
+            (_, Request::MarkRead { with }) => {
+                let other = self.correspondent(user, &with)?;
+                self.mark_read(user, other);
+                Ok(Some(Reply::Ok))
+            }
+            (_, Request::SendPrivate { to, text }) => {
+                let recipient = self.correspondent(user, &to)?;
+                check_text(&text)?;
+                let line = PrivateLine {
+                    id: self.take_message_id().0 as u64,
+                    from: self.users[&user].name.clone(),
+                    to: self.users[&recipient].name.clone(),
+                    text: text.clone(),
+                    time: now,
+                };
+                let seq = self.persist(Write::PrivateMessage {
+                    id: MessageId(line.id as i64),
+                    sender: user,
+                    recipient,
+                    text,
+                    sent: now,
+                });
+                self.defer(
+                    seq,
+                    Deferred::Private {
+                        sender: user,
+                        recipient,
+                        line,
+                    },
+                );
+                self.defer_reply(seq, conn, id, Reply::Ok);
+                Ok(None)
+            }
+            (Some(_), Request::CreateRoom { .. } | Request::JoinRoom { .. }) => Err((
+                ErrorCode::NotAllowed,
+                "you are in a room already: leave it first".to_string(),
+            )),
+            (None, Request::CreateRoom { name, capacity }) => {
+                self.create_room(now, conn, id, user, name, capacity)
+            }
+            (None, Request::JoinRoom { room }) => self.join_room(conn, user, room),
+            (None, Request::LeaveRoom | Request::Say { .. } | Request::Members)
+            | (None, Request::Kick { .. }) => Err((
+                ErrorCode::NotMember,
+                "you are not in a room: create or join one first".to_string(),
+            )),
+            (Some(room), Request::LeaveRoom) => {
+                self.leave_room(now, conn, room, LeaveReason::Left);
+                Ok(Some(Reply::Ok))
+            }
+            (Some(room), Request::Members) => Ok(Some(Reply::Members {
+                members: self.member_names(room),
+            })),
+            (Some(room), Request::Say { text }) => {
+                check_text(&text)?;
+                let line = RoomLine {
+                    id: self.take_message_id().0 as u64,
+                    from: self.users[&user].name.clone(),
+                    text: text.clone(),
+                    time: now,
+                };
+                let seq = self.persist(Write::RoomMessage {
+                    id: MessageId(line.id as i64),
+                    room,
+                    sender: user,
+                    text,
+                    sent: now,
+                });
+                self.defer(seq, Deferred::Room { room, line });
+                self.defer_reply(seq, conn, id, Reply::Ok);
+                Ok(None)
+            }
+            (Some(room), Request::Kick { name }) => self.kick(user, room, &name),
+            (_, Request::Register { .. } | Request::Login { .. } | Request::Ping) => {
+                unreachable!("handled before")
+            }
+        }
+    }
+
+    fn create_room(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        id: u32,
+        user: UserId,
+        name: String,
+        capacity: u32,
+    ) -> Answered {
+        model::check_room_name(&name).map_err(|e| (ErrorCode::InvalidName, e.to_string()))?;
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err((
+                ErrorCode::InvalidCapacity,
+                format!("a room holds {MIN_CAPACITY} to {MAX_CAPACITY} people, not {capacity}"),
+            ));
+        }
+        let name = name.trim().to_string();
+        let key = model::room_key(&name);
+        if self.open_names.contains_key(&key) {
+            return Err((
+                ErrorCode::RoomNameTaken,
+                format!("a room named \"{name}\" is open already: choose another name"),
+            ));
+        }
+        let room = RoomId(self.next_room);
+        self.next_room += 1;
+        let seq = self.persist(Write::Room {
+            id: room,
+            name: name.clone(),
+            admin: user,
+            capacity,
+            created: now,
+        });
+        self.open_names.insert(key.clone(), room);
+        self.rooms.insert(
+            room,
+            Room {
+                name: name.clone(),
+                key,
+                admin: user,
+                capacity,
+                members: vec![(user, conn)],
+                history: VecDeque::new(),
+            },
+        );
+        self.set_state(
+            conn,
+            State::Online {
+                user,
+                room: Some(room),
+            },
+        );
+        let admin = self.users[&user].name.clone();
+        self.log(
+            Level::Info,
+            format!("room #{room} \"{name}\" created by {admin} for {capacity}"),
+        );
+        let reply = Reply::Room {
+            room: RoomInfo {
+                id: room.0 as u64,
+                name,
+                admin: admin.clone(),
+                capacity,
+            },
+            members: vec![admin],
+            history: Vec::new(),
+        };
+        self.defer_reply(seq, conn, id, reply);
+        Ok(None)
+    }
+
+    fn join_room(&mut self, conn: ConnId, user: UserId, room_no: u64) -> Answered {
+        let room_id = RoomId(i64::try_from(room_no).unwrap_or(i64::MAX));
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return Err(if room_id.0 >= 1 && room_id.0 < self.next_room {
+                (
+                    ErrorCode::RoomClosed,
+                    format!("room #{room_no} is closed: its admin left"),
+                )
+            } else {
+                (
+                    ErrorCode::NoSuchRoom,
+                    format!("there is no room #{room_no}: check the number"),
+                )
+            });
+        };
+        if room.members.len() >= room.capacity as usize {
+            return Err((
+                ErrorCode::RoomFull,
+                format!(
+                    "room #{room_no} is full ({} of {}): try again later",
+                    room.members.len(),
+                    room.capacity
+                ),
+            ));
+        }
+        let others: Vec<ConnId> = room.members.iter().map(|&(_, c)| c).collect();
+        room.members.push((user, conn));
+        let history = fit_newest(room.history.iter().cloned().collect(), |l: &RoomLine| {
+            l.text.len() + l.from.len() + 32
+        });
+        let info = RoomInfo {
+            id: room_no,
+            name: room.name.clone(),
+            admin: self.users[&room.admin].name.clone(),
+            capacity: room.capacity,
+        };
+        let name = self.users[&user].name.clone();
+        self.set_state(
+            conn,
+            State::Online {
+                user,
+                room: Some(room_id),
+            },
+        );
+        self.broadcast(
+            others,
+            Event::Joined {
+                room: room_no,
+                name: name.clone(),
+            },
+        );
+        self.log(Level::Info, format!("{name} joined room #{room_no}"));
+        Ok(Some(Reply::Room {
+            room: info,
+            members: self.member_names(room_id),
+            history,
+        }))
+    }
+
+    fn kick(&mut self, user: UserId, room_id: RoomId, name: &str) -> Answered {
+        let room = &self.rooms[&room_id];
+        if room.admin != user {
+            return Err((
+                ErrorCode::NotAdmin,
+                "only the room's admin can kick".to_string(),
+            ));
+        }
+        let target = self.by_key.get(&model::user_key(name)).copied();
+        let Some(pos) = room.members.iter().position(|&(u, _)| Some(u) == target) else {
+            return Err((
+                ErrorCode::NoSuchUser,
+                format!("{name} is not in this room: /l lists who is"),
+            ));
+        };
+        let (target, target_conn) = room.members[pos];
+        if target == user {
+            return Err((
+                ErrorCode::NotAllowed,
+                "you cannot kick yourself: /q leaves and closes the room".to_string(),
+            ));
+        }
+        let admin = self.users[&user].name.clone();
+        let target_name = self.users[&target].name.clone();
+        self.rooms.get_mut(&room_id).unwrap().members.remove(pos);
+        self.set_state(
+            target_conn,
+            State::Online {
+                user: target,
+                room: None,
+            },
+        );
+        let room_no = room_id.0 as u64;
+        self.send(
+            target_conn,
+            ServerFrame::Event {
+                event: Event::Kicked {
+                    room: room_no,
+                    by: admin.clone(),
+                },
+            },
+        );
+        self.announce_left(room_id, target_name.clone(), LeaveReason::Kicked);
+        self.log(
+            Level::Info,
+            format!("{admin} kicked {target_name} from room #{room_no}"),
+        );
+        Ok(Some(Reply::Ok))
+    }
+
+    // ---- leaving ----
+
+    /// Takes the connection's user out of their room, if any; an admin's
+    /// leaving closes the room.
+    fn leave_room(&mut self, now: Millis, conn: ConnId, room_id: RoomId, why: LeaveReason) {
+        let Some(State::Online { user, .. }) = self.conns.get(&conn).map(|c| &c.state) else {
+            return;
+        };
+        let user = *user;
+        self.set_state(conn, State::Online { user, room: None });
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return;
+        };
+        if room.admin == user {
+            let reason = if why == LeaveReason::Disconnected {
+                LeaveReason::AdminDisconnected
+            } else {
+                LeaveReason::AdminLeft
+            };
+            self.close_room(now, room_id, reason);
+            return;
+        }
+        room.members.retain(|&(u, _)| u != user);
+        let name = self.users[&user].name.clone();
+        self.log(Level::Info, format!("{name} left room #{room_id} ({why:?})"));
+        self.announce_left(room_id, name, why);
+    }
+
+    fn close_room(&mut self, now: Millis, room_id: RoomId, reason: LeaveReason) {
+        let Some(room) = self.rooms.remove(&room_id) else {
+            return;
+        };
+        self.open_names.remove(&room.key);
+        self.persist(Write::CloseRoom {
+            id: room_id,
+            closed: now,
+        });
+        let mut told = Vec::new();
+        for &(user, conn) in &room.members {
+            if let Some(c) = self.conns.get_mut(&conn)
+                && let State::Online { room: r, .. } = &mut c.state
+            {
+                *r = None;
+            }
+            if user != room.admin {
+                told.push(conn);
+            }
+        }
+        self.broadcast(
+            told,
+            Event::RoomClosed {
+                room: room_id.0 as u64,
+                reason,
+            },
+        );
+        self.log(
+            Level::Info,
+            format!("room #{room_id} \"{}\" closed ({reason:?})", room.name),
+        );
+    }
+
+    fn announce_left(&mut self, room_id: RoomId, name: String, reason: LeaveReason) {
+        let conns = self.rooms[&room_id].members.iter().map(|&(_, c)| c).collect();
+        self.broadcast(
+            conns,
+            Event::Left {
+                room: room_id.0 as u64,
+                name,
+                reason,
+            },
+        );
+    }
+
+    /// Ends a logged-in session: out of its room, no longer online.
+    fn end_session(&mut self, now: Millis, conn: ConnId, why: LeaveReason) {
+        let Some(&State::Online { user, room }) = self.conns.get(&conn).map(|c| &c.state) else {
+            return;
+        };
+        if let Some(room) = room {
+            self.leave_room(now, conn, room, why);
+        }
+        if self.online.get(&user) == Some(&conn) {
+            self.online.remove(&user);
+        }
+    }
+
+    fn disconnected(&mut self, now: Millis, conn: ConnId, reason: &str) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let who = match &c.state {
+            State::Online { user, .. } => format!("{} ({})", self.users[user].name, c.peer),
+            _ => c.peer.clone(),
+        };
+        self.log(Level::Info, format!("{who}: disconnected: {reason}"));
+        self.end_session(now, conn, LeaveReason::Disconnected);
+        self.conns.remove(&conn);
+    }
+
+    // ---- answers from the workers ----
+
+    fn hashed(&mut self, now: Millis, conn: ConnId, id: u32, name: String, hash: String) {
+        let key = model::user_key(&name);
+        self.reserved.remove(&key);
+        if !self.conns.contains_key(&conn) {
+            return; // gone before the hash was ready: no account is made
+        }
+        let user = UserId(self.next_user);
+        self.next_user += 1;
+        self.by_key.insert(key, user);
+        self.users.insert(
+            user,
+            User {
+                name: name.clone(),
+                hash: hash.clone(),
+            },
+        );
+        let seq = self.persist(Write::User {
+            id: user,
+            name: name.clone(),
+            password_hash: hash,
+            created: now,
+        });
+        self.go_online(conn, user);
+        self.log(Level::Info, format!("account {name} created"));
+        self.defer_reply(seq, conn, id, Reply::LoggedIn { name, unread: 0 });
+    }
+
+    fn verified(&mut self, now: Millis, conn: ConnId, id: u32, user: Option<UserId>) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let peer = c.peer.clone();
+        let Some(user) = user else {
+            self.set_state(conn, State::Anonymous);
+            self.log(Level::Warn, format!("{peer}: failed login"));
+            self.reply(
+                conn,
+                id,
+                Reply::Error {
+                    code: ErrorCode::BadCredentials,
+                    message: "wrong user name or password".to_string(),
+                },
+            );
+            return;
+        };
+        if let Some(&old) = self.online.get(&user) {
+            // The newest login wins: a half-open old connection must not
+            // lock its owner out.
+            self.end_session(now, old, LeaveReason::Disconnected);
+            self.set_state(old, State::Anonymous);
+            self.bye(old, "you logged in from another place");
+        }
+        self.go_online(conn, user);
+        let name = self.users[&user].name.clone();
+        self.log(Level::Info, format!("{peer}: {name} logged in"));
+        let unread = self
+            .unread
+            .get(&user)
+            .map_or(0, |m| m.values().sum::<u32>());
+        self.reply(conn, id, Reply::LoggedIn { name, unread });
+    }
+
+    fn committed(&mut self, seq: u64, ok: bool) {
+        while self.waiting.front().is_some_and(|(s, _)| *s <= seq) {
+            let (_, deferred) = self.waiting.pop_front().unwrap();
+            match (ok, deferred) {
+                (true, Deferred::Reply { conn, id, reply }) => self.reply(conn, id, reply),
+                (false, Deferred::Reply { conn, id, .. }) => self.reply(
+                    conn,
+                    id,
+                    Reply::Error {
+                        code: ErrorCode::Unavailable,
+                        message: "the server could not store that: try again later".to_string(),
+                    },
+                ),
+                (true, Deferred::Room { room, line }) => self.deliver_room(room, line),
+                (true, Deferred::Private {
+                    sender,
+                    recipient,
+                    line,
+                }) => self.deliver_private(sender, recipient, line),
+                (false, _) => {}
+            }
+        }
+        if !ok {
+            self.log(Level::Error, format!("store writes up to {seq} failed"));
+        }
+    }
+
+    fn answered(&mut self, conn: ConnId, id: u32, answer: Answer) {
+        let reply = match answer {
+            Answer::Inbox(rows) => Reply::Inbox {
+                conversations: rows
+                    .into_iter()
+                    .take(INBOX_LIMIT)
+                    .map(|r| Conversation {
+                        last_from: self.name_of(r.last_sender),
+                        with: r.other_name,
+                        last_text: preview(&r.last_text),
+                        last_time: r.last_time,
+                        unread: r.unread,
+                    })
+                    .collect(),
+            },
+            Answer::Dialogue { other, rows } => {
+                let lines = rows
+                    .into_iter()
+                    .map(|r| PrivateLine {
+                        id: r.id.0 as u64,
+                        to: self.name_of(r.recipient),
+                        from: r.sender_name,
+                        text: r.text,
+                        time: r.sent,
+                    })
+                    .collect();
+                Reply::Dialogue {
+                    with: self.name_of(other),
+                    history: fit_newest(lines, |l: &PrivateLine| l.text.len() + 64),
+                }
+            }
+            Answer::Failed(e) => {
+                self.log(Level::Error, format!("store read failed: {e}"));
+                Reply::Error {
+                    code: ErrorCode::Unavailable,
+                    message: "the server could not read its store: try again later".to_string(),
+                }
+            }
+        };
+        self.reply(conn, id, reply);
+    }
+
+    // ---- delivery ----
+
+    fn deliver_room(&mut self, room_id: RoomId, line: RoomLine) {
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return; // closed while the message was being stored: kept, not shown
+        };
+        if room.history.len() == ROOM_HISTORY {
+            room.history.pop_front();
+        }
+        room.history.push_back(line.clone());
+        let conns = room.members.iter().map(|&(_, c)| c).collect();
+        self.broadcast(
+            conns,
+            Event::RoomMessage {
+                room: room_id.0 as u64,
+                line,
+            },
+        );
+    }
+
+    fn deliver_private(&mut self, sender: UserId, recipient: UserId, line: PrivateLine) {
+        *self
+            .unread
+            .entry(recipient)
+            .or_default()
+            .entry(sender)
+            .or_default() += 1;
+        let conns = [sender, recipient]
+            .iter()
+            .filter_map(|u| self.online.get(u).copied())
+            .collect();
+        self.broadcast(conns, Event::PrivateMessage { line });
+    }
+
+    // ---- helpers ----
+
+    fn correspondent(&self, user: UserId, name: &str) -> Result<UserId, (ErrorCode, String)> {
+        let Some(&other) = self.by_key.get(&model::user_key(name)) else {
+            return Err((
+                ErrorCode::NoSuchUser,
+                format!("there is no user named \"{name}\": check the spelling"),
+            ));
+        };
+        if other == user {
+            return Err((
+                ErrorCode::NotAllowed,
+                "that is you: choose someone else to write to".to_string(),
+            ));
+        }
+        Ok(other)
+    }
+
+    fn mark_read(&mut self, user: UserId, other: UserId) {
+        let had = self
+            .unread
+            .get_mut(&user)
+            .and_then(|m| m.remove(&other))
+            .unwrap_or(0);
+        if had > 0 {
+            self.persist(Write::MarkRead {
+                recipient: user,
+                sender: other,
+            });
+        }
+    }
+
+    fn member_names(&self, room: RoomId) -> Vec<String> {
+        self.rooms[&room]
+            .members
+            .iter()
+            .map(|(u, _)| self.users[u].name.clone())
+            .collect()
+    }
+
+    fn name_of(&self, user: UserId) -> String {
+        self.users
+            .get(&user)
+            .map_or_else(|| format!("user {user}"), |u| u.name.clone())
+    }
+
+    fn go_online(&mut self, conn: ConnId, user: UserId) {
+        self.online.insert(user, conn);
+        self.set_state(conn, State::Online { user, room: None });
+    }
+
+    fn set_state(&mut self, conn: ConnId, state: State) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = state;
+        }
+    }
+
+    fn take_message_id(&mut self) -> MessageId {
+        let id = MessageId(self.next_message);
+        self.next_message += 1;
+        id
+    }
+
+    fn persist(&mut self, write: Write) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.out.push_back(Output::Persist { seq, write });
+        seq
+    }
+
+    fn defer(&mut self, seq: u64, deferred: Deferred) {
+        self.waiting.push_back((seq, deferred));
+    }
+
+    fn defer_reply(&mut self, seq: u64, conn: ConnId, id: u32, reply: Reply) {
+        self.defer(seq, Deferred::Reply { conn, id, reply });
+    }
+
+    fn reply(&mut self, conn: ConnId, id: u32, result: Reply) {
+        self.send(conn, ServerFrame::Reply { id, result });
+    }
+
+    fn send(&mut self, conn: ConnId, frame: ServerFrame) {
+        self.out.push_back(Output::Send { conn, frame });
+    }
+
+    fn broadcast(&mut self, conns: Vec<ConnId>, event: Event) {
+        if !conns.is_empty() {
+            self.out.push_back(Output::Broadcast {
+                conns,
+                frame: ServerFrame::Event { event },
+            });
+        }
+    }
+
+    fn bye(&mut self, conn: ConnId, reason: &str) {
+        self.send(
+            conn,
+            ServerFrame::Event {
+                event: Event::Bye {
+                    reason: reason.to_string(),
+                },
+            },
+        );
+        self.out.push_back(Output::Close { conn });
+    }
+
+    fn log(&mut self, level: Level, line: String) {
+        self.out.push_back(Output::Log { level, line });
+    }
+}
+
+/// What a request handler returns: a reply now, none (it comes later), or
+/// an error reply.
+type Answered = Result<Option<Reply>, (ErrorCode, String)>;
+
+fn check_text(text: &str) -> Result<(), (ErrorCode, String)> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err((
+            ErrorCode::TooLong,
+            format!(
+                "that message is {} bytes; the most is {MAX_TEXT_BYTES}: split it up",
+                text.len()
+            ),
+        ));
+    }
+    if text.trim().is_empty() {
+        return Err((ErrorCode::Empty, "an empty message is not sent".to_string()));
+    }
+    Ok(())
+}
+
+fn preview(text: &str) -> String {
+    match text.char_indices().nth(PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// Keeps the newest items (the list's tail) whose estimated encoded sizes
+/// add up to no more than the history budget, so a reply fits one frame.
+fn fit_newest<T>(mut items: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<T> {
+    let mut total = 0;
+    let keep = items
+        .iter()
+        .rev()
+        .take_while(|item| {
+            total += size(item);
+            total <= HISTORY_BUDGET
+        })
+        .count();
+    items.drain(..items.len() - keep);
+    items
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,535 @@
+//! The event loop: the only code that knows mio and sockets. It accepts
+//! connections, runs each one's Noise handshake, turns frames into hub
+//! inputs and hub outputs into frames, and hands slow work to the workers.
+//!
+//! Reads and writes go on until `WouldBlock`, as in mio's examples. Output
+//! is queued per connection while a turn of the loop runs and written once
+//! at its end, so a burst of messages costs one `write` per connection, not
+//! one per message. Write interest is derived from the queue after every
+//! turn (registered only while bytes are left unsent).
+
+use super::hub::{ConnId, Hub, Input, Level, Output};
+use super::workers::{AuthJob, StoreJob, Workers};
+use crate::wire::msg::{self, ClientFrame, ServerFrame};
+use crate::wire::noise::{ServerHandshake, StaticKey, Transport};
+use crate::wire::{WireError, frame};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+const SIGNALS: Token = Token(2);
+const FIRST_CONN: u64 = 3;
+
+/// Unsent bytes one client may have queued before it is cut off: a client
+/// that stops reading must not make the server hold a room's traffic for it.
+pub const MAX_UNSENT: usize = 1 << 20;
+/// How long shutdown waits for clients to take their last bytes.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+enum Phase {
+    Handshake(ServerHandshake),
+    Open(Transport),
+}
+
+struct Connection {
+    stream: TcpStream,
+    peer: SocketAddr,
+    /// `None` only while a handshake is being taken out to be finished.
+    phase: Option<Phase>,
+    inbox: Vec<u8>,
+    outbox: Vec<u8>,
+    /// Close once the outbox is written.
+    closing: Option<String>,
+    writable: bool,
+}
+
+/// What the loop needs that the server module prepared.
+pub struct Parts {
+    pub listener: TcpListener,
+    pub poll: Poll,
+    pub key: StaticKey,
+    pub hub: Hub,
+    pub workers: Workers,
+    pub inputs: Receiver<Input>,
+    pub stop: Arc<AtomicBool>,
+    pub log_level: Level,
+    pub signals: bool,
+}
+
+pub fn run(parts: Parts) -> io::Result<()> {
+    let Parts {
+        mut listener,
+        mut poll,
+        key,
+        hub,
+        workers,
+        inputs,
+        stop,
+        log_level,
+        signals,
+    } = parts;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut signals = if signals {
+        Some(Signals::register(&poll)?)
+    } else {
+        None
+    };
+    let mut net = Net {
+        conns: HashMap::new(),
+        next: FIRST_CONN,
+        key,
+        hub,
+        workers,
+        log_level,
+        plain: Vec::new(),
+        encoded: Vec::new(),
+        dirty: Vec::new(),
+    };
+    let mut events = Events::with_capacity(1024);
+    let mut scratch = vec![0u8; 64 * 1024];
+    loop {
+        if let Err(e) = poll.poll(&mut events, None) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for event in events.iter() {
+            match event.token() {
+                LISTENER => net.accept(&listener, &poll),
+                WAKER => {}
+                SIGNALS => {
+                    if signals.as_mut().is_some_and(Signals::stop_requested) {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                }
+                token => {
+                    let conn = ConnId(token.0 as u64);
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        net.read(conn, &mut scratch);
+                    }
+                    if event.is_writable() {
+                        net.dirty.push(conn);
+                    }
+                }
+            }
+        }
+        while let Ok(input) = inputs.try_recv() {
+            net.feed(input);
+        }
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        net.flush(&poll);
+    }
+    net.shut_down(&mut poll, &mut listener, &inputs);
+    Ok(())
+}
+
+struct Net {
+    conns: HashMap<ConnId, Connection>,
+    next: u64,
+    key: StaticKey,
+    hub: Hub,
+    workers: Workers,
+    log_level: Level,
+    /// Reused buffers: decrypted input, encoded output.
+    plain: Vec<u8>,
+    encoded: Vec<u8>,
+    /// Connections with output queued this turn.
+    dirty: Vec<ConnId>,
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Net {
+    fn accept(&mut self, listener: &TcpListener, poll: &Poll) {
+        loop {
+            match listener.accept() {
+                Ok((mut stream, peer)) => {
+                    let conn = ConnId(self.next);
+                    self.next += 1;
+                    let token = Token(conn.0 as usize);
+                    if let Err(e) = poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE)
+                    {
+                        self.log(Level::Warn, format!("{peer}: cannot register: {e}"));
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    self.conns.insert(
+                        conn,
+                        Connection {
+                            stream,
+                            peer,
+                            phase: Some(Phase::Handshake(ServerHandshake::new(&self.key))),
+                            inbox: Vec::new(),
+                            outbox: Vec::new(),
+                            closing: None,
+                            writable: false,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of file descriptors, for one: log it, keep serving
+                    // the connections we have, and try again next turn.
+                    self.log(Level::Error, format!("accept failed: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, conn: ConnId, scratch: &mut [u8]) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return; // an event for a connection already closed
+        };
+        let mut closed = None;
+        loop {
+            match c.stream.read(scratch) {
+                Ok(0) => {
+                    closed = Some("closed by the client".to_string());
+                    break;
+                }
+                Ok(n) => c.inbox.extend_from_slice(&scratch[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    closed = Some(format!("read failed: {e}"));
+                    break;
+                }
+            }
+        }
+        self.take_frames(conn);
+        if let Some(reason) = closed {
+            self.drop_conn(conn, &reason);
+        }
+    }
+
+    /// Handles every whole frame in the connection's input buffer.
+    fn take_frames(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mut inbox = std::mem::take(&mut c.inbox);
+        let mut used = 0;
+        while let Some((body, len)) = frame::parse(&inbox[used..]) {
+            used += len;
+            match self.take_frame(conn, body) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    self.refuse(conn, &e);
+                    return;
+                }
+            }
+        }
+        inbox.drain(..used);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.inbox = inbox;
+        }
+    }
+
+    /// One frame: the handshake's first message, or a request. `Ok(false)`
+    /// when the connection is gone or closing and reads no more.
+    fn take_frame(&mut self, conn: ConnId, body: &[u8]) -> Result<bool, WireError> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Ok(false);
+        };
+        if c.closing.is_some() {
+            return Ok(false);
+        }
+        let input = match c.phase.as_mut() {
+            Some(Phase::Open(transport)) => {
+                transport.open_into(body, &mut self.plain)?;
+                let frame = msg::decode::<ClientFrame>(&self.plain)?;
+                Input::Request { conn, frame }
+            }
+            _ => {
+                let Some(Phase::Handshake(hs)) = c.phase.take() else {
+                    return Ok(false);
+                };
+                let (reply, transport) = hs.respond(body)?;
+                frame::push(&mut c.outbox, &reply);
+                c.phase = Some(Phase::Open(transport));
+                self.dirty.push(conn);
+                Input::Connected {
+                    conn,
+                    peer: c.peer.to_string(),
+                }
+            }
+        };
+        self.hub_input(input);
+        Ok(true)
+    }
+
+    /// Bad input: tell the client why (if the channel is up), then close.
+    fn refuse(&mut self, conn: ConnId, error: &WireError) {
+        let reason = error.to_string();
+        let open = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.phase, Some(Phase::Open(_))));
+        if open && !matches!(error, WireError::Decrypt) {
+            self.queue(
+                conn,
+                &ServerFrame::Event {
+                    event: crate::wire::msg::Event::Bye {
+                        reason: reason.clone(),
+                    },
+                },
+            );
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.closing = Some(reason);
+            self.dirty.push(conn);
+        }
+    }
+
+    fn hub_input(&mut self, input: Input) {
+        self.hub.handle(now_millis(), input);
+        self.drain_hub();
+    }
+
+    fn feed(&mut self, input: Input) {
+        self.hub_input(input);
+    }
+
+    fn drain_hub(&mut self) {
+        while let Some(output) = self.hub.poll_output() {
+            match output {
+                Output::Send { conn, frame } => self.queue(conn, &frame),
+                Output::Broadcast { conns, frame } => {
+                    if msg::encode_into(&frame, &mut self.encoded).is_err() {
+                        self.log(Level::Error, format!("cannot encode {frame:?}"));
+                        continue;
+                    }
+                    for conn in conns {
+                        self.seal(conn);
+                    }
+                }
+                Output::Close { conn } => {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.closing.get_or_insert_with(|| "closed by the server".into());
+                        self.dirty.push(conn);
+                    }
+                }
+                Output::Hash {
+                    conn,
+                    id,
+                    name,
+                    password,
+                } => self.workers.auth(AuthJob::Hash {
+                    conn,
+                    id,
+                    name,
+                    password,
+                }),
+                Output::Verify {
+                    conn,
+                    id,
+                    user,
+                    password,
+                } => self.workers.auth(AuthJob::Verify {
+                    conn,
+                    id,
+                    user,
+                    password,
+                }),
+                Output::Persist { seq, write } => self.workers.store(StoreJob::Write { seq, write }),
+                Output::Query { conn, id, query } => {
+                    self.workers.store(StoreJob::Query { conn, id, query })
+                }
+                Output::Log { level, line } => self.log(level, line),
+            }
+        }
+    }
+
+    fn queue(&mut self, conn: ConnId, frame: &ServerFrame) {
+        match msg::encode_into(frame, &mut self.encoded) {
+            Ok(()) => self.seal(conn),
+            Err(e) => self.log(Level::Error, format!("cannot encode a reply: {e}")),
+        }
+    }
+
+    /// Encrypts the encoded message into the connection's outbox.
+    fn seal(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(Phase::Open(transport)) = &mut c.phase else {
+            return;
+        };
+        if c.closing.is_some() {
+            return;
+        }
+        if transport.seal_into(&self.encoded, &mut c.outbox).is_err() {
+            return;
+        }
+        if c.outbox.len() > MAX_UNSENT {
+            c.outbox.clear();
+            c.closing = Some(format!(
+                "too slow: more than {MAX_UNSENT} bytes waiting to be sent"
+            ));
+        }
+        self.dirty.push(conn);
+    }
+
+    /// Writes what each connection touched this turn has queued; closes
+    /// those that are done; sets write interest where bytes are left.
+    fn flush(&mut self, poll: &Poll) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for conn in dirty.drain(..) {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            let mut written = 0;
+            let mut failed = None;
+            while written < c.outbox.len() {
+                match c.stream.write(&c.outbox[written..]) {
+                    Ok(0) => {
+                        failed = Some("the client stopped accepting data".to_string());
+                        break;
+                    }
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        failed = Some(format!("write failed: {e}"));
+                        break;
+                    }
+                }
+            }
+            c.outbox.drain(..written);
+            if let Some(reason) = failed {
+                self.drop_conn(conn, &reason);
+                continue;
+            }
+            if c.outbox.is_empty()
+                && let Some(reason) = c.closing.clone()
+            {
+                self.drop_conn(conn, &reason);
+                continue;
+            }
+            let want = !c.outbox.is_empty();
+            if want != c.writable {
+                c.writable = want;
+                let interest = if want {
+                    Interest::READABLE | Interest::WRITABLE
+                } else {
+                    Interest::READABLE
+                };
+                let token = Token(conn.0 as usize);
+                if let Err(e) = poll.registry().reregister(&mut c.stream, token, interest) {
+                    let reason = format!("cannot poll: {e}");
+                    self.drop_conn(conn, &reason);
+                }
+            }
+        }
+        self.dirty = dirty;
+    }
+
+    fn drop_conn(&mut self, conn: ConnId, reason: &str) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let reason = c.closing.as_deref().unwrap_or(reason).to_string();
+        if matches!(c.phase, Some(Phase::Handshake(_)) | None) {
+            self.log(Level::Debug, format!("{}: dropped before the handshake: {reason}", c.peer));
+        }
+        drop(c); // closes the socket; mio deregisters on drop
+        self.hub_input(Input::Disconnected { conn, reason });
+    }
+
+    fn shut_down(&mut self, poll: &mut Poll, listener: &mut TcpListener, inputs: &Receiver<Input>) {
+        let _ = poll.registry().deregister(listener);
+        self.log(Level::Info, "stopping: closing connections".to_string());
+        self.hub.shutdown(now_millis());
+        self.drain_hub();
+        // Give clients a moment to take their goodbyes; do not wait forever.
+        let deadline = Instant::now() + SHUTDOWN_FLUSH;
+        let mut events = Events::with_capacity(256);
+        loop {
+            self.dirty.extend(self.conns.keys().copied());
+            self.flush(poll);
+            while let Ok(input) = inputs.try_recv() {
+                self.feed(input);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.conns.is_empty() || left.is_zero() {
+                break;
+            }
+            let _ = poll.poll(&mut events, Some(left.min(Duration::from_millis(50))));
+        }
+        let rest: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in rest {
+            self.drop_conn(conn, "the server is shutting down");
+        }
+        self.workers.finish();
+        self.log(Level::Info, "stopped".to_string());
+    }
+
+    fn log(&self, level: Level, line: String) {
+        if level <= self.log_level {
+            eprintln!("chatapp: {}: {line}", format!("{level:?}").to_lowercase());
+        }
+    }
+}
+
+/// Registers the loop's waker; workers use it to rouse the loop.
+pub fn waker(poll: &Poll) -> io::Result<Arc<Waker>> {
+    Ok(Arc::new(Waker::new(poll.registry(), WAKER)?))
+}
+
+/// SIGINT and SIGTERM, delivered through the poll like any other event.
+#[cfg(unix)]
+struct Signals(signal_hook_mio::v1_0::Signals);
+
+#[cfg(unix)]
+impl Signals {
+    fn register(poll: &Poll) -> io::Result<Signals> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        Ok(Signals(signals))
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        self.0.pending().next().is_some()
+    }
+}
+
+/// Elsewhere the console's Ctrl-C ends the process; the store commits each
+/// group as it goes, so nothing acknowledged is lost.
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn register(_: &Poll) -> io::Result<Signals> {
+        Ok(Signals)
+    }
+
+    fn stop_requested(&mut self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,214 @@
+//! The threads that do what would stall the event loop: scrypt (a pool of
+//! hashers) and SQLite (one store thread that owns the database). Each takes
+//! jobs from a channel and answers with a hub [`Input`] on another, then
+//! wakes the loop through its `mio::Waker`.
+//!
+//! The store thread groups commits: it takes every write that is waiting,
+//! applies them in one transaction, and reports the last sequence number.
+//! Under load that is one fsync for hundreds of messages; when idle, a lone
+//! message is committed at once. Reads wait behind the writes queued before
+//! them, so a reply never misses a message its sender was already told was
+//! stored.
+
+use super::hub::{Answer, ConnId, Input, Query};
+use crate::model::{DIALOGUE_HISTORY, UserId};
+use crate::store::password::{self, HashCost};
+use crate::store::{Store, Write};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+/// Where answers go: the loop's channel plus the waker that rouses it.
+#[derive(Clone)]
+pub struct Reply {
+    pub tx: Sender<Input>,
+    pub waker: Arc<mio::Waker>,
+}
+
+impl Reply {
+    fn send(&self, input: Input) {
+        // A send fails only when the loop has gone; then nobody is waiting.
+        if self.tx.send(input).is_ok() {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+pub enum AuthJob {
+    Hash {
+        conn: ConnId,
+        id: u32,
+        name: String,
+        password: String,
+    },
+    Verify {
+        conn: ConnId,
+        id: u32,
+        user: Option<(UserId, String)>,
+        password: String,
+    },
+}
+
+pub enum StoreJob {
+    Write { seq: u64, write: Write },
+    Query { conn: ConnId, id: u32, query: Query },
+}
+
+pub struct Workers {
+    auth: Option<Sender<AuthJob>>,
+    store: Option<Sender<StoreJob>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Starts `hashers` scrypt threads and the store thread.
+    pub fn start(store: Store, cost: HashCost, hashers: usize, reply: Reply) -> Workers {
+        let (auth_tx, auth_rx) = mpsc::channel();
+        let auth_rx = Arc::new(Mutex::new(auth_rx));
+        // Unknown users are checked against this, so they cost what real ones do.
+        let dummy = Arc::new(password::dummy_hash(cost));
+        let mut threads = Vec::new();
+        for n in 0..hashers.max(1) {
+            let (rx, reply, dummy) = (auth_rx.clone(), reply.clone(), dummy.clone());
+            threads.push(
+                thread::Builder::new()
+                    .name(format!("scrypt-{n}"))
+                    .spawn(move || hash_loop(&rx, cost, &dummy, &reply))
+                    .expect("spawn a hashing thread"),
+            );
+        }
+        let (store_tx, store_rx) = mpsc::channel();
+        threads.push(
+            thread::Builder::new()
+                .name("store".into())
+                .spawn(move || store_loop(store, &store_rx, &reply))
+                .expect("spawn the store thread"),
+        );
+        Workers {
+            auth: Some(auth_tx),
+            store: Some(store_tx),
+            threads,
+        }
+    }
+
+    pub fn auth(&self, job: AuthJob) {
+        if let Some(tx) = &self.auth {
+            let _ = tx.send(job);
+        }
+    }
+
+    pub fn store(&self, job: StoreJob) {
+        if let Some(tx) = &self.store {
+            let _ = tx.send(job);
+        }
+    }
+
+    /// Lets the queues drain, then joins every thread: every write handed
+    /// over before this call is committed when it returns.
+    pub fn finish(&mut self) {
+        self.auth.take();
+        self.store.take();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn hash_loop(jobs: &Mutex<Receiver<AuthJob>>, cost: HashCost, dummy: &str, reply: &Reply) {
+    loop {
+        // The lock is held only to take a job, never while hashing.
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        match job {
+            AuthJob::Hash {
+                conn,
+                id,
+                name,
+                password,
+            } => {
+                let hash = password::hash(&password, cost);
+                reply.send(Input::Hashed {
+                    conn,
+                    id,
+                    name,
+                    hash,
+                });
+            }
+            AuthJob::Verify {
+                conn,
+                id,
+                user,
+                password,
+            } => {
+                let (hash, user) = match &user {
+                    Some((uid, hash)) => (hash.as_str(), Some(*uid)),
+                    None => (dummy, None),
+                };
+                let ok = password::verify(&password, hash);
+                reply.send(Input::Verified {
+                    conn,
+                    id,
+                    user: user.filter(|_| ok),
+                });
+            }
+        }
+    }
+}
+
+/// Most writes taken into one transaction.
+const MAX_BATCH: usize = 4096;
+
+fn store_loop(mut store: Store, jobs: &Receiver<StoreJob>, reply: &Reply) {
+    let mut batch: Vec<Write> = Vec::new();
+    let mut last_seq = 0;
+    while let Ok(first) = jobs.recv() {
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                StoreJob::Write { seq, write } => {
+                    batch.push(write);
+                    last_seq = seq;
+                }
+                StoreJob::Query { conn, id, query } => {
+                    commit(&mut store, &mut batch, last_seq, reply);
+                    let answer = answer(&store, query);
+                    reply.send(Input::Answered { conn, id, answer });
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = jobs.try_recv().ok();
+            }
+        }
+        commit(&mut store, &mut batch, last_seq, reply);
+    }
+}
+
+fn commit(store: &mut Store, batch: &mut Vec<Write>, seq: u64, reply: &Reply) {
+    if batch.is_empty() {
+        return;
+    }
+    let ok = match store.apply(batch) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("chatapp: error: could not store {} writes: {e}", batch.len());
+            false
+        }
+    };
+    batch.clear();
+    reply.send(Input::Committed { seq, ok });
+}
+
+fn answer(store: &Store, query: Query) -> Answer {
+    let result = match query {
+        Query::Inbox { user } => store.conversations(user).map(Answer::Inbox),
+        Query::Dialogue { user, other } => {
+            store
+                .dialogue(user, other, DIALOGUE_HISTORY)
+                .map(|rows| Answer::Dialogue { other, rows })
+        }
+    };
+    result.unwrap_or_else(|e| Answer::Failed(e.to_string()))
+}

@@ -1,0 +1,339 @@
+//! The messages inside the channel and their MessagePack encoding.
+//!
+//! Every frame's plaintext is one MessagePack map. The client sends
+//! [`ClientFrame`]s (a request and the id it chose); the server sends
+//! [`ServerFrame`]s: a reply carrying the id of the request it answers, or
+//! an event it was not asked for. Variants are maps tagged by a `"type"`
+//! key with snake_case names; `docs/PROTOCOL.md` lists them all.
+//!
+//! This is the only module that derives serde: the hub and store work with
+//! these types or their own, never with bytes.
+
+use super::WireError;
+use super::frame::MAX_PLAINTEXT;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+/// Deepest nesting a decoder accepts. Our messages nest four levels at
+/// most; the limit keeps a hostile frame from recursing the stack away.
+pub const MAX_DEPTH: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientFrame {
+    /// Chosen by the client; echoed in the reply.
+    pub id: u32,
+    pub req: Request,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    Register { name: String, password: String },
+    Login { name: String, password: String },
+    Logout,
+    CreateRoom { name: String, capacity: u32 },
+    JoinRoom { room: u64 },
+    LeaveRoom,
+    Say { text: String },
+    Members,
+    Kick { name: String },
+    /// Opens the dialogue with a user: its history, marked read.
+    OpenDialogue { with: String },
+    SendPrivate { to: String, text: String },
+    /// Marks the private messages from `with` read (while a dialogue is open).
+    MarkRead { with: String },
+    Inbox,
+    Ping,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Reply { id: u32, result: Reply },
+    Event { event: Event },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Reply {
+    /// Done; for `say` and `send_private` it means stored.
+    Ok,
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    LoggedIn {
+        name: String,
+        unread: u32,
+    },
+    Room {
+        room: RoomInfo,
+        members: Vec<String>,
+        history: Vec<RoomLine>,
+    },
+    Members {
+        members: Vec<String>,
+    },
+    Dialogue {
+        with: String,
+        history: Vec<PrivateLine>,
+    },
+    Inbox {
+        conversations: Vec<Conversation>,
+    },
+    Pong,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request was malformed or not allowed now; the connection closes.
+    Protocol,
+    /// Not allowed in the current state (not logged in, not in a room, ...).
+    NotAllowed,
+    InvalidName,
+    NameTaken,
+    WeakPassword,
+    BadCredentials,
+    AlreadyLoggedIn,
+    NoSuchRoom,
+    RoomFull,
+    RoomClosed,
+    RoomNameTaken,
+    InvalidCapacity,
+    NotAdmin,
+    NoSuchUser,
+    NotMember,
+    TooLong,
+    Empty,
+    RateLimited,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    pub id: u64,
+    pub name: String,
+    pub admin: String,
+    pub capacity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomLine {
+    pub id: u64,
+    pub from: String,
+    pub text: String,
+    /// Unix milliseconds.
+    pub time: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrivateLine {
+    pub id: u64,
+    pub from: String,
+    pub to: String,
+    pub text: String,
+    pub time: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    pub with: String,
+    pub last_from: String,
+    /// The last message, cut to a preview.
+    pub last_text: String,
+    pub last_time: i64,
+    pub unread: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    RoomMessage {
+        room: u64,
+        #[serde(flatten)]
+        line: RoomLine,
+    },
+    Joined {
+        room: u64,
+        name: String,
+    },
+    Left {
+        room: u64,
+        name: String,
+        reason: LeaveReason,
+    },
+    /// To the member who was kicked; they are no longer in the room.
+    Kicked {
+        room: u64,
+        by: String,
+    },
+    /// The room closed; every member is out of it.
+    RoomClosed {
+        room: u64,
+        reason: LeaveReason,
+    },
+    PrivateMessage {
+        #[serde(flatten)]
+        line: PrivateLine,
+    },
+    /// Sent before the server closes the connection, saying why.
+    Bye {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    Disconnected,
+    Kicked,
+    /// The room closed because its admin left (used in `room_closed`).
+    AdminLeft,
+    /// The room closed because its admin's connection dropped.
+    AdminDisconnected,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Encodes a message as a MessagePack map.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::with_capacity(64);
+    encode_into(msg, &mut out)?;
+    Ok(out)
+}
+
+/// Encodes into `out` (cleared first), reusing its allocation.
+pub fn encode_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), WireError> {
+    out.clear();
+    rmp_serde::encode::write_named(out, msg).map_err(|e| WireError::Decode(e.to_string()))?;
+    if out.len() > MAX_PLAINTEXT {
+        return Err(WireError::TooLarge(out.len()));
+    }
+    Ok(())
+}
+
+/// Decodes exactly one message. Refuses trailing bytes and nesting past
+/// [`MAX_DEPTH`]; string and array lengths are checked against the bytes
+/// actually present before anything is allocated for them.
+pub fn decode<T: DeserializeOwned>(mut bytes: &[u8]) -> Result<T, WireError> {
+    let mut de = rmp_serde::Deserializer::new(&mut bytes);
+    de.set_max_depth(MAX_DEPTH);
+    let value = T::deserialize(&mut de).map_err(|e| WireError::Decode(e.to_string()))?;
+    drop(de);
+    if !bytes.is_empty() {
+        return Err(WireError::Decode(format!(
+            "{} bytes after the end of the message",
+            bytes.len()
+        )));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: T) {
+        let bytes = encode(&v).unwrap();
+        assert_eq!(decode::<T>(&bytes).unwrap(), v);
+    }
+
+    #[test]
+    fn every_shape_round_trips() {
+        round_trip(ClientFrame {
+            id: 7,
+            req: Request::Login {
+                name: "bob".into(),
+                password: "correct horse battery".into(),
+            },
+        });
+        round_trip(ClientFrame {
+            id: u32::MAX,
+            req: Request::Logout,
+        });
+        round_trip(ServerFrame::Reply {
+            id: 1,
+            result: Reply::Error {
+                code: ErrorCode::RoomFull,
+                message: "room #3 is full".into(),
+            },
+        });
+        round_trip(ServerFrame::Event {
+            event: Event::RoomMessage {
+                room: 3,
+                line: RoomLine {
+                    id: 9,
+                    from: "ann".into(),
+                    text: "hi ✓".into(),
+                    time: 1_700_000_000_000,
+                },
+            },
+        });
+        round_trip(ServerFrame::Event {
+            event: Event::PrivateMessage {
+                line: PrivateLine {
+                    id: 1,
+                    from: "a".into(),
+                    to: "b".into(),
+                    text: "x".into(),
+                    time: -1,
+                },
+            },
+        });
+    }
+
+    #[test]
+    fn the_encoding_is_a_tagged_map() {
+        let bytes = encode(&ClientFrame {
+            id: 1,
+            req: Request::Ping,
+        })
+        .unwrap();
+        // {"id": 1, "req": {"type": "ping"}}
+        let expected = b"\x82\xa2id\x01\xa3req\x81\xa4type\xa4ping";
+        assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn trailing_bytes_are_refused() {
+        let mut bytes = encode(&ClientFrame {
+            id: 1,
+            req: Request::Ping,
+        })
+        .unwrap();
+        bytes.push(0xc0);
+        let err = decode::<ClientFrame>(&bytes).unwrap_err();
+        assert!(err.to_string().contains("after the end"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        // {"id": 1, "req": {"type": "say", "text": "x", "junk": [[[[...]]]]}}
+        let mut bytes = b"\x82\xa2id\x01\xa3req\x83\xa4type\xa3say\xa4text\xa1x\xa4junk".to_vec();
+        bytes.extend(std::iter::repeat_n(0x91, 100_000));
+        bytes.push(0xc0);
+        assert!(decode::<ClientFrame>(&bytes).is_err());
+    }
+
+    #[test]
+    fn lying_lengths_do_not_allocate_or_panic() {
+        // A str32 claiming 4 GiB, an array32 claiming 4 billion entries.
+        for bytes in [
+            &b"\x82\xa2id\x01\xa3req\x82\xa4type\xa3say\xa4text\xdb\xff\xff\xff\xff"[..],
+            &b"\xdd\xff\xff\xff\xff\x01"[..],
+            &b"\xdf\xff\xff\xff\xff"[..],
+            &b""[..],
+            &b"\xc1"[..],
+        ] {
+            assert!(decode::<ClientFrame>(bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn unknown_request_type_is_an_error() {
+        let bytes = b"\x82\xa2id\x01\xa3req\x81\xa4type\xa4nope";
+        let err = decode::<ClientFrame>(bytes).unwrap_err().to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+}
