@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(version, about = "Terminal chat: rooms and private messages, encrypted, every message kept")]
+#[command(
+    version,
+    about = "Terminal chat: rooms and private messages, encrypted, every message kept"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -19,7 +19,11 @@ impl ConnectArgs {
     pub fn server(&self) -> String {
         self.addr
             .clone()
-            .or_else(|| std::env::var("CHATAPP_SERVER").ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                std::env::var("CHATAPP_SERVER")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
             .unwrap_or_else(|| DEFAULT_SERVER.to_string())
     }
 }

@@ -180,7 +180,12 @@ fn read_some(
             inbox.extend_from_slice(&buf[..n]);
             Ok(())
         }
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
             Err(ClientError::Timeout)
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),

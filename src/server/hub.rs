@@ -11,8 +11,8 @@
 //! enough to release everything behind it.
 
 use crate::model::{
-    self, MAX_CAPACITY, MAX_TEXT_BYTES, MIN_CAPACITY, MessageId, Millis,
-    ROOM_HISTORY, RoomId, UserId,
+    self, MAX_CAPACITY, MAX_TEXT_BYTES, MIN_CAPACITY, MessageId, Millis, ROOM_HISTORY, RoomId,
+    UserId,
 };
 use crate::store::password;
 use crate::store::{self, Snapshot, Write};
@@ -30,10 +30,19 @@ pub struct ConnId(pub u64);
 #[derive(Debug)]
 pub enum Input {
     /// A client finished the Noise handshake.
-    Connected { conn: ConnId, peer: String },
-    Request { conn: ConnId, frame: ClientFrame },
+    Connected {
+        conn: ConnId,
+        peer: String,
+    },
+    Request {
+        conn: ConnId,
+        frame: ClientFrame,
+    },
     /// The connection is gone (closed, reset, timed out or refused by us).
-    Disconnected { conn: ConnId, reason: String },
+    Disconnected {
+        conn: ConnId,
+        reason: String,
+    },
     /// A registration's password hash is ready.
     Hashed {
         conn: ConnId,
@@ -49,7 +58,10 @@ pub enum Input {
     },
     /// The store committed every write up to and including `seq`, or failed
     /// to (`ok == false`), in which case none of those writes were kept.
-    Committed { seq: u64, ok: bool },
+    Committed {
+        seq: u64,
+        ok: bool,
+    },
     /// A store read answered.
     Answered {
         conn: ConnId,
@@ -90,7 +102,10 @@ pub enum Output {
         password: String,
     },
     /// Store this write; report it with [`Input::Committed`].
-    Persist { seq: u64, write: Write },
+    Persist {
+        seq: u64,
+        write: Write,
+    },
     /// Read from the store; report with [`Input::Answered`].
     Query {
         conn: ConnId,
@@ -673,7 +688,10 @@ impl Hub {
         }
         room.members.retain(|&(u, _)| u != user);
         let name = self.users[&user].name.clone();
-        self.log(Level::Info, format!("{name} left room #{room_id} ({why:?})"));
+        self.log(
+            Level::Info,
+            format!("{name} left room #{room_id} ({why:?})"),
+        );
         self.announce_left(room_id, name, why);
     }
 
@@ -711,7 +729,11 @@ impl Hub {
     }
 
     fn announce_left(&mut self, room_id: RoomId, name: String, reason: LeaveReason) {
-        let conns = self.rooms[&room_id].members.iter().map(|&(_, c)| c).collect();
+        let conns = self.rooms[&room_id]
+            .members
+            .iter()
+            .map(|&(_, c)| c)
+            .collect();
         self.broadcast(
             conns,
             Event::Left {
@@ -826,11 +848,14 @@ impl Hub {
                     },
                 ),
                 (true, Deferred::Room { room, line }) => self.deliver_room(room, line),
-                (true, Deferred::Private {
-                    sender,
-                    recipient,
-                    line,
-                }) => self.deliver_private(sender, recipient, line),
+                (
+                    true,
+                    Deferred::Private {
+                        sender,
+                        recipient,
+                        line,
+                    },
+                ) => self.deliver_private(sender, recipient, line),
                 (false, _) => {}
             }
         }

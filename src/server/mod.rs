@@ -139,7 +139,9 @@ impl Handle {
         self.stop.store(true, Ordering::SeqCst);
         let _ = self.waker.wake();
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| Err(io::Error::other("server panicked"))),
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("server panicked"))),
             None => Ok(()),
         }
     }
@@ -173,8 +175,8 @@ impl Server {
         let lock = lock_dir(dir)?;
         let key = load_or_create_key(dir)?;
         let db = dir.join(DATABASE_FILE);
-        let mut store =
-            Store::open(&db).with_context(|| format!("cannot open the database {}", db.display()))?;
+        let mut store = Store::open(&db)
+            .with_context(|| format!("cannot open the database {}", db.display()))?;
         let closed = store.close_open_rooms(now_millis())?;
         if closed > 0 && config.log_level >= Level::Info {
             eprintln!("chatapp: info: closed {closed} rooms left open by the last run");
@@ -207,8 +209,12 @@ impl Server {
             tx,
             waker: self.waker.clone(),
         };
-        let workers =
-            workers::Workers::start(self.store, self.config.hash_cost, self.config.hashers, reply);
+        let workers = workers::Workers::start(
+            self.store,
+            self.config.hash_cost,
+            self.config.hashers,
+            reply,
+        );
         if self.config.log_level >= Level::Info {
             eprintln!(
                 "chatapp: info: listening on {} ({users} accounts, key {}, data in {})",
@@ -239,9 +245,15 @@ fn now_millis() -> i64 {
 
 fn bind_error(addr: SocketAddr, e: &io::Error) -> anyhow::Error {
     let hint = match e.kind() {
-        io::ErrorKind::AddrInUse => ": another program (another chatapp serve?) uses that port; choose another with --listen",
-        io::ErrorKind::PermissionDenied => ": ports below 1024 need privileges; choose a higher port with --listen",
-        io::ErrorKind::AddrNotAvailable => ": this machine has no such address; try 127.0.0.1 or 0.0.0.0",
+        io::ErrorKind::AddrInUse => {
+            ": another program (another chatapp serve?) uses that port; choose another with --listen"
+        }
+        io::ErrorKind::PermissionDenied => {
+            ": ports below 1024 need privileges; choose a higher port with --listen"
+        }
+        io::ErrorKind::AddrNotAvailable => {
+            ": this machine has no such address; try 127.0.0.1 or 0.0.0.0"
+        }
         _ => "",
     };
     anyhow::anyhow!("cannot listen on {addr}: {e}{hint}")

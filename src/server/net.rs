@@ -326,7 +326,8 @@ impl Net {
                 }
                 Output::Close { conn } => {
                     if let Some(c) = self.conns.get_mut(&conn) {
-                        c.closing.get_or_insert_with(|| "closed by the server".into());
+                        c.closing
+                            .get_or_insert_with(|| "closed by the server".into());
                         self.dirty.push(conn);
                     }
                 }
@@ -352,7 +353,9 @@ impl Net {
                     user,
                     password,
                 }),
-                Output::Persist { seq, write } => self.workers.store(StoreJob::Write { seq, write }),
+                Output::Persist { seq, write } => {
+                    self.workers.store(StoreJob::Write { seq, write })
+                }
                 Output::Query { conn, id, query } => {
                     self.workers.store(StoreJob::Query { conn, id, query })
                 }
@@ -453,7 +456,10 @@ impl Net {
         };
         let reason = c.closing.as_deref().unwrap_or(reason).to_string();
         if matches!(c.phase, Some(Phase::Handshake(_)) | None) {
-            self.log(Level::Debug, format!("{}: dropped before the handshake: {reason}", c.peer));
+            self.log(
+                Level::Debug,
+                format!("{}: dropped before the handshake: {reason}", c.peer),
+            );
         }
         drop(c); // closes the socket; mio deregisters on drop
         self.hub_input(Input::Disconnected { conn, reason });

@@ -193,7 +193,10 @@ fn commit(store: &mut Store, batch: &mut Vec<Write>, seq: u64, reply: &Reply) {
     let ok = match store.apply(batch) {
         Ok(()) => true,
         Err(e) => {
-            eprintln!("chatapp: error: could not store {} writes: {e}", batch.len());
+            eprintln!(
+                "chatapp: error: could not store {} writes: {e}",
+                batch.len()
+            );
             false
         }
     };
@@ -204,11 +207,9 @@ fn commit(store: &mut Store, batch: &mut Vec<Write>, seq: u64, reply: &Reply) {
 fn answer(store: &Store, query: Query) -> Answer {
     let result = match query {
         Query::Inbox { user } => store.conversations(user).map(Answer::Inbox),
-        Query::Dialogue { user, other } => {
-            store
-                .dialogue(user, other, DIALOGUE_HISTORY)
-                .map(|rows| Answer::Dialogue { other, rows })
-        }
+        Query::Dialogue { user, other } => store
+            .dialogue(user, other, DIALOGUE_HISTORY)
+            .map(|rows| Answer::Dialogue { other, rows }),
     };
     result.unwrap_or_else(|e| Answer::Failed(e.to_string()))
 }

@@ -27,20 +27,42 @@ pub struct ClientFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
-    Register { name: String, password: String },
-    Login { name: String, password: String },
+    Register {
+        name: String,
+        password: String,
+    },
+    Login {
+        name: String,
+        password: String,
+    },
     Logout,
-    CreateRoom { name: String, capacity: u32 },
-    JoinRoom { room: u64 },
+    CreateRoom {
+        name: String,
+        capacity: u32,
+    },
+    JoinRoom {
+        room: u64,
+    },
     LeaveRoom,
-    Say { text: String },
+    Say {
+        text: String,
+    },
     Members,
-    Kick { name: String },
+    Kick {
+        name: String,
+    },
     /// Opens the dialogue with a user: its history, marked read.
-    OpenDialogue { with: String },
-    SendPrivate { to: String, text: String },
+    OpenDialogue {
+        with: String,
+    },
+    SendPrivate {
+        to: String,
+        text: String,
+    },
     /// Marks the private messages from `with` read (while a dialogue is open).
-    MarkRead { with: String },
+    MarkRead {
+        with: String,
+    },
     Inbox,
     Ping,
 }
