@@ -266,7 +266,12 @@ impl Connection {
                 let opened = self.transport.open_into(body, &mut self.plain);
                 self.inbox.drain(..used);
                 opened.map_err(ClientError::Wire)?;
-                return msg::decode(&self.plain).map_err(ClientError::Wire);
+                let frame: ServerFrame = msg::decode(&self.plain).map_err(ClientError::Wire)?;
+                if let ServerFrame::Event { event: Event::Ping } = frame {
+                    // The server wonders whether we are still here: we are.
+                    self.send(Request::Ping)?;
+                }
+                return Ok(frame);
             }
             read_some(&mut self.stream, &mut self.inbox, deadline)?;
         }

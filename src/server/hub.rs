@@ -29,10 +29,12 @@ pub struct ConnId(pub u64);
 /// Everything that happens to the hub.
 #[derive(Debug)]
 pub enum Input {
-    /// A client finished the Noise handshake.
+    /// A client connected (its handshake is still to come). `peer` is its
+    /// address, `ip` the part that login throttling counts by.
     Connected {
         conn: ConnId,
         peer: String,
+        ip: String,
     },
     Request {
         conn: ConnId,
@@ -51,9 +53,11 @@ pub enum Input {
         hash: String,
     },
     /// A login's password check finished; `user` is set when it matched.
+    /// `name` is the name that was tried.
     Verified {
         conn: ConnId,
         id: u32,
+        name: String,
         user: Option<UserId>,
     },
     /// The store committed every write up to and including `seq`, or failed
@@ -98,6 +102,7 @@ pub enum Output {
     Verify {
         conn: ConnId,
         id: u32,
+        name: String,
         user: Option<(UserId, String)>,
         password: String,
     },
@@ -168,8 +173,94 @@ enum State {
 
 struct Conn {
     peer: String,
+    ip: String,
     state: State,
+    since: Millis,
+    last_heard: Millis,
+    pinged: bool,
+    /// Chat messages (room and private).
+    messages: Bucket,
+    /// Every request, so that no request can be spammed.
+    requests: Bucket,
 }
+
+/// The limits the hub enforces. Times are in milliseconds; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// From connecting to being logged in.
+    pub login_timeout: Millis,
+    /// Silence after which the client is pinged.
+    pub idle_ping: Millis,
+    /// Silence after which the client is dropped.
+    pub idle_close: Millis,
+    pub message_burst: u32,
+    pub messages_per_second: u32,
+    pub request_burst: u32,
+    pub requests_per_second: u32,
+    /// Failed logins (per account, and per address) before they slow down.
+    pub free_login_failures: u32,
+    /// The longest a throttled login is held back.
+    pub max_login_delay: Millis,
+    /// How often deadlines are checked.
+    pub sweep: Millis,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            login_timeout: 10_000,
+            idle_ping: 60_000,
+            idle_close: 120_000,
+            message_burst: 10,
+            messages_per_second: 5,
+            request_burst: 50,
+            requests_per_second: 20,
+            free_login_failures: 3,
+            max_login_delay: 30_000,
+            sweep: 1_000,
+        }
+    }
+}
+
+/// A token bucket: `burst` tokens, refilled at `rate` a second.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    /// Tokens, in thousandths, so refills need no floating point.
+    milli_tokens: u64,
+    at: Millis,
+}
+
+impl Bucket {
+    fn full(burst: u32, now: Millis) -> Bucket {
+        Bucket {
+            milli_tokens: u64::from(burst) * 1000,
+            at: now,
+        }
+    }
+
+    fn take(&mut self, burst: u32, rate: u32, now: Millis) -> bool {
+        let elapsed = u64::try_from(now - self.at).unwrap_or(0);
+        self.at = self.at.max(now);
+        self.milli_tokens =
+            (self.milli_tokens + elapsed * u64::from(rate)).min(u64::from(burst) * 1000);
+        if self.milli_tokens >= 1000 {
+            self.milli_tokens -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Recent failed logins for one account or one address.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    last: Millis,
+}
+
+/// Failures are forgotten after this long without another.
+const FAILURE_MEMORY: Millis = 15 * 60 * 1000;
 
 struct Room {
     name: String,
@@ -216,10 +307,16 @@ pub struct Hub {
     next_seq: u64,
     waiting: VecDeque<(u64, Deferred)>,
     out: VecDeque<Output>,
+    limits: Limits,
+    /// Failed logins by account key and by address.
+    failures: HashMap<String, Failures>,
+    /// Logins held back by throttling, with the time they may go ahead.
+    held: Vec<(Millis, Output)>,
+    next_sweep: Millis,
 }
 
 impl Hub {
-    pub fn new(snapshot: Snapshot) -> Hub {
+    pub fn new(snapshot: Snapshot, limits: Limits) -> Hub {
         let mut hub = Hub {
             conns: HashMap::new(),
             users: HashMap::new(),
@@ -235,6 +332,10 @@ impl Hub {
             next_seq: 1,
             waiting: VecDeque::new(),
             out: VecDeque::new(),
+            limits,
+            failures: HashMap::new(),
+            held: Vec::new(),
+            next_sweep: 0,
         };
         for row in snapshot.users {
             hub.by_key.insert(model::user_key(&row.name), row.id);
@@ -264,15 +365,78 @@ impl Hub {
         self.conns.len()
     }
 
+    /// When [`Hub::handle_timeout`] wants to be called next.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let held = self.held.iter().map(|(at, _)| *at).min();
+        let sweep = (!self.conns.is_empty()).then_some(self.next_sweep);
+        held.into_iter().chain(sweep).min()
+    }
+
+    /// Deadlines: logins held back whose time came, connections that did
+    /// not log in in time, silent ones (pinged, then dropped).
+    pub fn handle_timeout(&mut self, now: Millis) {
+        let (due, held): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|(at, _)| *at <= now);
+        self.held = held;
+        self.out.extend(due.into_iter().map(|(_, out)| out));
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + self.limits.sweep;
+        let mut late = Vec::new();
+        let mut silent = Vec::new();
+        let mut ping = Vec::new();
+        for (&conn, c) in &mut self.conns {
+            let quiet = now - c.last_heard;
+            match c.state {
+                State::Anonymous | State::Authenticating
+                    if now - c.since >= self.limits.login_timeout =>
+                {
+                    late.push(conn)
+                }
+                State::Online { .. } if quiet >= self.limits.idle_close => silent.push(conn),
+                State::Online { .. } if quiet >= self.limits.idle_ping && !c.pinged => {
+                    c.pinged = true;
+                    ping.push(conn);
+                }
+                _ => {}
+            }
+        }
+        let login_secs = self.limits.login_timeout / 1000;
+        for conn in late {
+            self.set_state(conn, State::Anonymous);
+            self.bye(
+                conn,
+                &format!("no login within {login_secs} s: connect again and log in"),
+            );
+        }
+        let idle_secs = self.limits.idle_close / 1000;
+        for conn in silent {
+            self.end_session(now, conn, LeaveReason::Disconnected);
+            self.set_state(conn, State::Anonymous);
+            self.bye(conn, &format!("nothing heard from you for {idle_secs} s"));
+        }
+        self.broadcast(ping, Event::Ping);
+    }
+
     pub fn handle(&mut self, now: Millis, input: Input) {
         match input {
-            Input::Connected { conn, peer } => {
+            Input::Connected { conn, peer, ip } => {
                 self.log(Level::Info, format!("{peer}: connected as {}", conn.0));
+                if self.conns.is_empty() {
+                    self.next_sweep = now + self.limits.sweep;
+                }
+                let limits = &self.limits;
                 self.conns.insert(
                     conn,
                     Conn {
                         peer,
+                        ip,
                         state: State::Anonymous,
+                        since: now,
+                        last_heard: now,
+                        pinged: false,
+                        messages: Bucket::full(limits.message_burst, now),
+                        requests: Bucket::full(limits.request_burst, now),
                     },
                 );
             }
@@ -284,7 +448,12 @@ impl Hub {
                 name,
                 hash,
             } => self.hashed(now, conn, id, name, hash),
-            Input::Verified { conn, id, user } => self.verified(now, conn, id, user),
+            Input::Verified {
+                conn,
+                id,
+                name,
+                user,
+            } => self.verified(now, conn, id, &name, user),
             Input::Committed { seq, ok } => self.committed(seq, ok),
             Input::Answered { conn, id, answer } => self.answered(conn, id, answer),
         }
@@ -306,10 +475,47 @@ impl Hub {
     // ---- requests ----
 
     fn request(&mut self, now: Millis, conn: ConnId, frame: ClientFrame) {
-        let Some(state) = self.conns.get(&conn).map(|c| c.state) else {
+        let limits = &self.limits;
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        c.last_heard = now;
+        c.pinged = false;
+        let state = c.state;
         let id = frame.id;
+        if !c
+            .requests
+            .take(limits.request_burst, limits.requests_per_second, now)
+        {
+            let per_sec = limits.requests_per_second;
+            return self.reply(
+                conn,
+                id,
+                Reply::Error {
+                    code: ErrorCode::RateLimited,
+                    message: format!("too many requests: at most {per_sec} a second, slow down"),
+                },
+            );
+        }
+        let is_message = matches!(frame.req, Request::Say { .. } | Request::SendPrivate { .. });
+        if is_message
+            && matches!(state, State::Online { .. })
+            && !c
+                .messages
+                .take(limits.message_burst, limits.messages_per_second, now)
+        {
+            let per_sec = limits.messages_per_second;
+            return self.reply(
+                conn,
+                id,
+                Reply::Error {
+                    code: ErrorCode::RateLimited,
+                    message: format!(
+                        "too many messages: at most {per_sec} a second; this one was not sent"
+                    ),
+                },
+            );
+        }
         let result = match (state, frame.req) {
             (_, Request::Ping) => Ok(Some(Reply::Pong)),
             (State::Authenticating, _) => Err((
@@ -320,7 +526,7 @@ impl Hub {
                 self.register(conn, id, name, password)
             }
             (State::Anonymous, Request::Login { name, password }) => {
-                self.login(conn, id, name, password)
+                self.login(now, conn, id, name, password)
             }
             (State::Anonymous, _) => Err((
                 ErrorCode::NotAllowed,
@@ -357,19 +563,65 @@ impl Hub {
         Ok(None)
     }
 
-    fn login(&mut self, conn: ConnId, id: u32, name: String, password: String) -> Answered {
+    fn login(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        id: u32,
+        name: String,
+        password: String,
+    ) -> Answered {
+        let key = model::user_key(&name);
         let user = self
             .by_key
-            .get(&model::user_key(&name))
+            .get(&key)
             .map(|&uid| (uid, self.users[&uid].hash.clone()));
         self.set_state(conn, State::Authenticating);
-        self.out.push_back(Output::Verify {
+        let verify = Output::Verify {
             conn,
             id,
+            name,
             user,
             password,
-        });
+        };
+        // Slow down guessing: after a few failures for this account or from
+        // this address, each attempt waits longer (unknown names included,
+        // so the delay tells nothing about which names exist).
+        let ip = self.conns[&conn].ip.clone();
+        let delay = [account_key(&key), address_key(&ip)]
+            .iter()
+            .map(|k| self.login_delay(now, k))
+            .max()
+            .unwrap_or(0);
+        if delay > 0 {
+            self.held.push((now + delay, verify));
+        } else {
+            self.out.push_back(verify);
+        }
         Ok(None)
+    }
+
+    fn login_delay(&self, now: Millis, key: &str) -> Millis {
+        let Some(f) = self.failures.get(key) else {
+            return 0;
+        };
+        if now - f.last > FAILURE_MEMORY || f.count < self.limits.free_login_failures {
+            return 0;
+        }
+        let doublings = (f.count - self.limits.free_login_failures).min(16);
+        (1000i64 << doublings).min(self.limits.max_login_delay)
+    }
+
+    fn record_failure(&mut self, now: Millis, key: String) {
+        let f = self.failures.entry(key).or_insert(Failures {
+            count: 0,
+            last: now,
+        });
+        if now - f.last > FAILURE_MEMORY {
+            f.count = 0;
+        }
+        f.count += 1;
+        f.last = now;
     }
 
     fn online(
@@ -799,14 +1051,17 @@ impl Hub {
         self.defer_reply(seq, conn, id, Reply::LoggedIn { name, unread: 0 });
     }
 
-    fn verified(&mut self, now: Millis, conn: ConnId, id: u32, user: Option<UserId>) {
+    fn verified(&mut self, now: Millis, conn: ConnId, id: u32, name: &str, user: Option<UserId>) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
         let peer = c.peer.clone();
+        let ip = c.ip.clone();
         let Some(user) = user else {
             self.set_state(conn, State::Anonymous);
-            self.log(Level::Warn, format!("{peer}: failed login"));
+            self.log(Level::Warn, format!("{peer}: failed login for {name:?}"));
+            self.record_failure(now, account_key(&model::user_key(&name)));
+            self.record_failure(now, address_key(&ip));
             self.reply(
                 conn,
                 id,
@@ -824,6 +1079,7 @@ impl Hub {
             self.set_state(old, State::Anonymous);
             self.bye(old, "you logged in from another place");
         }
+        self.failures.remove(&account_key(&model::user_key(name)));
         self.go_online(conn, user);
         let name = self.users[&user].name.clone();
         self.log(Level::Info, format!("{peer}: {name} logged in"));
@@ -1050,6 +1306,14 @@ impl Hub {
     fn log(&mut self, level: Level, line: String) {
         self.out.push_back(Output::Log { level, line });
     }
+}
+
+fn account_key(user_key: &str) -> String {
+    format!("user:{user_key}")
+}
+
+fn address_key(ip: &str) -> String {
+    format!("ip:{ip}")
 }
 
 /// What a request handler returns: a reply now, none (it comes later), or

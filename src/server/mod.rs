@@ -37,6 +37,8 @@ pub struct Config {
     /// Threads that run scrypt.
     pub hashers: usize,
     pub log_level: Level,
+    pub limits: hub::Limits,
+    pub net_limits: net::NetLimits,
 }
 
 impl Config {
@@ -46,6 +48,8 @@ impl Config {
             hash_cost: HashCost::default(),
             hashers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)),
             log_level: log_level_from_env(),
+            limits: hub::Limits::default(),
+            net_limits: net::NetLimits::default(),
         }
     }
 }
@@ -203,7 +207,7 @@ impl Server {
     fn run(self, signals: bool) -> io::Result<()> {
         let snapshot = self.store.load().map_err(io::Error::other)?;
         let users = snapshot.users.len();
-        let hub = Hub::new(snapshot);
+        let hub = Hub::new(snapshot, self.config.limits.clone());
         let (tx, inputs) = std::sync::mpsc::channel();
         let reply = workers::Reply {
             tx,
@@ -233,6 +237,7 @@ impl Server {
             stop: self.stop,
             log_level: self.config.log_level,
             signals,
+            limits: self.config.net_limits,
         })
     }
 }

@@ -17,7 +17,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -62,6 +62,25 @@ pub struct Parts {
     pub stop: Arc<AtomicBool>,
     pub log_level: Level,
     pub signals: bool,
+    pub limits: NetLimits,
+}
+
+/// Limits the event loop itself enforces, before the hub sees a client.
+#[derive(Debug, Clone)]
+pub struct NetLimits {
+    /// Connections one address may hold at once.
+    pub max_per_address: usize,
+    /// Loopback is exempt (load tests and a local proxy connect from it).
+    pub exempt_loopback: bool,
+}
+
+impl Default for NetLimits {
+    fn default() -> NetLimits {
+        NetLimits {
+            max_per_address: 16,
+            exempt_loopback: true,
+        }
+    }
 }
 
 pub fn run(parts: Parts) -> io::Result<()> {
@@ -75,6 +94,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
         stop,
         log_level,
         signals,
+        limits,
     } = parts;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -93,11 +113,17 @@ pub fn run(parts: Parts) -> io::Result<()> {
         plain: Vec::new(),
         encoded: Vec::new(),
         dirty: Vec::new(),
+        limits,
+        per_address: HashMap::new(),
     };
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 64 * 1024];
     loop {
-        if let Err(e) = poll.poll(&mut events, None) {
+        let timeout = net.hub.poll_timeout().map(|at| {
+            let wait = at.saturating_sub(now_millis()).max(0);
+            Duration::from_millis(wait as u64)
+        });
+        if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
@@ -126,6 +152,11 @@ pub fn run(parts: Parts) -> io::Result<()> {
         while let Ok(input) = inputs.try_recv() {
             net.feed(input);
         }
+        let now = now_millis();
+        if net.hub.poll_timeout().is_some_and(|at| at <= now) {
+            net.hub.handle_timeout(now);
+            net.drain_hub();
+        }
         if stop.load(Ordering::SeqCst) {
             break;
         }
@@ -147,6 +178,8 @@ struct Net {
     encoded: Vec<u8>,
     /// Connections with output queued this turn.
     dirty: Vec<ConnId>,
+    limits: NetLimits,
+    per_address: HashMap<IpAddr, usize>,
 }
 
 fn now_millis() -> i64 {
@@ -160,6 +193,17 @@ impl Net {
         loop {
             match listener.accept() {
                 Ok((mut stream, peer)) => {
+                    let ip = peer.ip();
+                    let exempt = self.limits.exempt_loopback && ip.is_loopback();
+                    let count = self.per_address.get(&ip).copied().unwrap_or(0);
+                    if !exempt && count >= self.limits.max_per_address {
+                        self.log(
+                            Level::Warn,
+                            format!("{peer}: refused: already {count} connections from {ip}"),
+                        );
+                        continue; // dropping the stream closes it
+                    }
+                    *self.per_address.entry(ip).or_default() += 1;
                     let conn = ConnId(self.next);
                     self.next += 1;
                     let token = Token(conn.0 as usize);
@@ -183,6 +227,11 @@ impl Net {
                             writable: false,
                         },
                     );
+                    self.hub_input(Input::Connected {
+                        conn,
+                        peer: peer.to_string(),
+                        ip: ip.to_string(),
+                    });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -269,10 +318,7 @@ impl Net {
                 frame::push(&mut c.outbox, &reply);
                 c.phase = Some(Phase::Open(transport));
                 self.dirty.push(conn);
-                Input::Connected {
-                    conn,
-                    peer: c.peer.to_string(),
-                }
+                return Ok(true);
             }
         };
         self.hub_input(input);
@@ -345,11 +391,13 @@ impl Net {
                 Output::Verify {
                     conn,
                     id,
+                    name,
                     user,
                     password,
                 } => self.workers.auth(AuthJob::Verify {
                     conn,
                     id,
+                    name,
                     user,
                     password,
                 }),
@@ -460,6 +508,12 @@ impl Net {
                 Level::Debug,
                 format!("{}: dropped before the handshake: {reason}", c.peer),
             );
+        }
+        if let Some(n) = self.per_address.get_mut(&c.peer.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&c.peer.ip());
+            }
         }
         drop(c); // closes the socket; mio deregisters on drop
         self.hub_input(Input::Disconnected { conn, reason });

@@ -44,6 +44,7 @@ pub enum AuthJob {
     Verify {
         conn: ConnId,
         id: u32,
+        name: String,
         user: Option<(UserId, String)>,
         password: String,
     },
@@ -140,6 +141,7 @@ fn hash_loop(jobs: &Mutex<Receiver<AuthJob>>, cost: HashCost, dummy: &str, reply
             AuthJob::Verify {
                 conn,
                 id,
+                name,
                 user,
                 password,
             } => {
@@ -151,6 +153,7 @@ fn hash_loop(jobs: &Mutex<Receiver<AuthJob>>, cost: HashCost, dummy: &str, reply
                 reply.send(Input::Verified {
                     conn,
                     id,
+                    name,
                     user: user.filter(|_| ok),
                 });
             }

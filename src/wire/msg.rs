@@ -198,6 +198,9 @@ pub enum Event {
         #[serde(flatten)]
         line: PrivateLine,
     },
+    /// The server has not heard from this client for a while; any request
+    /// (a `ping` will do) shows it is still there.
+    Ping,
     /// Sent before the server closes the connection, saying why.
     Bye {
         reason: String,

@@ -40,7 +40,7 @@ impl World {
 
     fn with(snapshot: Snapshot) -> World {
         World {
-            hub: Hub::new(snapshot),
+            hub: Hub::new(snapshot, Limits::default()),
             now: 1_000,
             next_conn: 1,
             next_id: 1,
@@ -86,14 +86,20 @@ impl World {
                 Output::Verify {
                     conn,
                     id,
+                    name,
                     user,
                     password,
                 } => {
                     let user = user
                         .filter(|(_, hash)| *hash == fake_hash(&password))
                         .map(|(u, _)| u);
-                    self.hub
-                        .handle(self.now, Input::Verified { conn, id, user });
+                    let verified = Input::Verified {
+                        conn,
+                        id,
+                        name,
+                        user,
+                    };
+                    self.hub.handle(self.now, verified);
                 }
                 Output::Persist { seq, write } => self.uncommitted.push((seq, write)),
                 Output::Query { conn, id, query } => {
@@ -132,7 +138,8 @@ impl World {
         self.next_conn += 1;
         self.input(Input::Connected {
             conn,
-            peer: format!("127.0.0.1:{}", 40000 + conn.0),
+            peer: format!("192.0.2.1:{}", 40000 + conn.0),
+            ip: "192.0.2.1".into(),
         });
         conn
     }
@@ -393,6 +400,7 @@ fn a_joiner_sees_the_last_20_messages() {
     let (ann, bob) = (w.user("ann"), w.user("bob"));
     let room = w.create_room(ann, "Lobby", 10);
     for i in 0..25 {
+        w.now += 200; // within the message budget of 5 a second
         w.say(ann, &format!("m{i}"));
     }
     let Reply::Room {
@@ -685,4 +693,130 @@ fn history_is_trimmed_to_fit_a_frame() {
     let kept = fit_newest(lines, |_| 4096 + 32);
     assert_eq!(kept, (15..20).collect::<Vec<_>>());
     assert_eq!(preview(&"é".repeat(150)).chars().count(), PREVIEW_CHARS + 1);
+}
+
+#[test]
+fn messages_past_the_budget_are_refused_and_not_sent() {
+    let mut w = World::new();
+    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    let room = w.create_room(ann, "Lobby", 10);
+    w.join(bob, room);
+    w.events(bob);
+    // A burst of 10 goes through; the 11th at the same moment does not.
+    let replies: Vec<Option<Reply>> = (0..11)
+        .map(|i| {
+            w.now -= 10; // hold the clock still: `input` adds 10 ms
+            w.say(ann, &format!("m{i}"))
+        })
+        .collect();
+    assert!(replies[..10].iter().all(|r| *r == Some(Reply::Ok)));
+    assert!(matches!(
+        &replies[10],
+        Some(Reply::Error { code: ErrorCode::RateLimited, message }) if message.contains("not sent")
+    ));
+    assert_eq!(texts(&w.events(bob)).len(), 10);
+    // 5 a second refill: after 200 ms one more is allowed.
+    w.now += 200;
+    assert_eq!(w.say(ann, "later"), Some(Reply::Ok));
+}
+
+#[test]
+fn repeated_login_failures_are_held_back_longer_each_time() {
+    let mut w = World::new();
+    w.user("ann");
+    let limits = Limits::default();
+    for _ in 0..limits.free_login_failures {
+        assert!(matches!(
+            w.login("ann", "wrong password here"),
+            Some(Reply::Error { .. })
+        ));
+    }
+    // Now the attempt waits 1 s before it is even checked, whoever asks.
+    let c = w.connect();
+    let id = w.next_id;
+    let login = Request::Login {
+        name: "ann".into(),
+        password: PW.into(),
+    };
+    assert_eq!(w.ask(c, login.clone()), None);
+    let asked = w.now;
+    assert!(w.hub.poll_timeout().is_some_and(|t| t <= asked + 1000));
+    w.now = asked + 999;
+    w.hub.handle_timeout(w.now);
+    w.run_effects();
+    assert_eq!(w.reply_to(c, id), None);
+    w.now = asked + 1000;
+    w.hub.handle_timeout(w.now);
+    w.run_effects();
+    assert!(matches!(w.reply_to(c, id), Some(Reply::LoggedIn { .. })));
+    // The success cleared the account's count, but this address keeps its own.
+    let again = w.connect();
+    let id = w.next_id;
+    assert_eq!(w.ask(again, login), None);
+    assert_eq!(w.reply_to(again, id), None);
+}
+
+#[test]
+fn unknown_names_are_throttled_like_real_ones() {
+    let mut w = World::new();
+    for _ in 0..3 {
+        w.login("ghost", "wrong password here");
+    }
+    let c = w.connect();
+    let id = w.next_id;
+    w.ask(
+        c,
+        Request::Login {
+            name: "ghost".into(),
+            password: PW.into(),
+        },
+    );
+    assert_eq!(w.reply_to(c, id), None, "held back");
+}
+
+#[test]
+fn a_client_that_does_not_log_in_in_time_is_closed() {
+    let mut w = World::new();
+    let c = w.connect();
+    let limits = Limits::default();
+    w.now += limits.login_timeout + limits.sweep;
+    w.hub.handle_timeout(w.now);
+    w.run_effects();
+    assert!(w.closed.contains(&c));
+    assert!(matches!(&w.events(c)[..], [Event::Bye { reason }] if reason.contains("no login")));
+}
+
+#[test]
+fn silent_clients_are_pinged_then_dropped_and_their_room_told() {
+    let mut w = World::new();
+    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    let room = w.create_room(ann, "Lobby", 10);
+    w.join(bob, room);
+    w.events(bob);
+    w.events(ann);
+    let limits = Limits::default();
+    // Ann keeps talking; Bob says nothing.
+    let mut t = 0;
+    while t < limits.idle_close + 2 * limits.sweep {
+        w.now += limits.sweep;
+        t += limits.sweep;
+        w.hub.handle_timeout(w.now);
+        w.run_effects();
+        if t % 30_000 == 0 {
+            w.ask(ann, Request::Ping);
+        }
+    }
+    let bob_saw = w.events(bob);
+    assert_eq!(
+        bob_saw.iter().filter(|e| **e == Event::Ping).count(),
+        1,
+        "{bob_saw:?}"
+    );
+    assert!(matches!(bob_saw.last(), Some(Event::Bye { .. })));
+    assert!(w.closed.contains(&bob) && !w.closed.contains(&ann));
+    assert!(w.events(ann).contains(&Event::Left {
+        room,
+        name: "bob".into(),
+        reason: LeaveReason::Disconnected
+    }));
 }
