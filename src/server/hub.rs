@@ -22,6 +22,9 @@ use crate::wire::msg::{
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 
+pub use super::limits::Limits;
+use super::limits::{Bucket, FAILURE_MEMORY, Failures};
+
 /// A connection, as the event loop numbers them. Never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -183,84 +186,6 @@ struct Conn {
     /// Every request, so that no request can be spammed.
     requests: Bucket,
 }
-
-/// The limits the hub enforces. Times are in milliseconds; tests shorten them.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// From connecting to being logged in.
-    pub login_timeout: Millis,
-    /// Silence after which the client is pinged.
-    pub idle_ping: Millis,
-    /// Silence after which the client is dropped.
-    pub idle_close: Millis,
-    pub message_burst: u32,
-    pub messages_per_second: u32,
-    pub request_burst: u32,
-    pub requests_per_second: u32,
-    /// Failed logins (per account, and per address) before they slow down.
-    pub free_login_failures: u32,
-    /// The longest a throttled login is held back.
-    pub max_login_delay: Millis,
-    /// How often deadlines are checked.
-    pub sweep: Millis,
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            login_timeout: 10_000,
-            idle_ping: 60_000,
-            idle_close: 120_000,
-            message_burst: 10,
-            messages_per_second: 5,
-            request_burst: 50,
-            requests_per_second: 20,
-            free_login_failures: 3,
-            max_login_delay: 30_000,
-            sweep: 1_000,
-        }
-    }
-}
-
-/// A token bucket: `burst` tokens, refilled at `rate` a second.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    /// Tokens, in thousandths, so refills need no floating point.
-    milli_tokens: u64,
-    at: Millis,
-}
-
-impl Bucket {
-    fn full(burst: u32, now: Millis) -> Bucket {
-        Bucket {
-            milli_tokens: u64::from(burst) * 1000,
-            at: now,
-        }
-    }
-
-    fn take(&mut self, burst: u32, rate: u32, now: Millis) -> bool {
-        let elapsed = u64::try_from(now - self.at).unwrap_or(0);
-        self.at = self.at.max(now);
-        self.milli_tokens =
-            (self.milli_tokens + elapsed * u64::from(rate)).min(u64::from(burst) * 1000);
-        if self.milli_tokens >= 1000 {
-            self.milli_tokens -= 1000;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Recent failed logins for one account or one address.
-#[derive(Debug, Clone, Copy)]
-struct Failures {
-    count: u32,
-    last: Millis,
-}
-
-/// Failures are forgotten after this long without another.
-const FAILURE_MEMORY: Millis = 15 * 60 * 1000;
 
 struct Room {
     name: String,
