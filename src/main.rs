@@ -24,6 +24,12 @@ enum Command {
     Connect(client::ConnectArgs),
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SyncMode {
+    Full,
+    Normal,
+}
+
 #[derive(clap::Args)]
 struct ServeArgs {
     /// Address to listen on.
@@ -36,6 +42,14 @@ struct ServeArgs {
     /// Print the server key's fingerprint and exit.
     #[arg(long)]
     fingerprint: bool,
+    /// How commits reach the disk: `full` survives power loss (default);
+    /// `normal` survives a crash of chatapp but may lose the last moments
+    /// before a power loss, and is faster on slow disks.
+    #[arg(long, value_enum, default_value = "full", value_name = "MODE")]
+    sync: SyncMode,
+    /// Connections one address may hold at once (loopback is exempt).
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    max_per_address: usize,
     /// scrypt cost as log2(N), 10 to 20 [default: 17]. Lower it only for tests.
     #[arg(long, value_name = "LOG_N", value_parser = clap::value_parser!(u8).range(1..=20), hide = true)]
     scrypt_log_n: Option<u8>,
@@ -67,6 +81,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let mut config = server::Config::new(data_dir);
+    config.sync = match args.sync {
+        SyncMode::Full => chatapp::store::Sync::Full,
+        SyncMode::Normal => chatapp::store::Sync::Normal,
+    };
+    config.net_limits.max_per_address = args.max_per_address;
     if let Some(log_n) = args.scrypt_log_n {
         config.hash_cost.log_n = log_n;
     }

@@ -40,6 +40,7 @@ pub struct Config {
     pub log_level: Level,
     pub limits: hub::Limits,
     pub net_limits: net::NetLimits,
+    pub sync: crate::store::Sync,
 }
 
 impl Config {
@@ -51,6 +52,7 @@ impl Config {
             log_level: log_level_from_env(),
             limits: hub::Limits::default(),
             net_limits: net::NetLimits::default(),
+            sync: crate::store::Sync::Full,
         }
     }
 }

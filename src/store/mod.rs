@@ -260,6 +260,27 @@ FROM (
 JOIN users AS u ON u.id = page.sender
 ORDER BY page.id";
 
+/// How hard a commit works to survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sync {
+    /// Every commit is on disk before it is acknowledged: it survives the
+    /// process being killed and the machine losing power. The default.
+    #[default]
+    Full,
+    /// WAL without an fsync per commit: survives the process being killed,
+    /// but the last commits before a power loss or kernel crash may vanish.
+    Normal,
+}
+
+impl Sync {
+    fn pragma(self) -> &'static str {
+        match self {
+            Sync::Full => "FULL",
+            Sync::Normal => "NORMAL",
+        }
+    }
+}
+
 /// An open database file.
 #[derive(Debug)]
 pub struct Store {
@@ -272,10 +293,15 @@ impl Store {
     /// [`SCHEMA_VERSION`]; a file from a newer chatapp, or from another
     /// program, is refused untouched.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, Sync::Full)
+    }
+
+    /// [`Store::open`] with a chosen durability level.
+    pub fn open_with(path: &Path, sync: Sync) -> Result<Store, StoreError> {
         let opening = || format!("could not open database {}", path.display());
         let mut conn = Connection::open(path).context(opening)?;
         conn.busy_timeout(BUSY_TIMEOUT).context(opening)?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        conn.pragma_update(None, "synchronous", sync.pragma())
             .context(opening)?;
         conn.pragma_update(None, "foreign_keys", true)
             .context(opening)?;
