@@ -11,8 +11,8 @@ pub mod limits;
 pub mod net;
 pub mod workers;
 
-use crate::store::Store;
 use crate::store::password::HashCost;
+use crate::store::{Snapshot, Store};
 use crate::wire::noise::StaticKey;
 use anyhow::{Context, bail};
 use hub::{Hub, Level};
@@ -167,6 +167,9 @@ struct Server {
     listener: TcpListener,
     key: StaticKey,
     store: Store,
+    /// Loaded before the address is announced, so a client that sees the
+    /// announcement finds every account in place.
+    snapshot: Snapshot,
     config: Config,
     poll: mio::Poll,
     waker: Arc<mio::Waker>,
@@ -185,6 +188,7 @@ impl Server {
         let mut store = Store::open(&db)
             .with_context(|| format!("cannot open the database {}", db.display()))?;
         let closed = store.close_open_rooms(now_millis())?;
+        let snapshot = store.load()?;
         if closed > 0 && config.log_level >= Level::Info {
             eprintln!("chatapp: info: closed {closed} rooms left open by the last run");
         }
@@ -199,6 +203,7 @@ impl Server {
             listener,
             key,
             store,
+            snapshot,
             config,
             poll,
             waker,
@@ -208,9 +213,8 @@ impl Server {
     }
 
     fn run(self, signals: bool) -> io::Result<()> {
-        let snapshot = self.store.load().map_err(io::Error::other)?;
-        let users = snapshot.users.len();
-        let hub = Hub::new(snapshot, self.config.limits.clone());
+        let users = self.snapshot.users.len();
+        let hub = Hub::new(self.snapshot, self.config.limits.clone());
         let (tx, inputs) = std::sync::mpsc::channel();
         let reply = workers::Reply {
             tx,
