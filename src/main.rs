@@ -53,6 +53,19 @@ struct ServeArgs {
     /// scrypt cost as log2(N), 10 to 20 [default: 17]. Lower it only for tests.
     #[arg(long, value_name = "LOG_N", value_parser = clap::value_parser!(u8).range(1..=20), hide = true)]
     scrypt_log_n: Option<u8>,
+    /// Seconds a client has to log in [default: 10].
+    #[arg(long, value_name = "SECS", hide = true)]
+    login_timeout: Option<f64>,
+    /// Seconds of silence before a client is pinged [default: 60].
+    #[arg(long, value_name = "SECS", hide = true)]
+    idle_ping: Option<f64>,
+    /// Seconds of silence before a client is dropped [default: 120].
+    #[arg(long, value_name = "SECS", hide = true)]
+    idle_close: Option<f64>,
+}
+
+fn millis(secs: f64) -> i64 {
+    (secs * 1000.0).round() as i64
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,6 +99,22 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         SyncMode::Normal => chatapp::store::Sync::Normal,
     };
     config.net_limits.max_per_address = args.max_per_address;
+    let limits = &mut config.limits;
+    if let Some(s) = args.login_timeout {
+        limits.login_timeout = millis(s);
+    }
+    if let Some(s) = args.idle_ping {
+        limits.idle_ping = millis(s);
+    }
+    if let Some(s) = args.idle_close {
+        limits.idle_close = millis(s);
+    }
+    // Deadlines are checked a few times within the shortest of them.
+    limits.sweep = limits
+        .sweep
+        .min(limits.login_timeout / 4)
+        .min(limits.idle_ping / 4)
+        .max(10);
     if let Some(log_n) = args.scrypt_log_n {
         config.hash_cost.log_n = log_n;
     }
