@@ -255,6 +255,22 @@ impl Connection {
         }
     }
 
+    /// The next frame of either kind, waiting up to `wait`; `Ok(None)` when
+    /// none came in time. Events kept back by [`Connection::request`] come
+    /// first. A frame cut in half by the timeout stays buffered for the next
+    /// call, so a short `wait` is safe: this is what lets one thread both
+    /// read and send (the terminal client's network thread does).
+    pub fn next_frame(&mut self, wait: Duration) -> Result<Option<ServerFrame>, ClientError> {
+        if let Some(event) = self.events.pop_front() {
+            return Ok(Some(ServerFrame::Event { event }));
+        }
+        match self.read_frame(Some(Instant::now() + wait)) {
+            Ok(frame) => Ok(Some(frame)),
+            Err(ClientError::Timeout) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Events already received and not yet taken.
     pub fn pending_events(&mut self) -> impl Iterator<Item = Event> + '_ {
         self.events.drain(..)

@@ -245,29 +245,27 @@ impl Net {
         }
     }
 
+    /// Reads until `WouldBlock` (mio is edge-triggered), handling the
+    /// frames of each chunk as it comes so that the input buffer never
+    /// holds more than one frame and one chunk.
     fn read(&mut self, conn: ConnId, scratch: &mut [u8]) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return; // an event for a connection already closed
-        };
-        let mut closed = None;
         loop {
-            match c.stream.read(scratch) {
-                Ok(0) => {
-                    closed = Some("closed by the client".to_string());
-                    break;
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return; // an event for a connection already closed
+            };
+            let closed = match c.stream.read(scratch) {
+                Ok(0) => "closed by the client".to_string(),
+                Ok(n) => {
+                    c.inbox.extend_from_slice(&scratch[..n]);
+                    self.take_frames(conn);
+                    continue;
                 }
-                Ok(n) => c.inbox.extend_from_slice(&scratch[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    closed = Some(format!("read failed: {e}"));
-                    break;
-                }
-            }
-        }
-        self.take_frames(conn);
-        if let Some(reason) = closed {
-            self.drop_conn(conn, &reason);
+                Err(e) => format!("read failed: {e}"),
+            };
+            self.drop_conn(conn, &closed);
+            return;
         }
     }
 
@@ -474,9 +472,9 @@ impl Net {
                 self.drop_conn(conn, &reason);
                 continue;
             }
-            if c.outbox.is_empty()
-                && let Some(reason) = c.closing.clone()
-            {
+            // A closing connection gets one chance to take its last bytes:
+            // one that will not read must not keep its socket open.
+            if let Some(reason) = c.closing.clone() {
                 self.drop_conn(conn, &reason);
                 continue;
             }
