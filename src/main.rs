@@ -50,7 +50,7 @@ struct ServeArgs {
     /// Connections one address may hold at once (loopback is exempt).
     #[arg(long, default_value_t = 16, value_name = "N")]
     max_per_address: usize,
-    /// scrypt cost as log2(N), 10 to 20 [default: 17]. Lower it only for tests.
+    /// scrypt cost as log2(N), 1 to 20 [default: 17]. Lower it only for tests.
     #[arg(long, value_name = "LOG_N", value_parser = clap::value_parser!(u8).range(1..=20), hide = true)]
     scrypt_log_n: Option<u8>,
     /// Seconds a client has to log in [default: 10].

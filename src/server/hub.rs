@@ -179,6 +179,9 @@ struct Conn {
     ip: String,
     state: State,
     since: Millis,
+    /// Whether this connection has been logged in; the login deadline
+    /// applies only before that (after a logout the idle rules do).
+    was_online: bool,
     last_heard: Millis,
     pinged: bool,
     /// Chat messages (room and private).
@@ -199,6 +202,19 @@ struct Room {
 
 /// What waits for a commit before it may be seen.
 enum Deferred {
+    /// A new account: logged in if stored, undone if not.
+    Account {
+        conn: ConnId,
+        id: u32,
+        user: UserId,
+    },
+    /// A new room: announced to its creator if stored, closed if not.
+    RoomCreated {
+        conn: ConnId,
+        id: u32,
+        room: RoomId,
+        reply: Reply,
+    },
     Reply {
         conn: ConnId,
         id: u32,
@@ -314,12 +330,13 @@ impl Hub {
             let quiet = now - c.last_heard;
             match c.state {
                 State::Anonymous | State::Authenticating
-                    if now - c.since >= self.limits.login_timeout =>
+                    if !c.was_online && now - c.since >= self.limits.login_timeout =>
                 {
                     late.push(conn)
                 }
-                State::Online { .. } if quiet >= self.limits.idle_close => silent.push(conn),
-                State::Online { .. } if quiet >= self.limits.idle_ping && !c.pinged => {
+                _ if !c.was_online => {}
+                _ if quiet >= self.limits.idle_close => silent.push(conn),
+                _ if quiet >= self.limits.idle_ping && !c.pinged => {
                     c.pinged = true;
                     ping.push(conn);
                 }
@@ -358,6 +375,7 @@ impl Hub {
                         ip,
                         state: State::Anonymous,
                         since: now,
+                        was_online: false,
                         last_heard: now,
                         pinged: false,
                         messages: Bucket::full(limits.message_burst, now),
@@ -379,7 +397,7 @@ impl Hub {
                 name,
                 user,
             } => self.verified(now, conn, id, &name, user),
-            Input::Committed { seq, ok } => self.committed(seq, ok),
+            Input::Committed { seq, ok } => self.committed(now, seq, ok),
             Input::Answered { conn, id, answer } => self.answered(conn, id, answer),
         }
     }
@@ -728,7 +746,15 @@ impl Hub {
             members: vec![admin],
             history: Vec::new(),
         };
-        self.defer_reply(seq, conn, id, reply);
+        self.defer(
+            seq,
+            Deferred::RoomCreated {
+                conn,
+                id,
+                room,
+                reply,
+            },
+        );
         Ok(None)
     }
 
@@ -873,14 +899,21 @@ impl Hub {
     }
 
     fn close_room(&mut self, now: Millis, room_id: RoomId, reason: LeaveReason) {
+        if self.drop_room(room_id, reason) {
+            self.persist(Write::CloseRoom {
+                id: room_id,
+                closed: now,
+            });
+        }
+    }
+
+    /// Takes a room out of memory and tells its members; false if it was
+    /// not open.
+    fn drop_room(&mut self, room_id: RoomId, reason: LeaveReason) -> bool {
         let Some(room) = self.rooms.remove(&room_id) else {
-            return;
+            return false;
         };
         self.open_names.remove(&room.key);
-        self.persist(Write::CloseRoom {
-            id: room_id,
-            closed: now,
-        });
         let mut told = Vec::new();
         for &(user, conn) in &room.members {
             if let Some(c) = self.conns.get_mut(&conn)
@@ -903,6 +936,17 @@ impl Hub {
             Level::Info,
             format!("room #{room_id} \"{}\" closed ({reason:?})", room.name),
         );
+        true
+    }
+
+    /// A new account that could not be stored: forget it and log its
+    /// connection out again.
+    fn undo_account(&mut self, now: Millis, conn: ConnId, user: UserId) {
+        self.end_session(now, conn, LeaveReason::Disconnected);
+        self.set_state(conn, State::Anonymous);
+        if let Some(u) = self.users.remove(&user) {
+            self.by_key.remove(&model::user_key(&u.name));
+        }
     }
 
     fn announce_left(&mut self, room_id: RoomId, name: String, reason: LeaveReason) {
@@ -973,7 +1017,7 @@ impl Hub {
         });
         self.go_online(conn, user);
         self.log(Level::Info, format!("account {name} created"));
-        self.defer_reply(seq, conn, id, Reply::LoggedIn { name, unread: 0 });
+        self.defer(seq, Deferred::Account { conn, id, user });
     }
 
     fn verified(&mut self, now: Millis, conn: ConnId, id: u32, name: &str, user: Option<UserId>) {
@@ -984,8 +1028,15 @@ impl Hub {
         let ip = c.ip.clone();
         let Some(user) = user else {
             self.set_state(conn, State::Anonymous);
-            self.log(Level::Warn, format!("{peer}: failed login for {name:?}"));
-            self.record_failure(now, account_key(&model::user_key(&name)));
+            // The typed name is logged only when it names an account: a
+            // password typed into the name field must not reach the log.
+            let key = model::user_key(name);
+            let who = match self.by_key.get(&key) {
+                Some(uid) => self.users[uid].name.clone(),
+                None => "an unknown name".to_string(),
+            };
+            self.log(Level::Warn, format!("{peer}: failed login for {who}"));
+            self.record_failure(now, account_key(&model::user_key(name)));
             self.record_failure(now, address_key(&ip));
             self.reply(
                 conn,
@@ -1015,19 +1066,30 @@ impl Hub {
         self.reply(conn, id, Reply::LoggedIn { name, unread });
     }
 
-    fn committed(&mut self, seq: u64, ok: bool) {
+    fn committed(&mut self, now: Millis, seq: u64, ok: bool) {
         while self.waiting.front().is_some_and(|(s, _)| *s <= seq) {
             let (_, deferred) = self.waiting.pop_front().unwrap();
             match (ok, deferred) {
-                (true, Deferred::Reply { conn, id, reply }) => self.reply(conn, id, reply),
-                (false, Deferred::Reply { conn, id, .. }) => self.reply(
-                    conn,
-                    id,
-                    Reply::Error {
-                        code: ErrorCode::Unavailable,
-                        message: "the server could not store that: try again later".to_string(),
+                (true, Deferred::Account { conn, id, user }) => {
+                    let name = self.name_of(user);
+                    self.reply(conn, id, Reply::LoggedIn { name, unread: 0 });
+                }
+                (false, Deferred::Account { conn, id, user }) => {
+                    self.undo_account(now, conn, user);
+                    self.reply(conn, id, unavailable());
+                }
+                (
+                    true,
+                    Deferred::RoomCreated {
+                        conn, id, reply, ..
                     },
-                ),
+                ) => self.reply(conn, id, reply),
+                (false, Deferred::RoomCreated { conn, id, room, .. }) => {
+                    self.drop_room(room, LeaveReason::StoreFailed);
+                    self.reply(conn, id, unavailable());
+                }
+                (true, Deferred::Reply { conn, id, reply }) => self.reply(conn, id, reply),
+                (false, Deferred::Reply { conn, id, .. }) => self.reply(conn, id, unavailable()),
                 (true, Deferred::Room { room, line }) => self.deliver_room(room, line),
                 (
                     true,
@@ -1170,6 +1232,9 @@ impl Hub {
     fn go_online(&mut self, conn: ConnId, user: UserId) {
         self.online.insert(user, conn);
         self.set_state(conn, State::Online { user, room: None });
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.was_online = true;
+        }
     }
 
     fn set_state(&mut self, conn: ConnId, state: State) {
@@ -1244,6 +1309,13 @@ fn address_key(ip: &str) -> String {
 /// What a request handler returns: a reply now, none (it comes later), or
 /// an error reply.
 type Answered = Result<Option<Reply>, (ErrorCode, String)>;
+
+fn unavailable() -> Reply {
+    Reply::Error {
+        code: ErrorCode::Unavailable,
+        message: "the server could not store that: try again later".to_string(),
+    }
+}
 
 fn check_text(text: &str) -> Result<(), (ErrorCode, String)> {
     if text.len() > MAX_TEXT_BYTES {

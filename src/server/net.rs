@@ -34,8 +34,17 @@ pub const MAX_UNSENT: usize = 1 << 20;
 /// How long shutdown waits for clients to take their last bytes.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
+struct Closing {
+    reason: String,
+    by: Instant,
+}
+
+/// How long a closing connection may take to read its last bytes.
+const LINGER: Duration = Duration::from_secs(2);
+
 enum Phase {
-    Handshake(ServerHandshake),
+    /// Boxed: a handshake state is large and lives only for one message.
+    Handshake(Box<ServerHandshake>),
     Open(Transport),
 }
 
@@ -46,8 +55,9 @@ struct Connection {
     phase: Option<Phase>,
     inbox: Vec<u8>,
     outbox: Vec<u8>,
-    /// Close once the outbox is written.
-    closing: Option<String>,
+    /// Close once the outbox is written, or at the deadline if the client
+    /// will not take it.
+    closing: Option<Closing>,
     writable: bool,
 }
 
@@ -115,14 +125,20 @@ pub fn run(parts: Parts) -> io::Result<()> {
         dirty: Vec::new(),
         limits,
         per_address: HashMap::new(),
+        lingering: Vec::new(),
     };
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 64 * 1024];
     loop {
-        let timeout = net.hub.poll_timeout().map(|at| {
+        let mut timeout = net.hub.poll_timeout().map(|at| {
             let wait = at.saturating_sub(now_millis()).max(0);
             Duration::from_millis(wait as u64)
         });
+        if !net.lingering.is_empty() {
+            // Check lingering connections' deadlines every so often.
+            timeout = Some(timeout.map_or(LINGER / 8, |t| t.min(LINGER / 8)));
+            net.dirty.append(&mut net.lingering);
+        }
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
@@ -180,6 +196,8 @@ struct Net {
     dirty: Vec<ConnId>,
     limits: NetLimits,
     per_address: HashMap<IpAddr, usize>,
+    /// Closing connections still writing their last bytes.
+    lingering: Vec<ConnId>,
 }
 
 fn now_millis() -> i64 {
@@ -220,7 +238,9 @@ impl Net {
                         Connection {
                             stream,
                             peer,
-                            phase: Some(Phase::Handshake(ServerHandshake::new(&self.key))),
+                            phase: Some(Phase::Handshake(Box::new(ServerHandshake::new(
+                                &self.key,
+                            )))),
                             inbox: Vec::new(),
                             outbox: Vec::new(),
                             closing: None,
@@ -340,8 +360,16 @@ impl Net {
                 },
             );
         }
+        self.close(conn, reason);
+    }
+
+    /// Marks a connection to be closed once its output is written.
+    fn close(&mut self, conn: ConnId, reason: String) {
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.closing = Some(reason);
+            c.closing.get_or_insert(Closing {
+                reason,
+                by: Instant::now() + LINGER,
+            });
             self.dirty.push(conn);
         }
     }
@@ -368,13 +396,7 @@ impl Net {
                         self.seal(conn);
                     }
                 }
-                Output::Close { conn } => {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.closing
-                            .get_or_insert_with(|| "closed by the server".into());
-                        self.dirty.push(conn);
-                    }
-                }
+                Output::Close { conn } => self.close(conn, "closed by the server".into()),
                 Output::Hash {
                     conn,
                     id,
@@ -432,10 +454,13 @@ impl Net {
             return;
         }
         if c.outbox.len() > MAX_UNSENT {
+            // Nothing more is owed to a client this far behind: it catches
+            // up from history when it comes back.
             c.outbox.clear();
-            c.closing = Some(format!(
-                "too slow: more than {MAX_UNSENT} bytes waiting to be sent"
-            ));
+            c.closing = Some(Closing {
+                reason: format!("too slow: more than {MAX_UNSENT} bytes waiting to be sent"),
+                by: Instant::now(),
+            });
         }
         self.dirty.push(conn);
     }
@@ -472,11 +497,13 @@ impl Net {
                 self.drop_conn(conn, &reason);
                 continue;
             }
-            // A closing connection gets one chance to take its last bytes:
-            // one that will not read must not keep its socket open.
-            if let Some(reason) = c.closing.clone() {
-                self.drop_conn(conn, &reason);
-                continue;
+            if let Some(closing) = &c.closing {
+                if c.outbox.is_empty() || Instant::now() >= closing.by {
+                    let reason = closing.reason.clone();
+                    self.drop_conn(conn, &reason);
+                    continue;
+                }
+                self.lingering.push(conn);
             }
             let want = !c.outbox.is_empty();
             if want != c.writable {
@@ -500,7 +527,11 @@ impl Net {
         let Some(c) = self.conns.remove(&conn) else {
             return;
         };
-        let reason = c.closing.as_deref().unwrap_or(reason).to_string();
+        let reason = c
+            .closing
+            .as_ref()
+            .map_or(reason, |closing| &closing.reason)
+            .to_string();
         if matches!(c.phase, Some(Phase::Handshake(_)) | None) {
             self.log(
                 Level::Debug,

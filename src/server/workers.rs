@@ -165,46 +165,72 @@ fn hash_loop(jobs: &Mutex<Receiver<AuthJob>>, cost: HashCost, dummy: &str, reply
 const MAX_BATCH: usize = 4096;
 
 fn store_loop(mut store: Store, jobs: &Receiver<StoreJob>, reply: &Reply) {
-    let mut batch: Vec<Write> = Vec::new();
-    let mut last_seq = 0;
+    let mut batch = Batch::default();
     while let Ok(first) = jobs.recv() {
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
                 StoreJob::Write { seq, write } => {
-                    batch.push(write);
-                    last_seq = seq;
+                    batch.writes.push(write);
+                    batch.seqs.push(seq);
                 }
                 StoreJob::Query { conn, id, query } => {
-                    commit(&mut store, &mut batch, last_seq, reply);
+                    batch.commit(&mut store, reply);
                     let answer = answer(&store, query);
                     reply.send(Input::Answered { conn, id, answer });
                 }
             }
-            if batch.len() < MAX_BATCH {
+            if batch.writes.len() < MAX_BATCH {
                 next = jobs.try_recv().ok();
             }
         }
-        commit(&mut store, &mut batch, last_seq, reply);
+        batch.commit(&mut store, reply);
     }
 }
 
-fn commit(store: &mut Store, batch: &mut Vec<Write>, seq: u64, reply: &Reply) {
-    if batch.is_empty() {
-        return;
-    }
-    let ok = match store.apply(batch) {
-        Ok(()) => true,
-        Err(e) => {
-            eprintln!(
-                "chatapp: error: could not store {} writes: {e}",
-                batch.len()
-            );
-            false
+/// Writes waiting for one transaction, with their sequence numbers.
+#[derive(Default)]
+struct Batch {
+    writes: Vec<Write>,
+    seqs: Vec<u64>,
+}
+
+impl Batch {
+    /// Commits the batch as one transaction. If that fails, each write is
+    /// tried alone, so one bad write (or one that depends on it) fails by
+    /// itself instead of taking its neighbours down with it.
+    fn commit(&mut self, store: &mut Store, reply: &Reply) {
+        let Some(&last) = self.seqs.last() else {
+            return;
+        };
+        match store.apply(&self.writes) {
+            Ok(()) => reply.send(Input::Committed {
+                seq: last,
+                ok: true,
+            }),
+            Err(e) if self.writes.len() == 1 => {
+                eprintln!("chatapp: error: {e}");
+                reply.send(Input::Committed {
+                    seq: last,
+                    ok: false,
+                });
+            }
+            Err(_) => {
+                for (write, &seq) in self.writes.iter().zip(&self.seqs) {
+                    let ok = store.apply(std::slice::from_ref(write));
+                    if let Err(e) = &ok {
+                        eprintln!("chatapp: error: {e}");
+                    }
+                    reply.send(Input::Committed {
+                        seq,
+                        ok: ok.is_ok(),
+                    });
+                }
+            }
         }
-    };
-    batch.clear();
-    reply.send(Input::Committed { seq, ok });
+        self.writes.clear();
+        self.seqs.clear();
+    }
 }
 
 fn answer(store: &Store, query: Query) -> Answer {

@@ -108,8 +108,6 @@ pub enum Reply {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
-    /// The request was malformed or not allowed now; the connection closes.
-    Protocol,
     /// Not allowed in the current state (not logged in, not in a room, ...).
     NotAllowed,
     InvalidName,
@@ -219,6 +217,8 @@ pub enum LeaveReason {
     AdminDisconnected,
     /// The server is shutting down.
     Shutdown,
+    /// The server could not store the room (a disk failure).
+    StoreFailed,
 }
 
 /// Encodes a message as a MessagePack map.

@@ -820,3 +820,77 @@ fn silent_clients_are_pinged_then_dropped_and_their_room_told() {
         reason: LeaveReason::Disconnected
     }));
 }
+
+#[test]
+fn an_account_that_could_not_be_stored_is_undone() {
+    let mut w = World::new();
+    let c = w.connect();
+    w.auto_commit = false;
+    let id = w.next_id;
+    let register = Request::Register {
+        name: "ann".into(),
+        password: PW.into(),
+    };
+    assert_eq!(w.ask(c, register.clone()), None, "answered before stored");
+    w.commit(false);
+    assert!(matches!(
+        w.reply_to(c, id),
+        Some(Reply::Error {
+            code: ErrorCode::Unavailable,
+            ..
+        })
+    ));
+    // Logged out again, and the name is free once more.
+    assert_eq!(w.error(c, Request::Inbox), ErrorCode::NotAllowed);
+    w.auto_commit = true;
+    assert!(matches!(
+        w.ask(c, register),
+        Some(Reply::LoggedIn { name, .. }) if name == "ann"
+    ));
+}
+
+#[test]
+fn a_room_that_could_not_be_stored_is_closed() {
+    let mut w = World::new();
+    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    w.auto_commit = false;
+    let id = w.next_id;
+    let create = Request::CreateRoom {
+        name: "Lobby".into(),
+        capacity: 5,
+    };
+    assert_eq!(w.ask(ann, create.clone()), None);
+    // Someone joins before the room's row is committed.
+    assert!(matches!(w.join(bob, 1), Reply::Room { .. }));
+    w.commit(false);
+    assert!(matches!(
+        w.reply_to(ann, id),
+        Some(Reply::Error {
+            code: ErrorCode::Unavailable,
+            ..
+        })
+    ));
+    assert_eq!(
+        w.events(bob),
+        vec![Event::RoomClosed {
+            room: 1,
+            reason: LeaveReason::StoreFailed
+        }]
+    );
+    // Nothing about the failed room is written again, and its name is free.
+    assert!(w.uncommitted.is_empty());
+    w.auto_commit = true;
+    assert!(matches!(w.ask(ann, create), Some(Reply::Room { .. })));
+}
+
+#[test]
+fn after_a_logout_the_login_deadline_does_not_apply() {
+    let mut w = World::new();
+    let ann = w.user("ann");
+    w.ask(ann, Request::Logout);
+    let limits = Limits::default();
+    w.now += limits.login_timeout + limits.sweep;
+    w.hub.handle_timeout(w.now);
+    w.run_effects();
+    assert!(!w.closed.contains(&ann));
+}
