@@ -93,6 +93,12 @@ impl ServerHandshake {
     /// Reads the client's first message; returns the frame body of the reply
     /// and the finished transport.
     pub fn respond(mut self, first: &[u8]) -> Result<(Vec<u8>, Transport), WireError> {
+        // The first message is the client's ephemeral key and an empty
+        // payload: exactly 32 bytes. Anything else is not one of ours, and
+        // refusing it here closes junk connections at once.
+        if first.len() != KEY_LEN {
+            return Err(WireError::Handshake(snow::Error::Input));
+        }
         let mut scratch = vec![0; MAX_FRAME];
         self.0
             .read_message(first, &mut scratch)
@@ -270,11 +276,11 @@ mod tests {
     #[test]
     fn garbage_first_message_is_an_error_not_a_panic() {
         let key = StaticKey::generate();
-        for junk in [&b""[..], b"x", &[0u8; 31], &[7u8; 200]] {
-            // 32 bytes or more are a valid ephemeral key to NX; shorter is refused.
-            let _ = ServerHandshake::new(&key).respond(junk);
+        for junk in [&b""[..], b"x", &[0u8; 31], &[0u8; 33], &[7u8; 200], &[1u8; 65535]] {
+            assert!(ServerHandshake::new(&key).respond(junk).is_err());
         }
-        assert!(ServerHandshake::new(&key).respond(b"short").is_err());
+        // 32 bytes are an ephemeral key to NX, whatever their value.
+        assert!(ServerHandshake::new(&key).respond(&[7u8; 32]).is_ok());
     }
 
     #[test]

@@ -1,0 +1,362 @@
+//! The command line: the real `chatapp` binary, started as an operator
+//! would, stopped with SIGTERM.
+
+mod common;
+
+use chatapp::client::proto::{self, Connection};
+use chatapp::wire::msg::{Event, LeaveReason, Reply, Request};
+use common::WAIT;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// How long the binary may take to start, or to stop after SIGTERM (the
+/// server itself gives clients 2 s to take their goodbyes).
+const PROCESS_WAIT: Duration = Duration::from_secs(10);
+
+/// The binary, with an environment that cannot reach the user's own files
+/// or servers.
+fn chatapp(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatapp"));
+    cmd.env("HOME", home)
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("CHATAPP_SERVER")
+        .env_remove("CHATAPP_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs a command that must end by itself within [`PROCESS_WAIT`].
+fn run(mut cmd: Command) -> Output {
+    let mut child = cmd.spawn().expect("start chatapp");
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let status = wait_exit(&mut child);
+    Output {
+        status,
+        stdout: stdout.join().unwrap().into_bytes(),
+        stderr: stderr.join().unwrap().into_bytes(),
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
+/// Waits for the child to exit; kills it and fails if it does not in time.
+fn wait_exit(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + PROCESS_WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for chatapp") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chatapp did not exit within {PROCESS_WAIT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The non-empty lines of some output.
+fn lines(output: &str) -> Vec<&str> {
+    output.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// `chatapp serve` running in the background.
+struct Serve {
+    child: Child,
+    addr: SocketAddr,
+    key: String,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Serve {
+    /// Starts `chatapp serve` on `data_dir` and waits for its
+    /// `chatapp listening on ADDR with key SHA256:...` line.
+    fn start(home: &Path, data_dir: &Path) -> Serve {
+        let mut child = chatapp(home)
+            .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .spawn()
+            .expect("start chatapp serve");
+        let stderr = Some(drain(child.stderr.take().unwrap()));
+        let (tx, rx) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let line = match rx.recv_timeout(PROCESS_WAIT) {
+            Ok(Ok(line)) => line,
+            other => {
+                let _ = child.kill();
+                panic!("no listening line from chatapp serve: {other:?}");
+            }
+        };
+        let words: Vec<&str> = line.split(' ').collect();
+        let (addr, key) = match words[..] {
+            ["chatapp", "listening", "on", addr, "with", "key", key] => (addr, key),
+            _ => panic!("unexpected first line: {line:?}"),
+        };
+        let addr: SocketAddr = addr.parse().expect("a socket address");
+        assert_ne!(addr.port(), 0, "the real port is shown, not 0");
+        assert!(key.starts_with("SHA256:") && key.len() == 7 + 43, "{key}");
+        Serve {
+            child,
+            addr,
+            key: key.to_string(),
+            stderr,
+        }
+    }
+
+    /// A protocol connection whose key must be the one announced.
+    fn connect(&self) -> Connection {
+        let unverified = proto::connect(&self.addr.to_string()).expect("connect");
+        assert_eq!(unverified.fingerprint(), self.key);
+        unverified.accept()
+    }
+
+    /// Sends SIGTERM; returns the exit status and everything logged.
+    fn terminate(mut self) -> (ExitStatus, String) {
+        let killed = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        let status = wait_exit(&mut self.child);
+        let log = self.stderr.take().unwrap().join().unwrap();
+        (status, log)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        // Only when a test failed half-way: do not leave the server running.
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn register(conn: &mut Connection, name: &str, password: &str) {
+    let reply = conn
+        .request_within(
+            Request::Register {
+                name: name.into(),
+                password: password.into(),
+            },
+            WAIT,
+        )
+        .unwrap();
+    assert_eq!(
+        reply,
+        Reply::LoggedIn {
+            name: name.into(),
+            unread: 0
+        }
+    );
+}
+
+/// A port on which nothing listens (it did a moment ago).
+fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn serve_prints_its_address_and_key_and_accepts_clients() {
+    const SECRET: &str = "kettle orbit saffron 3141";
+    let home = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let serve = Serve::start(home.path(), data.path());
+    TcpStream::connect(serve.addr).expect("a plain TCP connection is accepted");
+    let mut conn = serve.connect();
+    register(&mut conn, "operator", SECRET);
+    assert_eq!(
+        conn.request_within(Request::Ping, WAIT).unwrap(),
+        Reply::Pong
+    );
+    drop(conn);
+    let (status, log) = serve.terminate();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGTERM is a clean exit; log:\n{log}"
+    );
+    assert!(log.contains("operator"), "logins are logged:\n{log}");
+    assert!(!log.contains(SECRET), "a password was logged:\n{log}");
+}
+
+#[test]
+fn sigterm_says_goodbye_to_clients_keeps_their_messages_and_exits_0() {
+    let home = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let serve = Serve::start(home.path(), data.path());
+    let mut ann = serve.connect();
+    register(&mut ann, "ann", common::PASSWORD);
+    let room = match ann
+        .request_within(
+            Request::CreateRoom {
+                name: "last orders".into(),
+                capacity: 2,
+            },
+            WAIT,
+        )
+        .unwrap()
+    {
+        Reply::Room { room, .. } => room.id,
+        other => panic!("create a room: {other:?}"),
+    };
+    let mut bob = serve.connect();
+    register(&mut bob, "bob", common::PASSWORD);
+    assert!(matches!(
+        bob.request_within(Request::JoinRoom { room }, WAIT)
+            .unwrap(),
+        Reply::Room { .. }
+    ));
+    let said = Request::Say {
+        text: "closing time".into(),
+    };
+    assert_eq!(bob.request_within(said, WAIT).unwrap(), Reply::Ok);
+
+    let (status, log) = serve.terminate();
+    assert_eq!(status.code(), Some(0), "log:\n{log}");
+    let mut events = Vec::new();
+    while let Ok(Some(event)) = bob.next_event(Some(WAIT)) {
+        events.push(event);
+    }
+    let bye = Event::Bye {
+        reason: "the server is shutting down".into(),
+    };
+    assert_eq!(
+        events.last(),
+        Some(&bye),
+        "bob is told, last of all: {events:?}"
+    );
+    assert!(
+        events.contains(&Event::RoomClosed {
+            room,
+            reason: LeaveReason::Shutdown
+        }),
+        "bob's room closed for the shutdown: {events:?}"
+    );
+    let mut ann_events = Vec::new();
+    while let Ok(Some(event)) = ann.next_event(Some(WAIT)) {
+        ann_events.push(event);
+    }
+    assert_eq!(ann_events.last(), Some(&bye), "{ann_events:?}");
+
+    let stored: i64 = common::open_db(&data.path().join(chatapp::server::DATABASE_FILE))
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE body = 'closing time'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 1, "the acknowledged message is stored");
+}
+
+#[test]
+fn an_out_of_range_port_is_a_one_line_error() {
+    let home = TempDir::new().unwrap();
+    let mut cmd = chatapp(home.path());
+    cmd.args(["serve", "--listen", "127.0.0.1:70000", "--data-dir"])
+        .arg(home.path().join("data"));
+    let out = run(cmd);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "exit status {:?}", out.status);
+    assert_eq!(lines(&stderr).len(), 1, "one line:\n{stderr}");
+    assert!(stderr.contains("70000"), "the port is named:\n{stderr}");
+    assert!(stderr.contains("out of range"), "{stderr}");
+    assert_eq!(text(&out.stdout), "", "nothing claims to listen");
+}
+
+#[test]
+fn a_port_in_use_is_a_one_line_error() {
+    let home = TempDir::new().unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let mut cmd = chatapp(home.path());
+    cmd.args(["serve", "--listen", &addr, "--data-dir"])
+        .arg(home.path().join("data"));
+    let out = run(cmd);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "exit status {:?}", out.status);
+    assert_eq!(lines(&stderr).len(), 1, "one line:\n{stderr}");
+    assert!(stderr.contains(&addr), "the address is named:\n{stderr}");
+    assert!(
+        stderr.to_lowercase().contains("in use"),
+        "the reason is given:\n{stderr}"
+    );
+    assert_eq!(text(&out.stdout), "");
+}
+
+#[test]
+fn the_handshake_shows_the_fingerprint_that_serve_prints() {
+    let home = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let fingerprint = || {
+        let mut cmd = chatapp(home.path());
+        cmd.args(["serve", "--fingerprint", "--data-dir"])
+            .arg(data.path());
+        let out = run(cmd);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert_eq!(lines(&stdout).len(), 1, "{stdout}");
+        stdout.trim().to_string()
+    };
+    // Printed before the first start (the key is made then), and stable.
+    let printed = fingerprint();
+    assert!(printed.starts_with("SHA256:"), "{printed}");
+    assert_eq!(fingerprint(), printed);
+
+    let serve = Serve::start(home.path(), data.path());
+    assert_eq!(serve.key, printed, "serve announces the same key");
+    let unverified = proto::connect(&serve.addr.to_string()).expect("connect");
+    assert_eq!(unverified.fingerprint(), printed, "the handshake proves it");
+    drop(unverified);
+    let (status, log) = serve.terminate();
+    assert_eq!(status.code(), Some(0), "log:\n{log}");
+}
+
+#[test]
+fn connect_to_a_closed_port_fails_with_a_clear_message() {
+    let home = TempDir::new().unwrap();
+    let addr = format!("127.0.0.1:{}", closed_port());
+    let mut cmd = chatapp(home.path());
+    cmd.args(["connect", &addr]);
+    let out = run(cmd);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "exit status {:?}", out.status);
+    assert!(stderr.contains("connection refused"), "{stderr}");
+    assert!(stderr.contains("chatapp serve"), "{stderr}");
+    assert!(stderr.contains(&addr), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(lines(&stderr).len(), 1, "one line:\n{stderr}");
+}
