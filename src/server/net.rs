@@ -308,6 +308,7 @@ impl Net {
             }
         }
         inbox.drain(..used);
+        release_if_idle(&mut inbox);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.inbox = inbox;
         }
@@ -493,6 +494,7 @@ impl Net {
                 }
             }
             c.outbox.drain(..written);
+            release_if_idle(&mut c.outbox);
             if let Some(reason) = failed {
                 self.drop_conn(conn, &reason);
                 continue;
@@ -580,6 +582,14 @@ impl Net {
         if level <= self.log_level {
             eprintln!("chatapp: {}: {line}", format!("{level:?}").to_lowercase());
         }
+    }
+}
+
+/// Frees an empty buffer's memory once a burst has grown it: thousands of
+/// idle connections should not each keep the high-water mark of its past.
+fn release_if_idle(buf: &mut Vec<u8>) {
+    if buf.is_empty() && buf.capacity() > 4096 {
+        *buf = Vec::new();
     }
 }
 
