@@ -9,7 +9,7 @@ use chatapp::wire::{frame, noise};
 use common::{Client, TestServer, WAIT, left};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Two members chat; `hostile` does its worst on connections of its own;
 /// then the two still exchange messages and a newcomer can register.

@@ -135,6 +135,17 @@ pub fn window(widths: &[usize], cursor: usize, columns: usize) -> (usize, usize,
     (start, end.max(cursor.min(widths.len())), before)
 }
 
+/// Which of `count` entries to show in `visible` rows so that `selected`
+/// is among them, scrolling as little as possible from the top.
+pub fn scroll_window(count: usize, selected: usize, visible: usize) -> std::ops::Range<usize> {
+    let visible = visible.max(1);
+    if count <= visible {
+        return 0..count;
+    }
+    let start = (selected + 1).saturating_sub(visible).min(count - visible);
+    start..start + visible
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +203,15 @@ mod tests {
         assert_eq!(b.window(5), ("ghij".to_string(), 4));
         b.apply(Edit::Home);
         assert_eq!(b.window(5), ("abcd".to_string(), 0));
+    }
+
+    #[test]
+    fn a_long_menu_scrolls_to_the_selected_entry() {
+        assert_eq!(scroll_window(5, 4, 10), 0..5);
+        assert_eq!(scroll_window(100, 0, 10), 0..10);
+        assert_eq!(scroll_window(100, 9, 10), 0..10);
+        assert_eq!(scroll_window(100, 10, 10), 1..11);
+        assert_eq!(scroll_window(100, 99, 10), 90..100);
     }
 
     #[test]

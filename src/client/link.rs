@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 const READ_SLICE: Duration = Duration::from_millis(25);
 /// A ping after this long without sending anything, so that the server
 /// (and any NAT in between) sees a live client while its user only reads.
+/// (The server's own `ping` event is answered by the connection itself.)
 const KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// What the network thread hands the terminal.
@@ -82,7 +83,7 @@ impl Link {
     }
 
     /// Sends a request and waits up to `wait` for its reply. Events that
-    /// arrive meanwhile are kept, in order, for [`Link::next`].
+    /// arrive meanwhile are kept, in order, for [`Link::next_event`].
     pub fn call(&mut self, req: Request, wait: Duration) -> Result<Reply, CallError> {
         if let Some(why) = &self.lost {
             return Err(CallError::Lost(why.clone()));
@@ -110,7 +111,7 @@ impl Link {
     }
 
     /// The next thing from the server, if one is waiting; never blocks.
-    pub fn next(&mut self) -> Option<NetEvent> {
+    pub fn next_event(&mut self) -> Option<NetEvent> {
         if let Some(e) = self.backlog.pop_front() {
             return Some(e);
         }
@@ -187,6 +188,8 @@ fn network(mut conn: Connection, requests: Receiver<(u64, Request)>, out: Sender
                 Some(tag) => NetEvent::Reply { tag, reply: result },
                 None => continue,
             },
+            // The connection answered it already; nothing to show.
+            Ok(Some(ServerFrame::Event { event: Event::Ping })) => continue,
             Ok(Some(ServerFrame::Event { event })) => NetEvent::Event(event),
             Err(e) => {
                 let _ = out.send(lost(e));

@@ -34,7 +34,7 @@ impl fmt::Display for ClientError {
             ClientError::Unreachable { addr, source } => {
                 let hint = match source.kind() {
                     io::ErrorKind::ConnectionRefused => {
-                        " - is `chatapp serve` running there?".to_string()
+                        " - is `chatapp serve` running?".to_string()
                     }
                     io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
                         " - check the address and your network".to_string()

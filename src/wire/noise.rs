@@ -276,7 +276,14 @@ mod tests {
     #[test]
     fn garbage_first_message_is_an_error_not_a_panic() {
         let key = StaticKey::generate();
-        for junk in [&b""[..], b"x", &[0u8; 31], &[0u8; 33], &[7u8; 200], &[1u8; 65535]] {
+        for junk in [
+            &b""[..],
+            b"x",
+            &[0u8; 31],
+            &[0u8; 33],
+            &[7u8; 200],
+            &[1u8; 65535],
+        ] {
             assert!(ServerHandshake::new(&key).respond(junk).is_err());
         }
         // 32 bytes are an ephemeral key to NX, whatever their value.

@@ -1,0 +1,356 @@
+//! The real `chatapp` binary in pseudo-terminals against a real server,
+//! driven as people type: accounts, rooms, kicks, a closing room, private
+//! messages and the inbox, a message arriving mid-typing, a dropped
+//! server, Ctrl-C.
+
+mod pty_common;
+
+use pty_common::*;
+
+#[test]
+fn two_users_chat_in_a_room_list_it_and_the_admin_kicks() {
+    let server = Server::start();
+    let (mut alice, _a) = newcomer("alice", &server);
+    let (mut bob, _b) = newcomer("bob", &server);
+
+    let id = create_room(&mut alice, "Lobby");
+    assert!(alice.transcript().contains("Admin: alice"));
+    let top = join_room(&mut bob, "Lobby", &id);
+    assert!(
+        top.contains("Admin: alice\nMembers (2/10): alice (Admin), bob\n"),
+        "{top}"
+    );
+    alice.expect("* bob joined the room");
+
+    bob.line("hello alice");
+    expect_message(&mut alice, "bob", "hello alice");
+    expect_message(&mut bob, "bob", "hello alice");
+    alice.line("hi bob, welcome");
+    expect_message(&mut bob, "alice", "hi bob, welcome");
+
+    alice.line("/l");
+    alice.expect("Members (2/10): alice (Admin), bob");
+    bob.line("/l");
+    bob.expect("Members (2/10): alice (Admin), bob");
+
+    // Only the admin kicks; a command nobody knows is not sent.
+    bob.line("/kick alice");
+    bob.expect("Only the room's admin can kick.");
+    bob.line("/dance");
+    bob.expect("Unknown command /dance: /help lists the commands. Nothing was sent");
+
+    alice.line("/kick bob");
+    bob.expect(&format!("alice kicked you out of Lobby (#{id})."));
+    main_menu(&mut bob, "bob");
+    alice.expect("* bob was kicked out by alice");
+    assert!(
+        !alice.transcript().contains("/dance"),
+        "an unknown command reached the room"
+    );
+
+    // The kicked member is at the menu and can use it.
+    bob.line("2");
+    bob.expect("Room number");
+    bob.line("#999");
+    bob.expect("There is no room #999: check the number.");
+    main_menu(&mut bob, "bob");
+}
+
+#[test]
+fn the_admin_leaving_closes_the_room_and_returns_everyone_to_the_menu() {
+    let server = Server::start();
+    let (mut alice, _a) = newcomer("alice", &server);
+    let (mut bob, _b) = newcomer("bob", &server);
+    let (mut carol, _c) = newcomer("carol", &server);
+
+    let id = create_room(&mut alice, "Kitchen");
+    join_room(&mut bob, "Kitchen", &id);
+    join_room(&mut carol, "Kitchen", &id);
+    bob.expect("* carol joined the room");
+    alice.expect("* carol joined the room");
+    carol.line("/l");
+    carol.expect("Members (3/10): alice (Admin), bob, carol");
+
+    carol.line("/q");
+    carol.expect(&format!("You left Kitchen (#{id})."));
+    main_menu(&mut carol, "carol");
+    alice.expect("* carol left the room");
+    join_room(&mut carol, "Kitchen", &id);
+
+    alice.line("/q");
+    alice.expect(&format!(
+        "You left Kitchen (#{id}); as its admin, leaving closed it."
+    ));
+    main_menu(&mut alice, "alice");
+    for member in [&mut bob, &mut carol] {
+        member.expect(&format!(
+            "Kitchen (#{id}) was closed: its admin alice left."
+        ));
+        main_menu(member, &member.name.clone());
+    }
+
+    // A closed room cannot be joined; the user stays at the menu.
+    bob.line("2");
+    bob.expect("Room number");
+    bob.line(&id);
+    bob.expect(&format!("Room #{id} is closed"));
+    main_menu(&mut bob, "bob");
+}
+
+#[test]
+fn a_private_message_waits_for_an_offline_user_in_the_inbox() {
+    let server = Server::start();
+    account(&server, "bob");
+    let (mut alice, _a) = newcomer("alice", &server);
+
+    alice.line("3");
+    alice.expect("Write to");
+    alice.line("nobody");
+    alice.expect("There is no user named \"nobody\"");
+    alice.expect("Write to");
+    alice.line("alice");
+    alice.expect("That is you");
+    alice.expect("Write to");
+    alice.line("bob");
+    alice.expect("Private chat with bob");
+    alice.expect("No messages yet: write the first one.");
+    alice.line("are you there, bob?");
+    expect_message(&mut alice, "alice", "are you there, bob?");
+    alice.line("/q");
+    main_menu(&mut alice, "alice");
+
+    // Bob logs in later and finds it.
+    let home = Home::new();
+    let mut bob = Client::connect("bob", &home, &server);
+    trust(&mut bob);
+    log_in(&mut bob, "bob");
+    bob.expect("Main menu · logged in as bob · 1 unread private message");
+    bob.expect("View private chats (1 unread)");
+    bob.expect("-in opens your private chats");
+    bob.line("-in");
+    bob.expect("Private chats, newest first");
+    bob.expect("alice");
+    bob.expect("alice: are you there, bob?  (1 unread)");
+    bob.expect("Esc goes back");
+    bob.line("1");
+    bob.expect("Private chat with alice");
+    expect_message(&mut bob, "alice", "are you there, bob?");
+
+    // Opening it read it; a reply reaches alice wherever she is.
+    bob.line("yes, here now");
+    expect_message(&mut bob, "bob", "yes, here now");
+    alice.expect("* New private message from bob: \"yes, here now\"");
+    bob.line("/q");
+    bob.expect("Private chats, newest first");
+    bob.expect("you: yes, here now");
+    bob.send("\x1b");
+    bob.expect("Main menu · logged in as bob · no unread private messages");
+}
+
+#[test]
+fn a_private_message_reaches_a_user_in_a_room_as_a_one_line_notice() {
+    let server = Server::start();
+    let (mut alice, _a) = newcomer("alice", &server);
+    account(&server, "dave");
+    create_room(&mut alice, "Den");
+
+    let mut dave = chatapp::client::proto::connect(&server.addr())
+        .expect("connect")
+        .accept();
+    let reply = dave
+        .request_within(
+            chatapp::wire::msg::Request::Login {
+                name: "dave".into(),
+                password: PASSWORD.into(),
+            },
+            WAIT,
+        )
+        .expect("log in");
+    assert!(matches!(reply, chatapp::wire::msg::Reply::LoggedIn { .. }));
+    dave.request_within(
+        chatapp::wire::msg::Request::SendPrivate {
+            to: "alice".into(),
+            text: "lunch?".into(),
+        },
+        WAIT,
+    )
+    .expect("send");
+    alice.expect("* New private message from dave: \"lunch?\" (-in at the main menu reads it)");
+    // Still in the room, still typing.
+    alice.line("back in a minute");
+    expect_message(&mut alice, "alice", "back in a minute");
+    alice.line("/q");
+    alice.expect("Main menu · logged in as alice · 1 unread private message");
+}
+
+#[test]
+fn a_message_arriving_mid_typing_leaves_the_typed_text_intact() {
+    let server = Server::start();
+    let (mut alice, _a) = newcomer("alice", &server);
+    let (mut bob, _b) = newcomer("bob", &server);
+    let id = create_room(&mut alice, "Lobby");
+    join_room(&mut bob, "Lobby", &id);
+    alice.expect("* bob joined the room");
+
+    // Bob is half-way through a sentence when alice speaks.
+    bob.send("half a sente");
+    bob.expect("> half a sente");
+    alice.line("sorry to interrupt");
+    expect_message(&mut bob, "alice", "sorry to interrupt");
+    bob.expect("> half a sente"); // drawn again after the message
+
+    let (rows, (row, col)) = bob.rows_and_cursor();
+    let row = usize::from(row);
+    assert_eq!(
+        rows[row].trim_end(),
+        "> half a sente",
+        "the input line on bob's screen:\n{}",
+        bob.screen()
+    );
+    assert_eq!(usize::from(col), "> half a sente".len(), "cursor column");
+    assert!(
+        rows[row - 1].ends_with("alice: sorry to interrupt"),
+        "the message goes above the input line:\n{}",
+        bob.screen()
+    );
+
+    // The line goes on where it was and is sent whole.
+    bob.line("nce");
+    expect_message(&mut alice, "bob", "half a sentence");
+}
+
+#[test]
+fn a_dropped_server_sends_the_user_back_to_the_start_with_a_reconnect() {
+    let mut server = Server::start();
+    let (mut alice, _a) = newcomer("alice", &server);
+    create_room(&mut alice, "Lobby");
+
+    server.stop();
+    alice.expect("The server ended the session: the server is shutting down.");
+    alice.expect(&format!("Reconnect to {}?", server.addr()));
+    alice.send("y");
+    alice.expect(&format!(
+        "Could not reach {}: connection refused - is `chatapp serve` running",
+        server.addr()
+    ));
+    alice.expect(&format!("Reconnect to {}?", server.addr()));
+
+    server.restart();
+    alice.send("y");
+    alice.expect(&format!("{} answers again.", server.addr()));
+    log_in(&mut alice, "alice");
+    main_menu(&mut alice, "alice");
+}
+
+#[test]
+fn ctrl_c_leaves_cleanly() {
+    let server = Server::start();
+    let (mut alice, _a) = newcomer("alice", &server);
+    create_room(&mut alice, "Lobby");
+    alice.send("half typed");
+    alice.expect("> half typed");
+    alice.send("\x03");
+    alice.expect("Bye.");
+    assert_eq!(alice.exit_code(), 130);
+    let raw = String::from_utf8_lossy(&alice.raw()).replace('\r', "");
+    assert!(
+        raw.ends_with("\x1b[?25h\nBye.\n"),
+        "the cursor is shown again and the goodbye ends the output: {:?}",
+        &raw[raw.len().saturating_sub(60)..]
+    );
+    assert!(!alice.transcript().contains("panicked"));
+}
+
+#[test]
+fn quitting_from_the_start_menu_says_bye() {
+    let server = Server::start();
+    let home = Home::new();
+    let mut c = Client::connect("someone", &home, &server);
+    trust(&mut c);
+    c.expect("What would you like to do?");
+    c.arrow_down();
+    c.arrow_down();
+    c.send("\r");
+    c.expect("Bye.");
+    assert_eq!(c.exit_code(), 0);
+}
+
+#[test]
+fn account_refusals_say_why_and_let_the_user_try_again() {
+    let server = Server::start();
+    account(&server, "alice");
+    let home = Home::new();
+    let mut c = Client::connect("newbie", &home, &server);
+    trust(&mut c);
+    c.expect("What would you like to do?");
+    c.arrow_down();
+    c.send("\r");
+    // The standard is shown before any password is asked for.
+    c.expect("Passwords need 12 to 256 characters");
+    c.expect("User name");
+    c.line("Alice");
+    c.expect("Password (hidden):");
+    c.line("1qaz2wsx3edc");
+    c.expect("That password is on the list of commonly used passwords: choose another.");
+    c.expect("Password (hidden):");
+    c.line("alice in wonderland");
+    c.expect("That password contains your user name: choose another.");
+    c.expect("Password (hidden):");
+    c.line(PASSWORD);
+    c.expect("Password again (hidden):");
+    c.line("something else entirely");
+    c.expect("The two passwords differ: type the password twice again.");
+    c.expect("Password (hidden):");
+    c.line(PASSWORD);
+    c.expect("Password again (hidden):");
+    c.line(PASSWORD);
+    c.expect("That name is taken: choose another name.");
+    // Only the name is asked again; the password typed twice is kept.
+    c.expect("User name");
+    c.line("frank");
+    c.expect("Welcome, frank: your account is ready.");
+    main_menu(&mut c, "frank");
+    let since_taken = c.transcript();
+    let since_taken = &since_taken[since_taken.rfind("That name is taken").unwrap()..];
+    assert!(!since_taken.contains("Password"), "{since_taken}");
+
+    // Arrows work at the main menu: down four times is "Log out / quit".
+    for _ in 0..4 {
+        c.arrow_down();
+    }
+    c.send("\r");
+    c.expect("frank logged out.");
+    c.expect("What would you like to do?");
+}
+
+/// Whether the output holds an SGR sequence (colour or bold).
+fn has_sgr(raw: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(raw);
+    text.split("\x1b[").skip(1).any(|rest| {
+        let params = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+            .map(|end| &rest[end..]);
+        params.is_some_and(|tail| tail.starts_with('m'))
+    })
+}
+
+#[test]
+fn colour_in_a_terminal_and_none_with_no_color() {
+    let server = Server::start();
+    let home = Home::new();
+    let args = ["connect", "--accept-new-server", &server.addr()];
+    let mut cmd = home.command(&args);
+    cmd.env_remove("NO_COLOR");
+    let mut colourful = Client::spawn_command("colourful", cmd);
+    colourful.expect("What would you like to do?");
+    assert!(has_sgr(&colourful.raw()), "no colour in a terminal");
+
+    let mut plain = Client::spawn("plain", &home, &args);
+    register(&mut plain, "grace");
+    create_room(&mut plain, "Plain");
+    assert!(
+        !has_sgr(&plain.raw()),
+        "colour despite NO_COLOR: {:?}",
+        String::from_utf8_lossy(&plain.raw())
+    );
+}
