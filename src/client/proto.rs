@@ -20,6 +20,9 @@ pub enum ClientError {
     Unreachable { addr: String, source: io::Error },
     /// The handshake failed: another protocol version, or not chatapp.
     Handshake { addr: String, source: WireError },
+    /// The server closed the connection before answering the handshake:
+    /// it is refusing connections (too many from this address, say).
+    Refused { addr: String },
     /// The connection broke or the server closed it.
     Lost(String),
     /// The server sent something we cannot read.
@@ -53,6 +56,10 @@ impl fmt::Display for ClientError {
             ClientError::Handshake { addr, .. } => write!(
                 f,
                 "{addr} did not complete a chatapp handshake: it runs another chatapp version, or is not a chatapp server. Update chatapp on both sides"
+            ),
+            ClientError::Refused { addr } => write!(
+                f,
+                "{addr} closed the connection before the handshake: it may be limiting connections from your address, or busy. Wait a little and try again"
             ),
             ClientError::Lost(why) => write!(f, "the connection to the server was lost: {why}"),
             ClientError::Wire(e) => write!(f, "the server sent something unreadable: {e}"),
@@ -138,9 +145,9 @@ pub fn connect(addr: &str) -> Result<Unverified, ClientError> {
         match read_some(&mut stream, &mut inbox, Some(deadline)) {
             Ok(()) => {}
             Err(ClientError::Lost(_)) => {
-                return Err(handshake_failed(WireError::Decode(
-                    "the server closed the connection during the handshake".into(),
-                )));
+                return Err(ClientError::Refused {
+                    addr: addr.to_string(),
+                });
             }
             Err(e) => return Err(e),
         }

@@ -211,7 +211,9 @@ impl Net {
         loop {
             match listener.accept() {
                 Ok((mut stream, peer)) => {
-                    let ip = peer.ip();
+                    // Canonical: on a dual-stack listener an IPv4 client
+                    // shows as ::ffff:a.b.c.d, which is not "loopback".
+                    let ip = peer.ip().to_canonical();
                     let exempt = self.limits.exempt_loopback && ip.is_loopback();
                     let count = self.per_address.get(&ip).copied().unwrap_or(0);
                     if !exempt && count >= self.limits.max_per_address {

@@ -384,3 +384,327 @@ pub fn left(room: u64, name: &str, reason: LeaveReason) -> Event {
         reason,
     }
 }
+
+// ---- helpers for the hardening tests (limits, floods, slow clients) ----
+
+/// Shortens the server's deadlines as `chatapp serve`'s hidden flags do,
+/// sweep included: the same code path, smaller numbers (milliseconds).
+pub fn shorten(config: &mut Config, login_timeout: i64, idle_ping: i64, idle_close: i64) {
+    let limits = &mut config.limits;
+    limits.login_timeout = login_timeout;
+    limits.idle_ping = idle_ping;
+    limits.idle_close = idle_close;
+    limits.sweep = limits
+        .sweep
+        .min(login_timeout / 4)
+        .min(idle_ping / 4)
+        .max(10);
+}
+
+/// What a [`RawClient`] read.
+#[derive(Debug, PartialEq)]
+pub enum Got {
+    Frame(chatapp::wire::msg::ServerFrame),
+    /// The server closed the connection (or reset it).
+    Closed,
+    /// Nothing within the wait.
+    Nothing,
+}
+
+/// A client on a hand-made Noise channel that does only what it is told:
+/// unlike [`proto`], it never answers a ping, so it can play a silent or a
+/// slow client while every frame it is sent stays visible.
+pub struct RawClient {
+    pub stream: std::net::TcpStream,
+    transport: chatapp::wire::noise::Transport,
+    inbox: Vec<u8>,
+    next_id: u32,
+    /// Events seen while waiting for a reply.
+    pub events: Vec<Event>,
+}
+
+impl RawClient {
+    pub fn open(addr: &str) -> RawClient {
+        RawClient::over(std::net::TcpStream::connect(addr).expect("a TCP connection"))
+    }
+
+    /// The handshake over a connection the caller made.
+    pub fn over(mut stream: std::net::TcpStream) -> RawClient {
+        use chatapp::wire::{frame, noise::ClientHandshake};
+        use std::io::Write;
+        let _ = stream.set_nodelay(true);
+        let (hs, first) = ClientHandshake::start();
+        let mut out = Vec::new();
+        frame::push(&mut out, &first);
+        stream.write_all(&out).expect("send the handshake");
+        let mut inbox = Vec::new();
+        let reply = match read_raw_frame(&mut stream, &mut inbox, WAIT) {
+            Ok(Some(body)) => body,
+            other => panic!("the handshake reply: {other:?}"),
+        };
+        let pending = hs.finish(&reply).expect("the handshake completes");
+        RawClient {
+            stream,
+            transport: pending.accept(),
+            inbox,
+            next_id: 1,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, req: Request) -> u32 {
+        use std::io::Write;
+        let id = self.next_id;
+        self.next_id += 1;
+        let plain = chatapp::wire::msg::encode(&chatapp::wire::msg::ClientFrame { id, req })
+            .expect("encode a request");
+        let mut out = Vec::new();
+        self.transport.seal_into(&plain, &mut out).expect("seal");
+        self.stream.write_all(&out).expect("send a request");
+        id
+    }
+
+    /// The next frame, waiting up to `wait`.
+    pub fn read(&mut self, wait: Duration) -> Got {
+        match read_raw_frame(&mut self.stream, &mut self.inbox, wait) {
+            Ok(Some(body)) => {
+                let mut plain = Vec::new();
+                self.transport
+                    .open_into(&body, &mut plain)
+                    .expect("a frame from the server decrypts");
+                Got::Frame(chatapp::wire::msg::decode(&plain).expect("a server frame"))
+            }
+            Ok(None) => Got::Closed,
+            Err(()) => Got::Nothing,
+        }
+    }
+
+    /// Sends `req` and returns its reply, keeping events in `self.events`.
+    pub fn request(&mut self, req: Request) -> Reply {
+        use chatapp::wire::msg::ServerFrame;
+        let id = self.send(req);
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.read(left) {
+                Got::Frame(ServerFrame::Reply { id: got, result }) if got == id => return result,
+                Got::Frame(ServerFrame::Reply { .. }) => {}
+                Got::Frame(ServerFrame::Event { event }) => self.events.push(event),
+                other => panic!("waiting for the reply to request {id}: {other:?}"),
+            }
+        }
+    }
+}
+
+/// One frame body: `Ok(None)` once the peer closed, `Err(())` when nothing
+/// whole came within `wait` (a partial frame stays in `inbox`).
+fn read_raw_frame(
+    stream: &mut std::net::TcpStream,
+    inbox: &mut Vec<u8>,
+    wait: Duration,
+) -> Result<Option<Vec<u8>>, ()> {
+    use chatapp::wire::frame;
+    use std::io::{ErrorKind, Read};
+    let deadline = std::time::Instant::now() + wait;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some((body, used)) = frame::parse(inbox) {
+            let body = body.to_vec();
+            inbox.drain(..used);
+            return Ok(Some(body));
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(());
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) => inbox.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(());
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => panic!("reading a frame: {e}"),
+        }
+    }
+}
+
+/// Waits until the server closes `stream` (EOF or reset), reading and
+/// discarding whatever it sends; `None` if it is still open after `wait`.
+pub fn wait_closed(stream: &mut std::net::TcpStream, wait: Duration) -> Option<std::time::Instant> {
+    use std::io::{ErrorKind, Read};
+    let deadline = std::time::Instant::now() + wait;
+    let mut buf = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(std::time::Instant::now()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return None;
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return Some(std::time::Instant::now()),
+        }
+    }
+}
+
+/// The `p`-th percentile (0 to 100) of `samples`, sorting them.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    assert!(!samples.is_empty(), "no samples");
+    samples.sort_unstable();
+    let rank = ((p / 100.0) * samples.len() as f64).ceil() as usize;
+    samples[rank.clamp(1, samples.len()) - 1]
+}
+
+/// Milliseconds with a fraction, for printing durations.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// A process's resident memory in KiB, from `/proc/<pid>/status`.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// `chatapp serve`, the real binary, started from `command` (which must
+/// print the "listening on ADDR" line); killed when dropped.
+pub struct ServeProcess {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub fingerprint: String,
+}
+
+impl ServeProcess {
+    /// The binary's path, for building the command.
+    pub fn binary() -> &'static str {
+        env!("CARGO_BIN_EXE_chatapp")
+    }
+
+    /// Spawns `command` and waits (up to 30 s) for its listening line.
+    pub fn spawn(mut command: std::process::Command) -> ServeProcess {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start chatapp serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {} // keep the pipe drained
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("chatapp serve printed no listening line");
+            }
+        };
+        // "chatapp listening on ADDR with key FINGERPRINT"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(
+            words.len() >= 6 && words[1] == "listening",
+            "unexpected first line {line:?}"
+        );
+        ServeProcess {
+            addr: words[3].to_string(),
+            fingerprint: words[6..].join(" "),
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A client connected to it, key checked.
+    pub fn client(&self, name: &str) -> Client {
+        let unverified = proto::connect(&self.addr)
+            .unwrap_or_else(|e| panic!("{name}: connect to {}: {e}", self.addr));
+        assert_eq!(unverified.fingerprint(), self.fingerprint);
+        Client {
+            name: name.to_string(),
+            conn: unverified.accept(),
+        }
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP connection to an IPv4 `addr` that announces `mss` as its largest
+/// segment, as a client on an Ethernet path (1460) would. On loopback the
+/// segments are 64 KiB, and the server's kernel then buffers megabytes for
+/// a client that does not read, hiding from the server how far behind the
+/// client is; a real network's segment size keeps those buffers realistic.
+/// Plain system calls (std links the C library anyway): Linux only.
+#[cfg(target_os = "linux")]
+pub fn connect_with_mss(addr: std::net::SocketAddrV4, mss: i32) -> std::net::TcpStream {
+    use std::os::fd::FromRawFd;
+    #[repr(C)]
+    struct SockaddrIn {
+        family: u16,
+        port: u16,
+        addr: u32,
+        zero: [u8; 8],
+    }
+    unsafe extern "C" {
+        fn socket(domain: i32, kind: i32, protocol: i32) -> i32;
+        fn setsockopt(fd: i32, level: i32, name: i32, value: *const i32, len: u32) -> i32;
+        fn connect(fd: i32, addr: *const SockaddrIn, len: u32) -> i32;
+        fn close(fd: i32) -> i32;
+    }
+    const AF_INET: i32 = 2;
+    const SOCK_STREAM: i32 = 1;
+    const IPPROTO_TCP: i32 = 6;
+    const TCP_MAXSEG: i32 = 2;
+    let sockaddr = SockaddrIn {
+        family: AF_INET as u16,
+        port: addr.port().to_be(),
+        addr: u32::from(*addr.ip()).to_be(),
+        zero: [0; 8],
+    };
+    // SAFETY: plain system calls on a descriptor this function owns until
+    // it hands it to the TcpStream; the pointers outlive the calls.
+    unsafe {
+        let fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let set = setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, 4);
+        let connected =
+            set == 0 && connect(fd, &sockaddr, std::mem::size_of::<SockaddrIn>() as u32) == 0;
+        if !connected {
+            let e = std::io::Error::last_os_error();
+            close(fd);
+            panic!("connect to {addr} with MSS {mss}: {e}");
+        }
+        std::net::TcpStream::from_raw_fd(fd)
+    }
+}

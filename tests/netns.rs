@@ -1,0 +1,678 @@
+//! Real network faults, on hosts this test builds out of Linux network
+//! namespaces: a server host, a router, and two client hosts, joined by
+//! veth pairs with addresses in 10.250.0.0/16 that exist only inside those
+//! namespaces. The real `chatapp serve` runs on the server host; each client
+//! is this test binary run again on its own host (`netns_helper`, driven
+//! line by line over its standard input). The paths get 50 ms of delay each
+//! way and 1% loss; every message must still arrive, in order. Then one
+//! client's link is cut: the server must drop it at its (shortened) idle
+//! timeout and tell the room, and the client must report the connection
+//! lost.
+//!
+//! Delay and loss come from `tc netem` where the kernel has it. Where it
+//! does not, loss comes from nftables (`numgen random`) on the client hosts
+//! and delay from a relay on the router that holds every chunk for 50 ms
+//! each way; the output says which was used. Without root, or where
+//! `ip netns add` fails, the test says why and skips.
+//!
+//! Needs `ip` (iproute2) and, on kernels without netem, `nft` (nftables).
+//! Run with `--nocapture` to read the figures.
+
+use chatapp::client::proto::{self, Connection};
+use chatapp::wire::msg::{Event, LeaveReason, Reply, Request};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Set in a helper's environment: what it plays (`client` or `relay`).
+const ROLE: &str = "CHATAPP_NETNS_ROLE";
+/// Lines a helper prints for the test start with this.
+const MARK: &str = "@@ ";
+const DELAY_MS: u64 = 50;
+const LOSS_PERCENT: u32 = 1;
+/// The server's idle deadlines, shortened (seconds).
+const IDLE_PING: f64 = 2.0;
+const IDLE_CLOSE: f64 = 4.0;
+/// Lines each client says under delay and loss.
+const LINES: usize = 30;
+const PORT: u16 = 7878;
+const SERVER_IP: &str = "10.250.0.1";
+
+// ---- the hosts ----
+
+/// The namespaces of one run, deleted (with their links and whatever still
+/// runs in them) when dropped, even after a failure.
+struct Lab {
+    prefix: String,
+    made: Vec<String>,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn ns(&self, host: &str) -> String {
+        format!("{}{host}", self.prefix)
+    }
+
+    fn add(&mut self, host: &str) -> Result<(), String> {
+        let ns = self.ns(host);
+        run("ip", &["netns", "add", &ns])?;
+        self.made.push(ns.clone());
+        run("ip", &["-n", &ns, "link", "set", "lo", "up"])
+    }
+
+    /// `ip -n NS ARGS...`
+    fn ip(&self, host: &str, args: &str) -> Result<(), String> {
+        let ns = self.ns(host);
+        let mut all = vec!["-n", ns.as_str()];
+        all.extend(args.split_whitespace());
+        run("ip", &all)
+    }
+
+    /// `ip netns exec NS PROGRAM ARGS...`, waited for.
+    fn exec(&self, host: &str, program: &str, args: &[&str]) -> Result<String, String> {
+        let ns = self.ns(host);
+        let mut all = vec!["netns", "exec", ns.as_str(), program];
+        all.extend(args);
+        output("ip", &all)
+    }
+
+    /// A command that runs inside the host's namespace.
+    fn command(&self, host: &str, program: &Path) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.ns(host)]).arg(program);
+        command
+    }
+
+    /// A point-to-point link: `a_if` on `a` with `a_addr`, `b_if` on `b`
+    /// with `b_addr` (both /24).
+    fn link(
+        &self,
+        a: &str,
+        a_if: &str,
+        a_addr: &str,
+        b: &str,
+        b_if: &str,
+        b_addr: &str,
+    ) -> Result<(), String> {
+        self.ip(
+            a,
+            &format!(
+                "link add {a_if} type veth peer name {b_if} netns {}",
+                self.ns(b)
+            ),
+        )?;
+        self.ip(a, &format!("addr add {a_addr}/24 dev {a_if}"))?;
+        self.ip(b, &format!("addr add {b_addr}/24 dev {b_if}"))?;
+        self.ip(a, &format!("link set {a_if} up"))?;
+        self.ip(b, &format!("link set {b_if} up"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in self.made.drain(..).rev() {
+            if let Err(e) = run("ip", &["netns", "del", &ns]) {
+                eprintln!("cleaning up: {e}");
+            }
+        }
+    }
+}
+
+fn output(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{program} {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    output(program, args).map(|_| ())
+}
+
+/// The ruleset that drops `LOSS_PERCENT`% of the packets each way, counting
+/// all and dropped.
+fn loss_rules() -> String {
+    let drop = format!("numgen random mod 100 < {LOSS_PERCENT} counter drop");
+    format!(
+        "table inet chatapp_loss {{\n\
+         chain in {{ type filter hook input priority 0; policy accept; counter; {drop}; }}\n\
+         chain out {{ type filter hook output priority 0; policy accept; counter; {drop}; }}\n\
+         }}\n"
+    )
+}
+
+/// (packets seen, packets dropped) by the loss rules on `host`.
+fn loss_counts(lab: &Lab, host: &str) -> (u64, u64) {
+    let listing = lab
+        .exec(host, "nft", &["list", "table", "inet", "chatapp_loss"])
+        .unwrap_or_default();
+    let counts: Vec<u64> = listing
+        .split("packets ")
+        .skip(1)
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect();
+    // Per chain: all, then dropped.
+    let seen = counts.iter().step_by(2).sum();
+    let dropped = counts.iter().skip(1).step_by(2).sum();
+    (seen, dropped)
+}
+
+// ---- the helpers, run inside the client and router hosts ----
+
+/// Speaks for one process this test started in a namespace.
+struct Helper {
+    name: String,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+}
+
+impl Helper {
+    fn start(lab: &mut Lab, host: &str, name: &str, envs: &[(&str, &str)]) -> Helper {
+        let exe = std::env::current_exe().expect("this test binary");
+        let mut command = lab.command(host, &exe);
+        command
+            .args(["netns_helper", "--exact", "--ignored", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .envs(envs.iter().copied())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("start a helper");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(at) = line.find(MARK) {
+                    let _ = tx.send(line[at + MARK.len()..].to_string());
+                }
+            }
+        });
+        lab.children.push(child);
+        Helper {
+            name: name.to_string(),
+            stdin,
+            lines,
+        }
+    }
+
+    fn send(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").expect("command a helper");
+        self.stdin.flush().unwrap();
+    }
+
+    /// The helper's next report, within `wait`.
+    fn report(&mut self, wait: Duration) -> String {
+        match self.lines.recv_timeout(wait) {
+            Ok(line) => line,
+            Err(e) => panic!("{}: no report within {wait:?} ({e})", self.name),
+        }
+    }
+
+    fn ask(&mut self, command: &str, wait: Duration) -> String {
+        self.send(command);
+        self.report(wait)
+    }
+}
+
+fn say(line: impl std::fmt::Display) {
+    println!("{MARK}{line}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Not a test of its own: `netns_helper` plays a client or the relay when
+/// the test above starts it inside a namespace with [`ROLE`] set.
+#[test]
+#[ignore = "a helper that the netns test runs inside its namespaces"]
+fn netns_helper() {
+    match std::env::var(ROLE).as_deref() {
+        Ok("client") => client(),
+        Ok("relay") => relay(),
+        _ => {}
+    }
+}
+
+/// Relays TCP from `CHATAPP_RELAY_LISTEN` to `CHATAPP_RELAY_UPSTREAM`,
+/// holding every chunk `CHATAPP_RELAY_DELAY_MS` in each direction (in
+/// order, without slowing the throughput).
+fn relay() {
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    let listener = TcpListener::bind(var("CHATAPP_RELAY_LISTEN")).expect("bind the relay");
+    let upstream = var("CHATAPP_RELAY_UPSTREAM");
+    let delay = Duration::from_millis(var("CHATAPP_RELAY_DELAY_MS").parse().unwrap());
+    say("ready");
+    for down in listener.incoming() {
+        let Ok(down) = down else { continue };
+        let Ok(up) = TcpStream::connect(&upstream) else {
+            continue;
+        };
+        let _ = down.set_nodelay(true);
+        let _ = up.set_nodelay(true);
+        pipe(down.try_clone().unwrap(), up.try_clone().unwrap(), delay);
+        pipe(up, down, delay);
+    }
+}
+
+fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+    let (tx, rx) = mpsc::channel::<(Instant, Option<Vec<u8>>)>();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send((Instant::now() + delay, None));
+                    return;
+                }
+                Ok(n) => {
+                    let _ = tx.send((Instant::now() + delay, Some(buf[..n].to_vec())));
+                }
+            }
+        }
+    });
+    thread::spawn(move || {
+        for (due, chunk) in rx {
+            thread::sleep(due.saturating_duration_since(Instant::now()));
+            match chunk {
+                Some(bytes) if to.write_all(&bytes).is_ok() => {}
+                Some(_) => {
+                    let _ = to.shutdown(Shutdown::Both);
+                    return;
+                }
+                None => {
+                    let _ = to.shutdown(Shutdown::Write);
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// A chat client run by commands on standard input, one per line; each is
+/// answered by one report line.
+fn client() {
+    let fingerprint = std::env::var("CHATAPP_NETNS_KEY").expect("the server key");
+    let mut conn: Option<Connection> = None;
+    let mut name = String::new();
+    for line in std::io::stdin().lines() {
+        let line = line.expect("a command");
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = Instant::now();
+        match words.as_slice() {
+            ["connect", addr, who] => {
+                let unverified = proto::connect(addr).unwrap_or_else(|e| panic!("{who}: {e}"));
+                assert_eq!(unverified.fingerprint(), fingerprint, "the server's key");
+                let mut c = unverified.accept();
+                let reply = c
+                    .request(Request::Register {
+                        name: who.to_string(),
+                        password: "namespaced password 2024".into(),
+                    })
+                    .expect("register");
+                assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
+                name = who.to_string();
+                conn = Some(c);
+                say(format!("registered in {} ms", at.elapsed().as_millis()));
+            }
+            ["create", room] => {
+                let c = conn.as_mut().unwrap();
+                match c.request(Request::CreateRoom {
+                    name: room.to_string(),
+                    capacity: 10,
+                }) {
+                    Ok(Reply::Room { room, .. }) => say(format!("room {}", room.id)),
+                    other => panic!("{name}: create: {other:?}"),
+                }
+            }
+            ["join", room] => {
+                let c = conn.as_mut().unwrap();
+                let room = room.parse().unwrap();
+                match c.request(Request::JoinRoom { room }) {
+                    Ok(Reply::Room { .. }) => say("joined"),
+                    other => panic!("{name}: join: {other:?}"),
+                }
+            }
+            ["rtt"] => {
+                let c = conn.as_mut().unwrap();
+                let mut rtts: Vec<u128> = (0..5)
+                    .map(|_| {
+                        let sent = Instant::now();
+                        let reply = c.request(Request::Ping).expect("ping");
+                        assert_eq!(reply, Reply::Pong);
+                        sent.elapsed().as_millis()
+                    })
+                    .collect();
+                rtts.sort_unstable();
+                say(format!("rtt {} {} {}", rtts[0], rtts[2], rtts[4]));
+            }
+            ["say", count, every_ms] => {
+                let c = conn.as_mut().unwrap();
+                let every = Duration::from_millis(every_ms.parse().unwrap());
+                for i in 0..count.parse::<usize>().unwrap() {
+                    let due = at + every * i as u32;
+                    thread::sleep(due.saturating_duration_since(Instant::now()));
+                    let reply = c
+                        .request_within(
+                            Request::Say {
+                                text: format!("{name} {i}"),
+                            },
+                            Duration::from_secs(10),
+                        )
+                        .unwrap_or_else(|e| panic!("{name}: say {i}: {e}"));
+                    assert_eq!(reply, Reply::Ok, "{name}: say {i}");
+                }
+                say(format!("said {count} in {} ms", at.elapsed().as_millis()));
+            }
+            ["expect", count, wait_ms, senders @ ..] => {
+                let c = conn.as_mut().unwrap();
+                let count: usize = count.parse().unwrap();
+                let deadline = at + Duration::from_millis(wait_ms.parse().unwrap());
+                let mut got: Vec<Vec<usize>> = vec![Vec::new(); senders.len()];
+                let mut other = Vec::new();
+                while got.iter().any(|g| g.len() < count) {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match c.next_event(Some(left)) {
+                        Ok(Some(Event::RoomMessage { line, .. })) => {
+                            let (from, n) = line.text.split_once(' ').unwrap();
+                            let s = senders.iter().position(|s| *s == from).unwrap();
+                            assert_eq!(from, line.from, "a line says who sent it");
+                            got[s].push(n.parse().unwrap());
+                        }
+                        Ok(Some(Event::Ping | Event::Joined { .. })) => {}
+                        Ok(Some(e)) => other.push(e),
+                        Ok(None) => break,
+                        Err(e) => panic!("{name}: {e}"),
+                    }
+                }
+                let in_order = got.iter().all(|g| *g == (0..count).collect::<Vec<_>>());
+                let counts: Vec<usize> = got.iter().map(Vec::len).collect();
+                say(format!(
+                    "got {counts:?} in_order={in_order} other={other:?} in {} ms",
+                    at.elapsed().as_millis()
+                ));
+            }
+            ["probe", wait_ms] => {
+                let c = conn.as_mut().unwrap();
+                let wait = Duration::from_millis(wait_ms.parse().unwrap());
+                match c.request_within(Request::Ping, wait) {
+                    Ok(reply) => say(format!(
+                        "answered {reply:?} in {} ms",
+                        at.elapsed().as_millis()
+                    )),
+                    Err(e) => say(format!("error after {} ms: {e}", at.elapsed().as_millis())),
+                }
+            }
+            ["wait-left", who, wait_ms] => {
+                let c = conn.as_mut().unwrap();
+                let deadline = at + Duration::from_millis(wait_ms.parse().unwrap());
+                let mut pings = 0;
+                loop {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match c.next_event(Some(left)) {
+                        Ok(Some(Event::Left {
+                            name: n, reason, ..
+                        })) if n == *who => {
+                            say(format!(
+                                "left {reason:?} after {} ms (pinged {pings} times meanwhile)",
+                                at.elapsed().as_millis()
+                            ));
+                            break;
+                        }
+                        Ok(Some(Event::Ping)) => pings += 1,
+                        Ok(Some(e)) => panic!("{name}: unexpected {e:?}"),
+                        Ok(None) => {
+                            say("no left event");
+                            break;
+                        }
+                        Err(e) => panic!("{name}: {e}"),
+                    }
+                }
+            }
+            ["quit"] => break,
+            _ => panic!("unknown command {line:?}"),
+        }
+    }
+}
+
+// ---- the test ----
+
+#[test]
+fn messages_survive_delay_and_loss_and_a_cut_link_is_noticed_on_both_sides() {
+    let started = Instant::now();
+    let mut lab = Lab {
+        prefix: format!("chatapp{}-", std::process::id()),
+        made: Vec::new(),
+        children: Vec::new(),
+    };
+    if let Err(why) = lab.add("srv") {
+        println!("SKIPPED: cannot make network namespaces here ({why}); CI runs this as root");
+        return;
+    }
+    for host in ["rtr", "c1", "c2"] {
+        lab.add(host).expect("a namespace");
+    }
+    lab.link("rtr", "r0", "10.250.0.254", "srv", "eth0", SERVER_IP)
+        .unwrap();
+    lab.link("rtr", "r1", "10.250.1.254", "c1", "eth0", "10.250.1.1")
+        .unwrap();
+    lab.link("rtr", "r2", "10.250.2.254", "c2", "eth0", "10.250.2.1")
+        .unwrap();
+    lab.ip("srv", "route add default via 10.250.0.254").unwrap();
+    lab.ip("c1", "route add default via 10.250.1.254").unwrap();
+    lab.ip("c2", "route add default via 10.250.2.254").unwrap();
+    lab.exec("rtr", "sysctl", &["-qw", "net.ipv4.ip_forward=1"])
+        .unwrap();
+
+    // Delay and loss: netem on both ends of each client link if the kernel
+    // has it; otherwise nftables for loss and a delaying relay.
+    let netem = format!("root netem delay {DELAY_MS}ms loss {LOSS_PERCENT}%");
+    let netem_result = lab.exec(
+        "c1",
+        "tc",
+        &["qdisc", "add", "dev", "eth0"]
+            .iter()
+            .copied()
+            .chain(netem.split_whitespace())
+            .collect::<Vec<_>>(),
+    );
+    let (how, relayed) = match netem_result {
+        Ok(_) => {
+            for (host, dev) in [("c2", "eth0"), ("rtr", "r1"), ("rtr", "r2")] {
+                let mut args = vec!["qdisc", "add", "dev", dev];
+                args.extend(netem.split_whitespace());
+                lab.exec(host, "tc", &args).unwrap();
+            }
+            (
+                format!(
+                    "tc netem: {DELAY_MS} ms delay and {LOSS_PERCENT}% loss each way on both client links"
+                ),
+                false,
+            )
+        }
+        Err(netem_error) => {
+            let rules = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(rules.path(), loss_rules()).unwrap();
+            let path = rules.path().to_str().unwrap();
+            let loss = ["c1", "c2"]
+                .iter()
+                .map(|host| lab.exec(host, "nft", &["-f", path]))
+                .collect::<Result<Vec<_>, _>>();
+            let loss = match loss {
+                Ok(_) => format!("loss {LOSS_PERCENT}% each way on both client links by nftables"),
+                Err(e) => {
+                    format!("NO LOSS applied: nftables failed too ({e}; apt-get install nftables)")
+                }
+            };
+            (
+                format!(
+                    "tc netem is missing here ({netem_error}); {loss}; delay {DELAY_MS} ms each way by a \
+                     relay on the router"
+                ),
+                true,
+            )
+        }
+    };
+    println!("network: {how}");
+
+    // The server, on its host.
+    let data = tempfile::tempdir().unwrap();
+    let listen = format!("{SERVER_IP}:{PORT}");
+    let mut command = lab.command("srv", Path::new(env!("CARGO_BIN_EXE_chatapp")));
+    command
+        .args(["serve", "--listen", &listen, "--scrypt-log-n", "4"])
+        .args(["--idle-ping", &IDLE_PING.to_string()])
+        .args(["--idle-close", &IDLE_CLOSE.to_string()])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("CHATAPP_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut server = command
+        .spawn()
+        .expect("start chatapp serve in its namespace");
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .expect("the server's first line");
+    lab.children.push(server);
+    let key = first
+        .split_whitespace()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        first.contains(&listen) && key.starts_with("SHA256:"),
+        "{first:?}"
+    );
+
+    let target = |client_net: &str| {
+        if relayed {
+            format!("10.250.{client_net}.254:{PORT}")
+        } else {
+            listen.clone()
+        }
+    };
+    if relayed {
+        let mut relay = Helper::start(
+            &mut lab,
+            "rtr",
+            "relay",
+            &[
+                (ROLE, "relay"),
+                ("CHATAPP_RELAY_LISTEN", "0.0.0.0:7878"),
+                ("CHATAPP_RELAY_UPSTREAM", &listen),
+                ("CHATAPP_RELAY_DELAY_MS", &DELAY_MS.to_string()),
+            ],
+        );
+        assert_eq!(relay.report(Duration::from_secs(10)), "ready");
+    }
+    let envs = [(ROLE, "client"), ("CHATAPP_NETNS_KEY", key.as_str())];
+    let mut ann = Helper::start(&mut lab, "c1", "ann", &envs);
+    let mut bob = Helper::start(&mut lab, "c2", "bob", &envs);
+    let long = Duration::from_secs(20);
+    for (helper, net, name) in [(&mut ann, "1", "ann"), (&mut bob, "2", "bob")] {
+        let report = helper.ask(&format!("connect {} {name}", target(net)), long);
+        assert!(report.starts_with("registered"), "{name}: {report}");
+    }
+    let room = ann.ask("create lab", long);
+    let room = room.strip_prefix("room ").expect("a room").to_string();
+    assert_eq!(bob.ask(&format!("join {room}"), long), "joined");
+    let rtt = ann.ask("rtt", long);
+    println!("ann's round trips to the server (min, median, max ms): {rtt}");
+    let median: u64 = rtt.split_whitespace().nth(2).unwrap().parse().unwrap();
+    assert!(median >= 2 * DELAY_MS, "the delay is in place: {rtt}");
+
+    // Both talk at once, 30 lines each at 4 a second; each hears both, all.
+    let talk = Instant::now();
+    ann.send(&format!("say {LINES} 250"));
+    bob.send(&format!("say {LINES} 250"));
+    for helper in [&mut ann, &mut bob] {
+        let report = helper.report(long);
+        assert!(
+            report.starts_with(&format!("said {LINES}")),
+            "{}: {report}",
+            helper.name
+        );
+    }
+    let expect = format!("expect {LINES} 15000 ann bob");
+    let heard: Vec<String> = [&mut ann, &mut bob]
+        .into_iter()
+        .map(|h| h.ask(&expect, long))
+        .collect();
+    let all = format!("got [{LINES}, {LINES}] in_order=true other=[]");
+    for (who, report) in ["ann", "bob"].iter().zip(&heard) {
+        println!("{who} heard: {report}");
+        assert!(report.starts_with(&all), "{who}: {report}");
+    }
+    let (seen, dropped) = if relayed {
+        let (s1, d1) = loss_counts(&lab, "c1");
+        let (s2, d2) = loss_counts(&lab, "c2");
+        (s1 + s2, d1 + d2)
+    } else {
+        (0, 0)
+    };
+    println!(
+        "{} lines, every one delivered to both in order, in {:.1} s{}",
+        2 * LINES,
+        talk.elapsed().as_secs_f64(),
+        if relayed {
+            format!("; nftables dropped {dropped} of {seen} packets on the client links")
+        } else {
+            String::new()
+        }
+    );
+
+    // Cut bob's link. The server hears nothing more from him: it drops him
+    // at the idle timeout and tells ann; bob finds his connection dead.
+    assert!(bob.ask("probe 5000", long).starts_with("answered Pong"));
+    let cut = Instant::now();
+    lab.ip("c2", "link set eth0 down").unwrap();
+    let wait = ((IDLE_CLOSE + 3.0) * 1000.0) as u64;
+    ann.send(&format!("wait-left bob {wait}"));
+    bob.send(&format!("probe {}", ((IDLE_CLOSE + 2.0) * 1000.0) as u64));
+    let ann_saw = ann.report(long);
+    let ann_at = cut.elapsed();
+    let bob_saw = bob.report(long);
+    println!(
+        "bob's link cut: ann told after {:.1} s: {ann_saw}; bob's client: {bob_saw}",
+        ann_at.as_secs_f64()
+    );
+    assert!(
+        ann_saw.starts_with(&format!("left {:?}", LeaveReason::Disconnected)),
+        "{ann_saw}"
+    );
+    let idle = Duration::from_secs_f64(IDLE_CLOSE);
+    assert!(
+        ann_at >= idle - Duration::from_millis(300) && ann_at <= idle + Duration::from_millis(1500),
+        "told after {ann_at:?}, the idle timeout is {idle:?}"
+    );
+    assert!(bob_saw.starts_with("error after"), "{bob_saw}");
+
+    // ann goes on, alone.
+    assert!(ann.ask("probe 5000", long).starts_with("answered Pong"));
+    ann.send("quit");
+    bob.send("quit");
+    drop(lab);
+    println!(
+        "the whole test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
