@@ -12,10 +12,12 @@
 //! - [`server::net`]: the mio event loop, the only code that touches sockets.
 //! - [`server::workers`]: the threads for scrypt and for SQLite writes.
 //! - [`server`]: configuration, data directory, key and lock files; `serve`.
+//! - [`pause`]: the double-click pause before a console window closes.
 //! - [`client`]: the blocking client-side protocol and the terminal client.
 
 pub mod client;
 pub mod model;
+pub mod pause;
 pub mod server;
 pub mod store;
 pub mod wire;

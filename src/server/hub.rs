@@ -343,7 +343,7 @@ impl Hub {
                 _ => {}
             }
         }
-        let login_secs = self.limits.login_timeout / 1000;
+        let login_secs = seconds(self.limits.login_timeout);
         for conn in late {
             self.set_state(conn, State::Anonymous);
             self.bye(
@@ -351,7 +351,7 @@ impl Hub {
                 &format!("no login within {login_secs} s: connect again and log in"),
             );
         }
-        let idle_secs = self.limits.idle_close / 1000;
+        let idle_secs = seconds(self.limits.idle_close);
         for conn in silent {
             self.end_session(now, conn, LeaveReason::Disconnected);
             self.set_state(conn, State::Anonymous);
@@ -426,38 +426,31 @@ impl Hub {
         c.pinged = false;
         let state = c.state;
         let id = frame.id;
-        if !c
+        let is_message = matches!(frame.req, Request::Say { .. } | Request::SendPrivate { .. });
+        let over_budget = if !c
             .requests
             .take(limits.request_burst, limits.requests_per_second, now)
         {
             let per_sec = limits.requests_per_second;
-            return self.reply(
-                conn,
-                id,
-                Reply::Error {
-                    code: ErrorCode::RateLimited,
-                    message: format!("too many requests: at most {per_sec} a second, slow down"),
-                },
-            );
-        }
-        let is_message = matches!(frame.req, Request::Say { .. } | Request::SendPrivate { .. });
-        if is_message
+            Some(format!(
+                "too many requests: at most {per_sec} a second, slow down"
+            ))
+        } else if is_message
             && matches!(state, State::Online { .. })
             && !c
                 .messages
                 .take(limits.message_burst, limits.messages_per_second, now)
         {
             let per_sec = limits.messages_per_second;
-            return self.reply(
-                conn,
-                id,
-                Reply::Error {
-                    code: ErrorCode::RateLimited,
-                    message: format!(
-                        "too many messages: at most {per_sec} a second; this one was not sent"
-                    ),
-                },
-            );
+            Some(format!(
+                "too many messages: at most {per_sec} a second; this one was not sent"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = over_budget {
+            let code = ErrorCode::RateLimited;
+            return self.reply(conn, id, Reply::Error { code, message });
         }
         let result = match (state, frame.req) {
             (_, Request::Ping) => Ok(Some(Reply::Pong)),
@@ -942,8 +935,18 @@ impl Hub {
     /// A new account that could not be stored: forget it and log its
     /// connection out again.
     fn undo_account(&mut self, now: Millis, conn: ConnId, user: UserId) {
-        self.end_session(now, conn, LeaveReason::Disconnected);
-        self.set_state(conn, State::Anonymous);
+        // Wherever the account is logged in: on the connection that made it
+        // or, if a login with the new password came first, on that one.
+        let mut sessions = vec![conn];
+        sessions.extend(self.online.get(&user).copied());
+        for c in sessions {
+            if let Some(&State::Online { user: u, .. }) = self.conns.get(&c).map(|c| &c.state)
+                && u == user
+            {
+                self.end_session(now, c, LeaveReason::Disconnected);
+                self.set_state(c, State::Anonymous);
+            }
+        }
         if let Some(u) = self.users.remove(&user) {
             self.by_key.remove(&model::user_key(&u.name));
         }
@@ -1026,6 +1029,9 @@ impl Hub {
         };
         let peer = c.peer.clone();
         let ip = c.ip.clone();
+        // An account whose store write failed while its password was being
+        // checked is gone: a failed login.
+        let user = user.filter(|u| self.users.contains_key(u));
         let Some(user) = user else {
             self.set_state(conn, State::Anonymous);
             // The typed name is logged only when it names an account: a
@@ -1309,6 +1315,15 @@ fn address_key(ip: &str) -> String {
 /// What a request handler returns: a reply now, none (it comes later), or
 /// an error reply.
 type Answered = Result<Option<Reply>, (ErrorCode, String)>;
+
+/// `10`, or `1.5` where the milliseconds are not whole seconds.
+fn seconds(ms: Millis) -> String {
+    if ms % 1000 == 0 {
+        (ms / 1000).to_string()
+    } else {
+        format!("{:.1}", ms as f64 / 1000.0)
+    }
+}
 
 fn unavailable() -> Reply {
     Reply::Error {

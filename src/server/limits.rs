@@ -42,6 +42,27 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// These limits with other deadlines (milliseconds), and the sweep
+    /// made short enough to check each of them a few times over.
+    pub fn with_deadlines(
+        mut self,
+        login_timeout: Millis,
+        idle_ping: Millis,
+        idle_close: Millis,
+    ) -> Limits {
+        self.login_timeout = login_timeout;
+        self.idle_ping = idle_ping;
+        self.idle_close = idle_close;
+        self.sweep = Limits::default()
+            .sweep
+            .min(login_timeout / 4)
+            .min(idle_ping / 4)
+            .max(10);
+        self
+    }
+}
+
 /// A token bucket: `burst` tokens, refilled at `rate` a second.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bucket {

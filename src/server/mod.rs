@@ -6,6 +6,7 @@
 //! speak the real protocol to it. [`serve`] is the same server for the
 //! command line, stopped by SIGINT or SIGTERM.
 
+pub mod args;
 pub mod hub;
 pub mod limits;
 pub mod net;

@@ -390,15 +390,10 @@ pub fn left(room: u64, name: &str, reason: LeaveReason) -> Event {
 /// Shortens the server's deadlines as `chatapp serve`'s hidden flags do,
 /// sweep included: the same code path, smaller numbers (milliseconds).
 pub fn shorten(config: &mut Config, login_timeout: i64, idle_ping: i64, idle_close: i64) {
-    let limits = &mut config.limits;
-    limits.login_timeout = login_timeout;
-    limits.idle_ping = idle_ping;
-    limits.idle_close = idle_close;
-    limits.sweep = limits
-        .sweep
-        .min(login_timeout / 4)
-        .min(idle_ping / 4)
-        .max(10);
+    config.limits = config
+        .limits
+        .clone()
+        .with_deadlines(login_timeout, idle_ping, idle_close);
 }
 
 /// What a [`RawClient`] read.

@@ -233,6 +233,14 @@ impl World {
     }
 }
 
+fn left(room: u64, name: &str, reason: LeaveReason) -> Event {
+    Event::Left {
+        room,
+        name: name.into(),
+        reason,
+    }
+}
+
 fn texts(events: &[Event]) -> Vec<String> {
     events
         .iter()
@@ -486,11 +494,7 @@ fn only_the_admin_kicks_and_the_kicked_hear_nothing_more() {
             by: "ann".into()
         }]
     );
-    let left = Event::Left {
-        room,
-        name: "bob".into(),
-        reason: LeaveReason::Kicked,
-    };
+    let left = left(room, "bob", LeaveReason::Kicked);
     assert_eq!(w.events(cat), vec![left.clone()]);
     assert_eq!(w.events(ann), vec![left]);
     w.say(ann, "after the kick");
@@ -546,11 +550,7 @@ fn a_member_dropping_is_announced() {
     });
     assert_eq!(
         w.events(ann),
-        vec![Event::Left {
-            room,
-            name: "bob".into(),
-            reason: LeaveReason::Disconnected
-        }]
+        vec![left(room, "bob", LeaveReason::Disconnected)]
     );
 }
 
@@ -658,11 +658,7 @@ fn a_second_login_replaces_the_first_session() {
     assert!(matches!(&w.events(bob)[..], [Event::Bye { .. }]));
     assert_eq!(
         w.events(ann),
-        vec![Event::Left {
-            room,
-            name: "bob".into(),
-            reason: LeaveReason::Disconnected
-        }]
+        vec![left(room, "bob", LeaveReason::Disconnected)]
     );
 }
 
@@ -814,11 +810,10 @@ fn silent_clients_are_pinged_then_dropped_and_their_room_told() {
     );
     assert!(matches!(bob_saw.last(), Some(Event::Bye { .. })));
     assert!(w.closed.contains(&bob) && !w.closed.contains(&ann));
-    assert!(w.events(ann).contains(&Event::Left {
-        room,
-        name: "bob".into(),
-        reason: LeaveReason::Disconnected
-    }));
+    assert!(
+        w.events(ann)
+            .contains(&left(room, "bob", LeaveReason::Disconnected))
+    );
 }
 
 #[test]
