@@ -11,7 +11,7 @@
 //! The side-by-side load benchmark against IRC servers is `bench/run.sh`.
 
 use chatapp::model::{MessageId, RoomId, UserId};
-use chatapp::server::hub::{ConnId, Hub, Input, Limits, Output};
+use chatapp::server::hub::{ConnId, Hub, Input, Limits, Output, StoreJob};
 use chatapp::store::{self, Snapshot, Store, UserRow, Write};
 use chatapp::wire::frame;
 use chatapp::wire::msg::{self, ClientFrame, Event, Request, RoomLine, ServerFrame};
@@ -111,7 +111,7 @@ fn full_room() -> Hub {
     let drain = |hub: &mut Hub| {
         let mut seqs = Vec::new();
         while let Some(out) = hub.poll_output() {
-            if let Output::Persist { seq, .. } = out {
+            if let Output::Store(StoreJob::Write { seq, .. }) = out {
                 seqs.push(seq);
             }
         }
@@ -185,7 +185,7 @@ fn say(hub: &mut Hub, id: u32, on_broadcast: &mut impl FnMut(&[ConnId], &ServerF
     );
     let mut seq = 0;
     while let Some(out) = hub.poll_output() {
-        if let Output::Persist { seq: s, .. } = out {
+        if let Output::Store(StoreJob::Write { seq: s, .. }) = out {
             seq = s;
         }
     }

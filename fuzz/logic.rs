@@ -12,7 +12,7 @@
 #![allow(dead_code)]
 
 use chatapp::model::{MAX_TEXT_BYTES, MessageId, Millis, RoomId, UserId};
-use chatapp::server::hub::{Answer, ConnId, Hub, Input, Limits, Output, Query};
+use chatapp::server::hub::{Answer, AuthJob, ConnId, Hub, Input, Limits, Output, Query, StoreJob};
 use chatapp::store::{self, Snapshot, UserRow, Write};
 use chatapp::wire::msg::{self, ClientFrame, Event, Reply, Request, ServerFrame};
 use chatapp::wire::noise::{ClientHandshake, ServerHandshake, StaticKey};
@@ -665,32 +665,34 @@ impl Sim {
                     );
                     self.closing.insert(conn);
                 }
-                Output::Hash {
+                Output::Auth(AuthJob::Hash {
                     conn,
                     id,
                     name,
                     password,
-                } => self.jobs.push(Job::Hash {
+                }) => self.jobs.push(Job::Hash {
                     conn,
                     id,
                     name,
                     password,
                 }),
-                Output::Verify {
+                Output::Auth(AuthJob::Verify {
                     conn,
                     id,
                     name,
                     user,
                     password,
-                } => self.jobs.push(Job::Verify {
+                }) => self.jobs.push(Job::Verify {
                     conn,
                     id,
                     name,
                     user,
                     password,
                 }),
-                Output::Query { conn, id, query } => self.jobs.push(Job::Query { conn, id, query }),
-                Output::Persist { seq, write } => {
+                Output::Store(StoreJob::Query { conn, id, query }) => {
+                    self.jobs.push(Job::Query { conn, id, query })
+                }
+                Output::Store(StoreJob::Write { seq, write }) => {
                     assert_eq!(seq, self.last_seq + 1, "writes are numbered in order");
                     self.last_seq = seq;
                     if let Write::RoomMessage { text, .. } | Write::PrivateMessage { text, .. } =

@@ -5,7 +5,7 @@
 //! whole file runs in seconds; `PROPTEST_CASES=10000` runs more.
 
 use chatapp::model::{MessageId, Millis, RoomId, UserId};
-use chatapp::server::hub::{ConnId, Hub, Input, Limits, Output};
+use chatapp::server::hub::{AuthJob, ConnId, Hub, Input, Limits, Output, StoreJob};
 use chatapp::store::{Snapshot, UserRow};
 use chatapp::wire::frame;
 use chatapp::wire::msg::{
@@ -417,13 +417,13 @@ impl World {
                             self.seen.entry(conn).or_default().push(frame.clone());
                         }
                     }
-                    Output::Verify {
+                    Output::Auth(AuthJob::Verify {
                         conn,
                         id,
                         name,
                         user,
                         password,
-                    } => answers.push(Input::Verified {
+                    }) => answers.push(Input::Verified {
                         conn,
                         id,
                         name,
@@ -431,8 +431,10 @@ impl World {
                             .filter(|(_, hash)| *hash == format!("fake${password}"))
                             .map(|(u, _)| u),
                     }),
-                    Output::Persist { seq, .. } => commit = Some(seq),
-                    Output::Hash { .. } | Output::Query { .. } => unreachable!("not asked for"),
+                    Output::Store(StoreJob::Write { seq, .. }) => commit = Some(seq),
+                    Output::Auth(AuthJob::Hash { .. }) | Output::Store(StoreJob::Query { .. }) => {
+                        unreachable!("not asked for")
+                    }
                     Output::Close { conn } => panic!("{conn:?} closed"),
                     Output::Log { .. } => {}
                 }

@@ -77,6 +77,37 @@ pub enum Input {
     },
 }
 
+/// Password work, done off the loop thread.
+#[derive(Debug)]
+pub enum AuthJob {
+    /// Hash a new account's password; answer with [`Input::Hashed`].
+    Hash {
+        conn: ConnId,
+        id: u32,
+        name: String,
+        password: String,
+    },
+    /// Check a password against a stored hash, or against a dummy one when
+    /// the user does not exist, so that both take the same time; answer
+    /// with [`Input::Verified`].
+    Verify {
+        conn: ConnId,
+        id: u32,
+        name: String,
+        user: Option<(UserId, String)>,
+        password: String,
+    },
+}
+
+/// Store work, done in order off the loop thread.
+#[derive(Debug)]
+pub enum StoreJob {
+    /// Store this write; report it with [`Input::Committed`].
+    Write { seq: u64, write: Write },
+    /// Read from the store; answer with [`Input::Answered`].
+    Query { conn: ConnId, id: u32, query: Query },
+}
+
 /// Everything the hub asks of the world around it.
 #[derive(Debug)]
 pub enum Output {
@@ -93,33 +124,10 @@ pub enum Output {
     Close {
         conn: ConnId,
     },
-    /// Hash a new account's password (slow: off the loop thread).
-    Hash {
-        conn: ConnId,
-        id: u32,
-        name: String,
-        password: String,
-    },
-    /// Check a password against a stored hash, or against a dummy one when
-    /// the user does not exist, so that both take the same time.
-    Verify {
-        conn: ConnId,
-        id: u32,
-        name: String,
-        user: Option<(UserId, String)>,
-        password: String,
-    },
-    /// Store this write; report it with [`Input::Committed`].
-    Persist {
-        seq: u64,
-        write: Write,
-    },
-    /// Read from the store; report with [`Input::Answered`].
-    Query {
-        conn: ConnId,
-        id: u32,
-        query: Query,
-    },
+    /// Slow password work, for the scrypt threads.
+    Auth(AuthJob),
+    /// A write or read, for the store thread.
+    Store(StoreJob),
     Log {
         level: Level,
         line: String,
@@ -490,12 +498,12 @@ impl Hub {
         password::check(&name, &password).map_err(|e| (ErrorCode::WeakPassword, e.to_string()))?;
         self.reserved.insert(key);
         self.set_state(conn, State::Authenticating);
-        self.out.push_back(Output::Hash {
+        self.out.push_back(Output::Auth(AuthJob::Hash {
             conn,
             id,
             name,
             password,
-        });
+        }));
         Ok(None)
     }
 
@@ -513,13 +521,13 @@ impl Hub {
             .get(&key)
             .map(|&uid| (uid, self.users[&uid].hash.clone()));
         self.set_state(conn, State::Authenticating);
-        let verify = Output::Verify {
+        let verify = Output::Auth(AuthJob::Verify {
             conn,
             id,
             name,
             user,
             password,
-        };
+        });
         // Slow down guessing: after a few failures for this account or from
         // this address, each attempt waits longer (unknown names included,
         // so the delay tells nothing about which names exist).
@@ -576,21 +584,21 @@ impl Hub {
                 Ok(Some(Reply::Ok))
             }
             (_, Request::Inbox) => {
-                self.out.push_back(Output::Query {
+                self.out.push_back(Output::Store(StoreJob::Query {
                     conn,
                     id,
                     query: Query::Inbox { user },
-                });
+                }));
                 Ok(None)
             }
             (_, Request::OpenDialogue { with }) => {
                 let other = self.correspondent(user, &with)?;
                 self.mark_read(user, other);
-                self.out.push_back(Output::Query {
+                self.out.push_back(Output::Store(StoreJob::Query {
                     conn,
                     id,
                     query: Query::Dialogue { user, other },
-                });
+                }));
                 Ok(None)
             }
             (_, Request::MarkRead { with }) => {
@@ -1258,7 +1266,8 @@ impl Hub {
     fn persist(&mut self, write: Write) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.out.push_back(Output::Persist { seq, write });
+        self.out
+            .push_back(Output::Store(StoreJob::Write { seq, write }));
         seq
     }
 

@@ -9,7 +9,7 @@
 //! turn (registered only while bytes are left unsent).
 
 use super::hub::{ConnId, Hub, Input, Level, Output};
-use super::workers::{AuthJob, StoreJob, Workers};
+use super::workers::Workers;
 use crate::wire::msg::{self, ClientFrame, ServerFrame};
 use crate::wire::noise::{ServerHandshake, StaticKey, Transport};
 use crate::wire::{WireError, frame};
@@ -400,36 +400,8 @@ impl Net {
                     }
                 }
                 Output::Close { conn } => self.close(conn, "closed by the server".into()),
-                Output::Hash {
-                    conn,
-                    id,
-                    name,
-                    password,
-                } => self.workers.auth(AuthJob::Hash {
-                    conn,
-                    id,
-                    name,
-                    password,
-                }),
-                Output::Verify {
-                    conn,
-                    id,
-                    name,
-                    user,
-                    password,
-                } => self.workers.auth(AuthJob::Verify {
-                    conn,
-                    id,
-                    name,
-                    user,
-                    password,
-                }),
-                Output::Persist { seq, write } => {
-                    self.workers.store(StoreJob::Write { seq, write })
-                }
-                Output::Query { conn, id, query } => {
-                    self.workers.store(StoreJob::Query { conn, id, query })
-                }
+                Output::Auth(job) => self.workers.auth(job),
+                Output::Store(job) => self.workers.store(job),
                 Output::Log { level, line } => self.log(level, line),
             }
         }

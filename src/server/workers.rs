@@ -10,8 +10,8 @@
 //! them, so a reply never misses a message its sender was already told was
 //! stored.
 
-use super::hub::{Answer, ConnId, Input, Query};
-use crate::model::{DIALOGUE_HISTORY, UserId};
+use super::hub::{Answer, AuthJob, Input, Query, StoreJob};
+use crate::model::DIALOGUE_HISTORY;
 use crate::store::password::{self, HashCost};
 use crate::store::{Store, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -32,27 +32,6 @@ impl Reply {
             let _ = self.waker.wake();
         }
     }
-}
-
-pub enum AuthJob {
-    Hash {
-        conn: ConnId,
-        id: u32,
-        name: String,
-        password: String,
-    },
-    Verify {
-        conn: ConnId,
-        id: u32,
-        name: String,
-        user: Option<(UserId, String)>,
-        password: String,
-    },
-}
-
-pub enum StoreJob {
-    Write { seq: u64, write: Write },
-    Query { conn: ConnId, id: u32, query: Query },
 }
 
 pub struct Workers {

@@ -69,12 +69,12 @@ impl World {
                     }
                 }
                 Output::Close { conn } => self.closed.push(conn),
-                Output::Hash {
+                Output::Auth(AuthJob::Hash {
                     conn,
                     id,
                     name,
                     password,
-                } => self.hub.handle(
+                }) => self.hub.handle(
                     self.now,
                     Input::Hashed {
                         conn,
@@ -83,13 +83,13 @@ impl World {
                         hash: fake_hash(&password),
                     },
                 ),
-                Output::Verify {
+                Output::Auth(AuthJob::Verify {
                     conn,
                     id,
                     name,
                     user,
                     password,
-                } => {
+                }) => {
                     let user = user
                         .filter(|(_, hash)| *hash == fake_hash(&password))
                         .map(|(u, _)| u);
@@ -101,8 +101,10 @@ impl World {
                     };
                     self.hub.handle(self.now, verified);
                 }
-                Output::Persist { seq, write } => self.uncommitted.push((seq, write)),
-                Output::Query { conn, id, query } => {
+                Output::Store(StoreJob::Write { seq, write }) => {
+                    self.uncommitted.push((seq, write))
+                }
+                Output::Store(StoreJob::Query { conn, id, query }) => {
                     let answer = match query {
                         Query::Inbox { .. } => Answer::Inbox(Vec::new()),
                         Query::Dialogue { other, .. } => Answer::Dialogue {
