@@ -95,6 +95,7 @@ impl Workers {
 }
 
 fn hash_loop(jobs: &Mutex<Receiver<AuthJob>>, cost: HashCost, dummy: &str, reply: &Reply) {
+    yield_to_the_loop();
     loop {
         // The lock is held only to take a job, never while hashing.
         let job = match jobs.lock() {
@@ -137,6 +138,19 @@ fn hash_loop(jobs: &Mutex<Receiver<AuthJob>>, cost: HashCost, dummy: &str, reply
                 });
             }
         }
+    }
+}
+
+/// Lowers this thread's scheduling priority: a storm of logins (each
+/// hash is a fraction of a second of CPU) must not take the core from the
+/// event loop, which has chat to deliver. Linux keeps nice values per
+/// thread; elsewhere this does nothing.
+fn yield_to_the_loop() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
     }
 }
 
