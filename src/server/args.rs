@@ -29,6 +29,18 @@ pub struct ServeArgs {
     /// Connections one address may hold at once (loopback is exempt).
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub max_per_address: usize,
+    /// Chat messages a client may send a second, after its burst.
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_rate: u32,
+    /// Chat messages a client may send at once.
+    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub message_burst: u32,
+    /// Requests of any kind a client may send a second, after its burst.
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub request_rate: u32,
+    /// Requests of any kind a client may send at once.
+    #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub request_burst: u32,
     /// scrypt cost as log2(N), 1 to 20 [default: 17]. Lower it only for tests.
     #[arg(long, value_name = "LOG_N", value_parser = clap::value_parser!(u8).range(1..=20), hide = true)]
     pub scrypt_log_n: Option<u8>,
@@ -64,6 +76,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         SyncMode::Normal => crate::store::Sync::Normal,
     };
     config.net_limits.max_per_address = args.max_per_address;
+    config.limits.messages_per_second = args.message_rate;
+    config.limits.message_burst = args.message_burst;
+    config.limits.requests_per_second = args.request_rate;
+    config.limits.request_burst = args.request_burst;
     let limits = &config.limits;
     config.limits = limits.clone().with_deadlines(
         args.login_timeout.map_or(limits.login_timeout, millis),

@@ -21,6 +21,7 @@ use crate::wire::msg::{
     RoomInfo, RoomLine, ServerFrame,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 
 pub use super::limits::Limits;
 use super::limits::{Bucket, FAILURE_MEMORY, Failures};
@@ -28,6 +29,30 @@ use super::limits::{Bucket, FAILURE_MEMORY, Failures};
 /// A connection, as the event loop numbers them. Never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
+
+/// A map keyed by connection. The keys are counters the server chose, so
+/// nobody can pick them to collide: a multiply is hash enough, and it is
+/// looked up once per recipient of every message.
+pub type ConnMap<V> = HashMap<ConnId, V, BuildHasherDefault<ConnHasher>>;
+
+#[derive(Default)]
+pub struct ConnHasher(u64);
+
+impl Hasher for ConnHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// Everything that happens to the hub.
 #[derive(Debug)]
@@ -240,7 +265,7 @@ enum Deferred {
 }
 
 pub struct Hub {
-    conns: HashMap<ConnId, Conn>,
+    conns: ConnMap<Conn>,
     users: HashMap<UserId, User>,
     by_key: HashMap<String, UserId>,
     /// Names whose registration is being hashed.
@@ -267,7 +292,7 @@ pub struct Hub {
 impl Hub {
     pub fn new(snapshot: Snapshot, limits: Limits) -> Hub {
         let mut hub = Hub {
-            conns: HashMap::new(),
+            conns: ConnMap::default(),
             users: HashMap::new(),
             by_key: HashMap::new(),
             reserved: HashSet::new(),

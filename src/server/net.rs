@@ -8,7 +8,7 @@
 //! one per message. Write interest is derived from the queue after every
 //! turn (registered only while bytes are left unsent).
 
-use super::hub::{ConnId, Hub, Input, Level, Output};
+use super::hub::{ConnId, ConnMap, Hub, Input, Level, Output};
 use super::workers::Workers;
 use crate::wire::msg::{self, ClientFrame, ServerFrame};
 use crate::wire::noise::{ServerHandshake, StaticKey, Transport};
@@ -59,6 +59,9 @@ struct Connection {
     /// will not take it.
     closing: Option<Closing>,
     writable: bool,
+    /// In the dirty list already: each connection is flushed once a turn,
+    /// however many messages it was sent.
+    queued: bool,
 }
 
 /// What the loop needs that the server module prepared.
@@ -114,7 +117,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
         None
     };
     let mut net = Net {
-        conns: HashMap::new(),
+        conns: ConnMap::default(),
         next: FIRST_CONN,
         key,
         hub,
@@ -137,7 +140,9 @@ pub fn run(parts: Parts) -> io::Result<()> {
         if !net.lingering.is_empty() {
             // Check lingering connections' deadlines every so often.
             timeout = Some(timeout.map_or(LINGER / 8, |t| t.min(LINGER / 8)));
-            net.dirty.append(&mut net.lingering);
+            for conn in std::mem::take(&mut net.lingering) {
+                net.touch(conn);
+            }
         }
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
@@ -160,7 +165,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
                         net.read(conn, &mut scratch);
                     }
                     if event.is_writable() {
-                        net.dirty.push(conn);
+                        net.touch(conn);
                     }
                 }
             }
@@ -183,7 +188,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
 }
 
 struct Net {
-    conns: HashMap<ConnId, Connection>,
+    conns: ConnMap<Connection>,
     next: u64,
     key: StaticKey,
     hub: Hub,
@@ -247,6 +252,7 @@ impl Net {
                             outbox: Vec::new(),
                             closing: None,
                             writable: false,
+                            queued: false,
                         },
                     );
                     self.hub_input(Input::Connected {
@@ -338,7 +344,7 @@ impl Net {
                 let (reply, transport) = hs.respond(body)?;
                 frame::push(&mut c.outbox, &reply);
                 c.phase = Some(Phase::Open(transport));
-                self.dirty.push(conn);
+                mark(c, &mut self.dirty, conn);
                 return Ok(true);
             }
         };
@@ -373,7 +379,7 @@ impl Net {
                 reason,
                 by: Instant::now() + LINGER,
             });
-            self.dirty.push(conn);
+            mark(c, &mut self.dirty, conn);
         }
     }
 
@@ -437,19 +443,25 @@ impl Net {
                 by: Instant::now(),
             });
         }
-        self.dirty.push(conn);
+        mark(c, &mut self.dirty, conn);
+    }
+
+    /// Queues a connection for the end-of-turn flush.
+    fn touch(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            mark(c, &mut self.dirty, conn);
+        }
     }
 
     /// Writes what each connection touched this turn has queued; closes
     /// those that are done; sets write interest where bytes are left.
     fn flush(&mut self, poll: &Poll) {
         let mut dirty = std::mem::take(&mut self.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
         for conn in dirty.drain(..) {
             let Some(c) = self.conns.get_mut(&conn) else {
                 continue;
             };
+            c.queued = false;
             let mut written = 0;
             let mut failed = None;
             while written < c.outbox.len() {
@@ -533,7 +545,10 @@ impl Net {
         let deadline = Instant::now() + SHUTDOWN_FLUSH;
         let mut events = Events::with_capacity(256);
         loop {
-            self.dirty.extend(self.conns.keys().copied());
+            let all: Vec<ConnId> = self.conns.keys().copied().collect();
+            for conn in all {
+                self.touch(conn);
+            }
             self.flush(poll);
             while let Ok(input) = inputs.try_recv() {
                 self.feed(input);
@@ -556,6 +571,13 @@ impl Net {
         if level <= self.log_level {
             eprintln!("chatapp: {}: {line}", format!("{level:?}").to_lowercase());
         }
+    }
+}
+
+fn mark(c: &mut Connection, dirty: &mut Vec<ConnId>, conn: ConnId) {
+    if !c.queued {
+        c.queued = true;
+        dirty.push(conn);
     }
 }
 
