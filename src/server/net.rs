@@ -457,6 +457,16 @@ impl Net {
     /// those that are done; sets write interest where bytes are left.
     fn flush(&mut self, poll: &Poll) {
         let mut dirty = std::mem::take(&mut self.dirty);
+        // Dropping a connection tells the hub, which may queue output for
+        // others (their room hears it left): flush those too, this turn.
+        while !dirty.is_empty() {
+            self.flush_some(poll, &mut dirty);
+            std::mem::swap(&mut dirty, &mut self.dirty);
+        }
+        self.dirty = dirty;
+    }
+
+    fn flush_some(&mut self, poll: &Poll, dirty: &mut Vec<ConnId>) {
         for conn in dirty.drain(..) {
             let Some(c) = self.conns.get_mut(&conn) else {
                 continue;
@@ -508,7 +518,6 @@ impl Net {
                 }
             }
         }
-        self.dirty = dirty;
     }
 
     fn drop_conn(&mut self, conn: ConnId, reason: &str) {
