@@ -593,7 +593,9 @@ fn mark(c: &mut Connection, dirty: &mut Vec<ConnId>, conn: ConnId) {
 /// Frees an empty buffer's memory once a burst has grown it: thousands of
 /// idle connections should not each keep the high-water mark of its past.
 fn release_if_idle(buf: &mut Vec<u8>) {
-    if buf.is_empty() && buf.capacity() > 4096 {
+    // Above what a busy connection writes in a turn, so the buffer is not
+    // freed and grown again turn after turn.
+    if buf.is_empty() && buf.capacity() > 16 * 1024 {
         *buf = Vec::new();
     }
 }

@@ -1,0 +1,189 @@
+//! `loadgen bench`: runs the scenarios against ngircd, InspIRCd and chatapp,
+//! each started fresh and pinned to one CPU, and writes the report.
+
+use chatapp_loadgen::probe;
+use chatapp_loadgen::report::{self, Meta};
+use chatapp_loadgen::scenario::{Bench, Row, SCENARIOS, Settings};
+use chatapp_loadgen::server::{Kind, Paths};
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(about = "chatapp's side-by-side benchmark against two IRC servers")]
+struct Args {
+    /// The chatapp binary to measure (a release build).
+    #[arg(long)]
+    chatapp: PathBuf,
+    /// Where the ngircd and InspIRCd packages were unpacked.
+    #[arg(long)]
+    pkgroot: PathBuf,
+    /// The peers' configuration templates.
+    #[arg(long)]
+    peers: PathBuf,
+    /// Scratch directory (data directories, logs).
+    #[arg(long)]
+    work: PathBuf,
+    /// The Markdown file to write the tables into (between its markers).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Servers to run, comma-separated.
+    #[arg(long, default_value = "ngircd,inspircd,chatapp", value_delimiter = ',')]
+    servers: Vec<String>,
+    /// Scenarios to run, comma-separated (s1, s2burst, s2room, s3, s4, s5).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Everything ten times smaller and shorter: a trial run.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds each rate step sends for.
+    #[arg(long)]
+    step_secs: Option<f64>,
+    /// Rates (messages a second) for the rate steps of S2, S3 and S4,
+    /// replacing the scenarios' own (for profiling one step).
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
+    /// CPU the servers are pinned to (the load generator should be pinned
+    /// to another one by its caller).
+    #[arg(long, default_value_t = 0)]
+    server_cpu: usize,
+    /// Another argument for `chatapp serve` (repeatable).
+    #[arg(long = "chatapp-arg", allow_hyphen_values = true)]
+    chatapp_args: Vec<String>,
+    /// The command line to quote in the report.
+    #[arg(long, default_value = "bench/run.sh")]
+    command: String,
+    /// What to say about the revision measured.
+    #[arg(long, default_value = "")]
+    revision: String,
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut settings = if args.quick {
+        Settings::quick()
+    } else {
+        Settings::full()
+    };
+    if let Some(s) = args.step_secs {
+        settings.step_secs = s;
+    }
+    if !args.rates.is_empty() {
+        settings.s2_rates = args.rates.clone();
+        settings.s3_rates = args.rates.clone();
+        settings.s4_rates = args.rates.clone();
+    }
+    let kinds: Vec<Kind> = args
+        .servers
+        .iter()
+        .map(|s| Kind::parse(s).ok_or_else(|| anyhow::anyhow!("unknown server {s}")))
+        .collect::<anyhow::Result<_>>()?;
+    let only: Vec<String> = if args.only.is_empty() {
+        SCENARIOS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.only.clone()
+    };
+    std::fs::create_dir_all(&args.work)?;
+    let paths = Paths {
+        chatapp: args.chatapp.clone(),
+        pkgroot: args.pkgroot.clone(),
+        peers: args.peers.clone(),
+        work: args.work.clone(),
+    };
+    let bench = Bench {
+        paths: &paths,
+        settings: &settings,
+        chat_extra: args.chatapp_args.clone(),
+        server_cpu: Some(args.server_cpu),
+        verbose: true,
+    };
+    let load_start = loadavg();
+    let started = std::time::Instant::now();
+    let mut rows: Vec<Row> = Vec::new();
+    for scenario in &only {
+        for &kind in &kinds {
+            eprintln!(
+                "loadgen: [{:>4.0} s] {scenario} on {}",
+                started.elapsed().as_secs_f64(),
+                kind.name()
+            );
+            match bench.run_scenario(scenario, kind) {
+                Ok(mut got) => {
+                    for r in &got {
+                        eprintln!("loadgen:   {r:?}");
+                    }
+                    rows.append(&mut got);
+                }
+                Err(e) => {
+                    eprintln!("loadgen:   {scenario} on {} failed: {e:#}", kind.name());
+                    rows.push(Row {
+                        scenario: scenario.to_uppercase(),
+                        step: "(did not run)".into(),
+                        server: kind.name().into(),
+                        problems: vec![format!("{e:#}")],
+                        ..Row::default()
+                    });
+                }
+            }
+        }
+    }
+    let minutes = started.elapsed().as_secs_f64() / 60.0;
+    let version = Command::new(&args.chatapp)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let meta = Meta {
+        date,
+        machine: probe::machine(),
+        command: args.command.clone(),
+        chatapp_version: format!("{version} {}", args.revision).trim().to_string(),
+        load_note: format!(
+            "1-minute load average {load_start} before the run, {} after it; the run took {minutes:.1} minutes",
+            loadavg()
+        ),
+        settings: format!(
+            "each rate step sends for {} s and waits up to {} s for the last deliveries; {}-byte message texts; servers pinned to CPU {}, load generator on the other; connects in flight: chatapp {}, ngircd {}, InspIRCd {}; S5 storm: {} logins in flight; chatapp: {}",
+            settings.step_secs,
+            settings.drain_secs,
+            settings.text_len,
+            args.server_cpu,
+            settings.chatapp_concurrency,
+            settings.ngircd_concurrency,
+            settings.inspircd_concurrency,
+            settings.s5_storm,
+            if args.chatapp_args.is_empty() {
+                "its default per-client throttles (messages: burst 10 then 5/s; requests: burst 50 then 20/s), SQLite synchronous=FULL".to_string()
+            } else {
+                format!(
+                    "`serve {}`, SQLite synchronous=FULL",
+                    args.chatapp_args.join(" ")
+                )
+            }
+        ),
+    };
+    let text = report::render(&rows, &meta);
+    match &args.out {
+        Some(path) => {
+            report::write_into(path, &text)?;
+            eprintln!("loadgen: wrote {}", path.display());
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
