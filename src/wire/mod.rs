@@ -5,6 +5,7 @@
 //! ([`frame`]) whose plaintext is one MessagePack value ([`msg`]).
 //! `docs/PROTOCOL.md` describes the same thing for other implementations.
 
+mod cipher;
 pub mod frame;
 pub mod msg;
 pub mod noise;

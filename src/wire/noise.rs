@@ -23,7 +23,10 @@ pub const PROLOGUE: &[u8] = b"chatapp protocol 1";
 pub const KEY_LEN: usize = 32;
 
 fn builder() -> Builder<'static> {
-    Builder::new(PATTERN.parse().expect("the pattern name is valid"))
+    Builder::with_resolver(
+        PATTERN.parse().expect("the pattern name is valid"),
+        Box::new(super::cipher::Resolver::new()),
+    )
 }
 
 /// The server's long-term X25519 key pair.
