@@ -21,21 +21,9 @@
 set -Eeuo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# Each step that ends is a check passed; the last line counts them in the
-# plain "N passed, N failed" form that CI logs are read for.
-STEP="starting"
-PASSED=0
-trap 'echo "packaging/smoke-wine.sh: FAILED while ${STEP}" >&2; echo "smoke-wine: ${PASSED} passed, 1 failed"' ERR
-step() {
-    [ "$STEP" = starting ] || PASSED=$((PASSED + 1))
-    STEP=$1
-    echo "==> $1"
-}
-fail() {
-    echo "packaging/smoke-wine.sh: FAILED while ${STEP}: $1" >&2
-    echo "smoke-wine: ${PASSED} passed, 1 failed"
-    exit 1
-}
+SMOKE=smoke-wine
+# shellcheck source=packaging/smoke-steps.sh
+. "$REPO/packaging/smoke-steps.sh"
 
 EXE=${1:-$(ls "$REPO"/dist/chatapp-*-x86_64-windows.exe 2>/dev/null | head -n 1)}
 [ -n "$EXE" ] && [ -f "$EXE" ] || fail "no Windows executable: run packaging/build.sh first, or name one"
