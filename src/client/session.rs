@@ -322,18 +322,30 @@ impl Session {
         self.place = Place::Room { info, members };
         lines.push(self.members_line());
         lines.push(room_commands());
-        if history.is_empty() {
-            lines.push(Line::of(Tone::Dim, "No messages yet: say hello."));
-        } else {
-            lines.push(Line::of(
-                Tone::Dim,
-                format!("--- the last {} ---", plural(history.len(), "message")),
-            ));
-            for l in history {
-                lines.extend(self.message(l.time, &l.from, &l.text));
-            }
-            lines.push(Line::of(Tone::Dim, "--- now ---"));
+        let history = history
+            .iter()
+            .map(|l| (l.time, l.from.as_str(), l.text.as_str()));
+        lines.extend(self.history(history, "No messages yet: say hello."));
+        lines
+    }
+
+    /// The history at the top of a room or chat screen, oldest first.
+    fn history<'a>(
+        &self,
+        history: impl ExactSizeIterator<Item = (i64, &'a str, &'a str)>,
+        empty: &str,
+    ) -> Vec<Line> {
+        if history.len() == 0 {
+            return vec![Line::of(Tone::Dim, empty.to_string())];
         }
+        let mut lines = vec![Line::of(
+            Tone::Dim,
+            format!("--- the last {} ---", plural(history.len(), "message")),
+        )];
+        for (time, from, text) in history {
+            lines.extend(self.message(time, from, text));
+        }
+        lines.push(Line::of(Tone::Dim, "--- now ---"));
         lines
     }
 
@@ -391,21 +403,10 @@ impl Session {
     pub fn enter_chat(&mut self, with: &str, history: &[PrivateLine]) -> Vec<Line> {
         let mut lines =
             vec![Line::of(Tone::Heading, "Private chat with ").with(Tone::Name, with.to_string())];
-        if history.is_empty() {
-            lines.push(Line::of(
-                Tone::Dim,
-                "No messages yet: write the first one.".to_string(),
-            ));
-        } else {
-            lines.push(Line::of(
-                Tone::Dim,
-                format!("--- the last {} ---", plural(history.len(), "message")),
-            ));
-            for l in history {
-                lines.extend(self.message(l.time, &l.from, &l.text));
-            }
-            lines.push(Line::of(Tone::Dim, "--- now ---"));
-        }
+        let history = history
+            .iter()
+            .map(|l| (l.time, l.from.as_str(), l.text.as_str()));
+        lines.extend(self.history(history, "No messages yet: write the first one."));
         lines.push(chat_commands(with));
         self.place = Place::Chat {
             with: with.to_string(),
