@@ -318,6 +318,50 @@ fn a_port_in_use_is_a_one_line_error() {
 }
 
 #[test]
+fn a_second_server_on_the_same_data_directory_is_refused() {
+    let home = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let first = Serve::start(home.path(), data.path());
+    let mut cmd = chatapp(home.path());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path());
+    let out = run(cmd);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "exit status {:?}", out.status);
+    assert_eq!(lines(&stderr).len(), 1, "one line:\n{stderr}");
+    assert!(
+        stderr.contains("another chatapp server is already using the data directory"),
+        "the reason is given:\n{stderr}"
+    );
+    assert_eq!(text(&out.stdout), "", "the second one never listened");
+    // The first is untouched: it still answers, and stops cleanly.
+    drop(first.connect());
+    let (status, log) = first.terminate();
+    assert_eq!(status.code(), Some(0), "log:\n{log}");
+    // Once it has stopped, the directory is free again.
+    let again = Serve::start(home.path(), data.path());
+    assert_eq!(again.terminate().0.code(), Some(0));
+}
+
+#[cfg(unix)]
+#[test]
+fn the_server_key_is_readable_by_its_owner_only_and_kept() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    let key_file = data.path().join("server.key");
+    let serve = Serve::start(home.path(), data.path());
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {:o}", mode & 0o777);
+    assert_eq!(std::fs::read(&key_file).unwrap().len(), 64);
+    let key = serve.key.clone();
+    assert_eq!(serve.terminate().0.code(), Some(0));
+    let again = Serve::start(home.path(), data.path());
+    assert_eq!(again.key, key, "the same key after a restart");
+    assert_eq!(again.terminate().0.code(), Some(0));
+}
+
+#[test]
 fn the_handshake_shows_the_fingerprint_that_serve_prints() {
     let home = TempDir::new().unwrap();
     let data = TempDir::new().unwrap();
