@@ -98,13 +98,16 @@ pub fn parse_listen(listen: &str) -> anyhow::Result<SocketAddr> {
 /// Runs the server in the foreground until SIGINT or SIGTERM.
 pub fn serve(listen: &str, config: Config) -> anyhow::Result<()> {
     let addr = parse_listen(listen)?;
-    let server = Server::open(addr, config)?;
+    let mut server = Server::open(addr, config)?;
+    // Before the address is announced: a SIGTERM that follows the
+    // announcement at once must still be a clean stop.
+    server.signals = Some(net::Signals::register(&server.poll)?);
     println!(
         "chatapp listening on {} with key {}",
         server.addr, server.fingerprint
     );
     let _ = io::stdout().flush();
-    server.run(true)?;
+    server.run()?;
     Ok(())
 }
 
@@ -117,7 +120,7 @@ pub fn start(addr: SocketAddr, config: Config) -> anyhow::Result<Handle> {
     let waker = server.waker.clone();
     let thread = std::thread::Builder::new()
         .name("chatapp-server".into())
-        .spawn(move || server.run(false))?;
+        .spawn(move || server.run())?;
     Ok(Handle {
         addr,
         fingerprint,
@@ -175,6 +178,8 @@ struct Server {
     poll: mio::Poll,
     waker: Arc<mio::Waker>,
     stop: Arc<AtomicBool>,
+    /// SIGINT and SIGTERM, for a server that is the process's own.
+    signals: Option<net::Signals>,
     /// Held for the server's life: the OS releases it if the process dies.
     _lock: File,
 }
@@ -210,10 +215,11 @@ impl Server {
             waker,
             stop: Arc::new(AtomicBool::new(false)),
             _lock: lock,
+            signals: None,
         })
     }
 
-    fn run(self, signals: bool) -> io::Result<()> {
+    fn run(self) -> io::Result<()> {
         let users = self.snapshot.users.len();
         let hub = Hub::new(self.snapshot, self.config.limits.clone());
         let (tx, inputs) = std::sync::mpsc::channel();
@@ -244,7 +250,7 @@ impl Server {
             inputs,
             stop: self.stop,
             log_level: self.config.log_level,
-            signals,
+            signals: self.signals,
             limits: self.config.net_limits,
         })
     }

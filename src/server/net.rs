@@ -74,7 +74,8 @@ pub struct Parts {
     pub inputs: Receiver<Input>,
     pub stop: Arc<AtomicBool>,
     pub log_level: Level,
-    pub signals: bool,
+    /// SIGINT and SIGTERM, when this server is the process's own.
+    pub signals: Option<Signals>,
     pub limits: NetLimits,
 }
 
@@ -111,11 +112,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
     } = parts;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
-    let mut signals = if signals {
-        Some(Signals::register(&poll)?)
-    } else {
-        None
-    };
+    let mut signals = signals;
     let mut net = Net {
         conns: ConnMap::default(),
         next: FIRST_CONN,
@@ -607,11 +604,11 @@ pub fn waker(poll: &Poll) -> io::Result<Arc<Waker>> {
 
 /// SIGINT and SIGTERM, delivered through the poll like any other event.
 #[cfg(unix)]
-struct Signals(signal_hook_mio::v1_0::Signals);
+pub struct Signals(signal_hook_mio::v1_0::Signals);
 
 #[cfg(unix)]
 impl Signals {
-    fn register(poll: &Poll) -> io::Result<Signals> {
+    pub fn register(poll: &Poll) -> io::Result<Signals> {
         use signal_hook::consts::{SIGINT, SIGTERM};
         let mut signals = signal_hook_mio::v1_0::Signals::new([SIGINT, SIGTERM])?;
         poll.registry()
@@ -627,11 +624,11 @@ impl Signals {
 /// Elsewhere the console's Ctrl-C ends the process; the store commits each
 /// group as it goes, so nothing acknowledged is lost.
 #[cfg(not(unix))]
-struct Signals;
+pub struct Signals;
 
 #[cfg(not(unix))]
 impl Signals {
-    fn register(_: &Poll) -> io::Result<Signals> {
+    pub fn register(_: &Poll) -> io::Result<Signals> {
         Ok(Signals)
     }
 
