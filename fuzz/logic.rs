@@ -371,24 +371,8 @@ fn request(input: &mut Bytes) -> Request {
 
 /// A reply the workers owe the hub.
 enum Job {
-    Hash {
-        conn: ConnId,
-        id: u32,
-        name: String,
-        password: String,
-    },
-    Verify {
-        conn: ConnId,
-        id: u32,
-        name: String,
-        user: Option<(UserId, String)>,
-        password: String,
-    },
-    Query {
-        conn: ConnId,
-        id: u32,
-        query: Query,
-    },
+    Auth(AuthJob),
+    Query { conn: ConnId, id: u32, query: Query },
 }
 
 /// The world around the hub: connections that come and go, workers that
@@ -568,24 +552,24 @@ impl Sim {
 
     fn answer(&mut self, job: Job, input: &mut Bytes) {
         let answer = match job {
-            Job::Hash {
+            Job::Auth(AuthJob::Hash {
                 conn,
                 id,
                 name,
                 password,
-            } => Input::Hashed {
+            }) => Input::Hashed {
                 conn,
                 id,
                 name,
                 hash: fake_hash(&password),
             },
-            Job::Verify {
+            Job::Auth(AuthJob::Verify {
                 conn,
                 id,
                 name,
                 user,
                 password,
-            } => Input::Verified {
+            }) => Input::Verified {
                 conn,
                 id,
                 name,
@@ -665,30 +649,7 @@ impl Sim {
                     );
                     self.closing.insert(conn);
                 }
-                Output::Auth(AuthJob::Hash {
-                    conn,
-                    id,
-                    name,
-                    password,
-                }) => self.jobs.push(Job::Hash {
-                    conn,
-                    id,
-                    name,
-                    password,
-                }),
-                Output::Auth(AuthJob::Verify {
-                    conn,
-                    id,
-                    name,
-                    user,
-                    password,
-                }) => self.jobs.push(Job::Verify {
-                    conn,
-                    id,
-                    name,
-                    user,
-                    password,
-                }),
+                Output::Auth(job) => self.jobs.push(Job::Auth(job)),
                 Output::Store(StoreJob::Query { conn, id, query }) => {
                     self.jobs.push(Job::Query { conn, id, query })
                 }
