@@ -264,6 +264,20 @@ enum Deferred {
     },
 }
 
+impl Deferred {
+    /// What it weighs in [`Hub::uncommitted`].
+    fn size(&self) -> usize {
+        /// A delivery's frame beyond its text: names, ids, time, tag.
+        const OVERHEAD: usize = 128;
+        OVERHEAD
+            + match self {
+                Deferred::Room { line, .. } => line.text.len(),
+                Deferred::Private { line, .. } => line.text.len(),
+                _ => 0,
+            }
+    }
+}
+
 pub struct Hub {
     conns: ConnMap<Conn>,
     users: HashMap<UserId, User>,
@@ -280,6 +294,9 @@ pub struct Hub {
     next_message: i64,
     next_seq: u64,
     waiting: VecDeque<(u64, Deferred)>,
+    /// What `waiting` will deliver once committed, in bytes (see
+    /// [`Hub::uncommitted`]).
+    uncommitted: usize,
     out: VecDeque<Output>,
     limits: Limits,
     /// Failed logins by account key and by address.
@@ -305,6 +322,7 @@ impl Hub {
             next_message: snapshot.next_message.0,
             next_seq: 1,
             waiting: VecDeque::new(),
+            uncommitted: 0,
             out: VecDeque::new(),
             limits,
             failures: HashMap::new(),
@@ -1108,6 +1126,7 @@ impl Hub {
     fn committed(&mut self, now: Millis, seq: u64, ok: bool) {
         while self.waiting.front().is_some_and(|(s, _)| *s <= seq) {
             let (_, deferred) = self.waiting.pop_front().unwrap();
+            self.uncommitted -= deferred.size();
             match (ok, deferred) {
                 (true, Deferred::Account { conn, id, user }) => {
                     let name = self.name_of(user);
@@ -1297,7 +1316,17 @@ impl Hub {
     }
 
     fn defer(&mut self, seq: u64, deferred: Deferred) {
+        self.uncommitted += deferred.size();
         self.waiting.push_back((seq, deferred));
+    }
+
+    /// Bytes of messages handed to the store and not yet committed (text
+    /// plus a frame's overhead each): what will be delivered at once when
+    /// the commit comes. The event loop reads no more requests while this
+    /// is high, so neither the store's queue nor the deliveries it will
+    /// release can grow without bound.
+    pub fn uncommitted(&self) -> usize {
+        self.uncommitted
     }
 
     fn defer_reply(&mut self, seq: u64, conn: ConnId, id: u32, reply: Reply) {

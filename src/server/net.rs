@@ -31,6 +31,19 @@ const FIRST_CONN: u64 = 3;
 /// Unsent bytes one client may have queued before it is cut off: a client
 /// that stops reading must not make the server hold a room's traffic for it.
 pub const MAX_UNSENT: usize = 1 << 20;
+/// Output queued for a connection above which the server reads no more of
+/// its requests until it has taken some: a client that sends faster than
+/// it reads (a member of a busy room talking at full speed) is slowed
+/// down, as TCP slows any sender, instead of being cut off at
+/// [`MAX_UNSENT`].
+pub const HIGH_WATER: usize = 256 * 1024;
+/// Messages waiting for the store (see [`Hub::uncommitted`]) above which
+/// no requests are read at all until a commit: bounds the store's queue,
+/// and what one commit releases into the members' output at once.
+pub const MAX_UNCOMMITTED: usize = 128 * 1024;
+/// Bytes read from one connection in one turn of the loop: a client with
+/// a lot to say waits its turn, and everyone else is served in between.
+const READ_BUDGET: usize = 4 * 1024;
 /// How long shutdown waits for clients to take their last bytes.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
@@ -62,6 +75,9 @@ struct Connection {
     /// In the dirty list already: each connection is flushed once a turn,
     /// however many messages it was sent.
     queued: bool,
+    /// In the `unread` list already: its socket may hold input that was
+    /// left for a later turn (mio is edge-triggered: no event will say so).
+    unread: bool,
 }
 
 /// What the loop needs that the server module prepared.
@@ -123,6 +139,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
         plain: Vec::new(),
         encoded: Vec::new(),
         dirty: Vec::new(),
+        unread: Vec::new(),
         limits,
         per_address: HashMap::new(),
         lingering: Vec::new(),
@@ -141,12 +158,17 @@ pub fn run(parts: Parts) -> io::Result<()> {
                 net.touch(conn);
             }
         }
+        if net.can_read_more() {
+            timeout = Some(Duration::ZERO);
+        }
         if let Err(e) = poll.poll(&mut events, timeout) {
             if e.kind() == io::ErrorKind::Interrupted {
                 continue;
             }
             return Err(e);
         }
+        // Input left from earlier turns first, then what is new.
+        net.read_more(&mut scratch);
         for event in events.iter() {
             match event.token() {
                 LISTENER => net.accept(&listener, &poll),
@@ -160,6 +182,11 @@ pub fn run(parts: Parts) -> io::Result<()> {
                     let conn = ConnId(token.0 as u64);
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
                         net.read(conn, &mut scratch);
+                    }
+                    if event.is_read_closed() || event.is_error() {
+                        // A short read stops before the end of the stream:
+                        // come back for it, as no new event will come.
+                        net.read_later(conn);
                     }
                     if event.is_writable() {
                         net.touch(conn);
@@ -179,6 +206,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
             break;
         }
         net.flush(&poll);
+        net.workers.dispatch();
     }
     net.shut_down(&mut poll, &mut listener, &inputs);
     Ok(())
@@ -196,6 +224,8 @@ struct Net {
     encoded: Vec<u8>,
     /// Connections with output queued this turn.
     dirty: Vec<ConnId>,
+    /// Connections whose input was left in the socket for a later turn.
+    unread: Vec<ConnId>,
     limits: NetLimits,
     per_address: HashMap<IpAddr, usize>,
     /// Closing connections still writing their last bytes.
@@ -250,6 +280,7 @@ impl Net {
                             closing: None,
                             writable: false,
                             queued: false,
+                            unread: false,
                         },
                     );
                     self.hub_input(Input::Connected {
@@ -270,27 +301,67 @@ impl Net {
         }
     }
 
-    /// Reads until `WouldBlock` (mio is edge-triggered), handling the
-    /// frames of each chunk as it comes so that the input buffer never
-    /// holds more than one frame and one chunk.
+    /// Reads one chunk of at most [`READ_BUDGET`] bytes and handles the
+    /// frames in it. mio is edge-triggered, so a connection that may have
+    /// more (a full chunk) goes on the `unread` list for the next turn; a
+    /// short read has emptied the socket, and new bytes bring a new event.
+    /// A connection that is not keeping up with its output, or any while
+    /// the store is behind, is not read: its bytes wait in the kernel and
+    /// TCP slows its sender down.
     fn read(&mut self, conn: ConnId, scratch: &mut [u8]) {
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return; // an event for a connection already closed
-            };
-            let closed = match c.stream.read(scratch) {
-                Ok(0) => "closed by the client".to_string(),
+        let store_behind = self.hub.uncommitted() >= MAX_UNCOMMITTED;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return; // an event for a connection already closed
+        };
+        if store_behind || c.outbox.len() >= HIGH_WATER {
+            later(c, &mut self.unread, conn);
+            return;
+        }
+        let closed = loop {
+            match c.stream.read(&mut scratch[..READ_BUDGET]) {
+                Ok(0) => break "closed by the client".to_string(),
                 Ok(n) => {
                     c.inbox.extend_from_slice(&scratch[..n]);
+                    if n == READ_BUDGET {
+                        later(c, &mut self.unread, conn);
+                    }
                     self.take_frames(conn);
-                    continue;
+                    return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => format!("read failed: {e}"),
-            };
-            self.drop_conn(conn, &closed);
-            return;
+                Err(e) => break format!("read failed: {e}"),
+            }
+        };
+        self.drop_conn(conn, &closed);
+    }
+
+    /// Puts a connection on the list to be read in a later turn.
+    fn read_later(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            later(c, &mut self.unread, conn);
+        }
+    }
+
+    /// Whether a connection left for later can be read now: the loop then
+    /// polls without waiting.
+    fn can_read_more(&self) -> bool {
+        self.hub.uncommitted() < MAX_UNCOMMITTED
+            && self.unread.iter().any(|conn| {
+                self.conns
+                    .get(conn)
+                    .is_some_and(|c| c.outbox.len() < HIGH_WATER)
+            })
+    }
+
+    /// Reads the connections left for later (those that still may not be
+    /// read go back on the list).
+    fn read_more(&mut self, scratch: &mut [u8]) {
+        for conn in std::mem::take(&mut self.unread) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.unread = false;
+                self.read(conn, scratch);
+            }
         }
     }
 
@@ -577,6 +648,13 @@ impl Net {
         if level <= self.log_level {
             eprintln!("chatapp: {}: {line}", format!("{level:?}").to_lowercase());
         }
+    }
+}
+
+fn later(c: &mut Connection, unread: &mut Vec<ConnId>, conn: ConnId) {
+    if !c.unread {
+        c.unread = true;
+        unread.push(conn);
     }
 }
 

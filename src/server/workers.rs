@@ -36,7 +36,10 @@ impl Reply {
 
 pub struct Workers {
     auth: Option<Sender<AuthJob>>,
-    store: Option<Sender<StoreJob>>,
+    store: Option<Sender<Vec<StoreJob>>>,
+    /// Store jobs of this turn of the loop, handed over together by
+    /// [`Workers::dispatch`].
+    pending: Vec<StoreJob>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -67,6 +70,7 @@ impl Workers {
         Workers {
             auth: Some(auth_tx),
             store: Some(store_tx),
+            pending: Vec::new(),
             threads,
         }
     }
@@ -77,15 +81,29 @@ impl Workers {
         }
     }
 
-    pub fn store(&self, job: StoreJob) {
+    /// Queues a store job; [`Workers::dispatch`] hands the queue over.
+    pub fn store(&mut self, job: StoreJob) {
+        self.pending.push(job);
+    }
+
+    /// Hands the store thread every job queued since the last call, in one
+    /// message: the loop calls this once a turn, so the store thread wakes
+    /// once for a turn's writes and commits them together, instead of
+    /// waking for the first one, taking the core from the loop and
+    /// committing it alone.
+    pub fn dispatch(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
         if let Some(tx) = &self.store {
-            let _ = tx.send(job);
+            let _ = tx.send(std::mem::take(&mut self.pending));
         }
     }
 
     /// Lets the queues drain, then joins every thread: every write handed
     /// over before this call is committed when it returns.
     pub fn finish(&mut self) {
+        self.dispatch();
         self.auth.take();
         self.store.take();
         for t in self.threads.drain(..) {
@@ -157,25 +175,30 @@ fn yield_to_the_loop() {
 /// Most writes taken into one transaction.
 const MAX_BATCH: usize = 4096;
 
-fn store_loop(mut store: Store, jobs: &Receiver<StoreJob>, reply: &Reply) {
+fn store_loop(mut store: Store, jobs: &Receiver<Vec<StoreJob>>, reply: &Reply) {
     let mut batch = Batch::default();
     while let Ok(first) = jobs.recv() {
+        // Everything waiting, in order, as one transaction (or a few, past
+        // MAX_BATCH writes); a query first commits the writes before it.
         let mut next = Some(first);
-        while let Some(job) = next.take() {
-            match job {
-                StoreJob::Write { seq, write } => {
-                    batch.writes.push(write);
-                    batch.seqs.push(seq);
-                }
-                StoreJob::Query { conn, id, query } => {
-                    batch.commit(&mut store, reply);
-                    let answer = answer(&store, query);
-                    reply.send(Input::Answered { conn, id, answer });
+        while let Some(group) = next.take() {
+            for job in group {
+                match job {
+                    StoreJob::Write { seq, write } => {
+                        batch.writes.push(write);
+                        batch.seqs.push(seq);
+                        if batch.writes.len() >= MAX_BATCH {
+                            batch.commit(&mut store, reply);
+                        }
+                    }
+                    StoreJob::Query { conn, id, query } => {
+                        batch.commit(&mut store, reply);
+                        let answer = answer(&store, query);
+                        reply.send(Input::Answered { conn, id, answer });
+                    }
                 }
             }
-            if batch.writes.len() < MAX_BATCH {
-                next = jobs.try_recv().ok();
-            }
+            next = jobs.try_recv().ok();
         }
         batch.commit(&mut store, reply);
     }

@@ -449,13 +449,20 @@ impl RawClient {
 
     pub fn send(&mut self, req: Request) -> u32 {
         use std::io::Write;
+        let mut out = Vec::new();
+        let id = self.seal(req, &mut out);
+        self.stream.write_all(&out).expect("send a request");
+        id
+    }
+
+    /// Seals a request into `out` without sending it (to be written later,
+    /// from another thread, by a caller that reads meanwhile); its id.
+    pub fn seal(&mut self, req: Request, out: &mut Vec<u8>) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         let plain = chatapp::wire::msg::encode(&chatapp::wire::msg::ClientFrame { id, req })
             .expect("encode a request");
-        let mut out = Vec::new();
-        self.transport.seal_into(&plain, &mut out).expect("seal");
-        self.stream.write_all(&out).expect("send a request");
+        self.transport.seal_into(&plain, out).expect("seal");
         id
     }
 

@@ -371,6 +371,34 @@ fn room_messages_are_delivered_only_after_they_are_committed() {
 }
 
 #[test]
+fn uncommitted_counts_the_messages_waiting_for_the_store() {
+    let mut w = World::new();
+    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    let room = w.create_room(ann, "Lobby", 10);
+    w.join(bob, room);
+    assert_eq!(w.hub.uncommitted(), 0);
+    w.auto_commit = false;
+    w.say(bob, "hello");
+    let one = w.hub.uncommitted();
+    assert!(one > "hello".len(), "{one}");
+    w.say(bob, &"x".repeat(1000));
+    assert_eq!(w.hub.uncommitted(), 2 * one + 1000 - "hello".len());
+    w.ask(
+        ann,
+        Request::SendPrivate {
+            to: "bob".into(),
+            text: "psst".into(),
+        },
+    );
+    assert!(w.hub.uncommitted() > 2 * one + 1000);
+    w.commit(true);
+    assert_eq!(w.hub.uncommitted(), 0, "a commit releases them all");
+    w.say(bob, "lost");
+    w.commit(false);
+    assert_eq!(w.hub.uncommitted(), 0, "and so does a failed one");
+}
+
+#[test]
 fn a_failed_commit_is_reported_and_nothing_is_delivered() {
     let mut w = World::new();
     let (ann, bob) = (w.user("ann"), w.user("bob"));
