@@ -18,10 +18,12 @@ use crate::model::{MessageId, Millis, RoomId, UserId, room_key, user_key};
 
 /// The schema version this build writes and understands, kept in
 /// `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
-/// The whole of schema version 1.
-const SCHEMA: &str = include_str!("schema.sql");
+/// Each version's script, run in order from the one after the file's
+/// version: version 1 creates the schema, later ones migrate it.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
+    [include_str!("schema.sql"), include_str!("schema2.sql")];
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -181,7 +183,6 @@ pub struct PrivateRow {
     pub recipient: UserId,
     pub text: String,
     pub sent: Millis,
-    pub read: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -193,63 +194,78 @@ pub struct RoomRow {
     pub sent: Millis,
 }
 
-/// A user's conversations. The partners are found by hopping from one
-/// distinct value to the next in the inbox and outbox indexes (a loose index
-/// scan), so the cost grows with the number of partners, not of messages.
-const CONVERSATIONS: &str = "WITH RECURSIVE
-sent_to(other) AS (
-    SELECT (SELECT MIN(recipient) FROM messages
-            WHERE sender = ?1 AND recipient IS NOT NULL)
-    UNION ALL
-    SELECT (SELECT MIN(recipient) FROM messages
-            WHERE sender = ?1 AND recipient > sent_to.other)
-    FROM sent_to WHERE sent_to.other IS NOT NULL
-),
-heard_from(other) AS (
-    SELECT (SELECT MIN(sender) FROM messages WHERE recipient = ?1)
-    UNION ALL
-    SELECT (SELECT MIN(sender) FROM messages
-            WHERE recipient = ?1 AND sender > heard_from.other)
-    FROM heard_from WHERE heard_from.other IS NOT NULL
-),
-partners(other) AS (
-    SELECT other FROM sent_to WHERE other IS NOT NULL
-    UNION
-    SELECT other FROM heard_from WHERE other IS NOT NULL
-),
-latest(other, mine, theirs) AS MATERIALIZED (
-    SELECT p.other,
-           (SELECT MAX(id) FROM messages
-            WHERE sender = ?1 AND recipient = p.other),
-           (SELECT MAX(id) FROM messages
-            WHERE sender = p.other AND recipient = ?1)
-    FROM partners AS p
-)
-SELECT l.other, u.name, last.sender, last.body, last.sent,
-       (SELECT COUNT(*) FROM messages
-        WHERE recipient = ?1 AND sender = l.other AND read = 0)
-FROM latest AS l
--- Two-argument MAX is NULL if either is; IFNULL makes a
--- one-way conversation pick the side that exists.
-JOIN messages AS last ON last.id = MAX(IFNULL(l.mine, l.theirs), IFNULL(l.theirs, l.mine))
-JOIN users AS u ON u.id = l.other
-ORDER BY last.id DESC";
+/// A private message's dialogue key as `messages_dialogue` spells it, for
+/// the two users given as SQL expressions.
+macro_rules! dialogue_of {
+    ($a:literal, $b:literal) => {
+        concat!(
+            "min(sender, recipient) = min(",
+            $a,
+            ", ",
+            $b,
+            ") ",
+            "AND max(sender, recipient) = max(",
+            $a,
+            ", ",
+            $b,
+            ") ",
+            "AND recipient IS NOT NULL"
+        )
+    };
+}
 
-/// The last ?3 messages between ?1 and ?2. Each direction is a range of the
-/// outbox index already in id order, so SQLite merges the two and stops after
-/// the limit. The `?1 <> ?2` keeps notes to oneself from being listed twice.
-const DIALOGUE: &str =
-    "SELECT page.id, page.sender, u.name, page.recipient, page.body, page.sent, page.read
+/// Messages from `d.other` to `d.user` after `d.read_upto`, for a row `d`
+/// of `dialogues`: a range of `messages_dialogue`, read from the index alone.
+macro_rules! unread_of_d {
+    () => {
+        concat!(
+            "(SELECT COUNT(*) FROM messages WHERE ",
+            dialogue_of!("d.user", "d.other"),
+            " AND id > d.read_upto AND sender = d.other)"
+        )
+    };
+}
+
+/// Unread private messages by recipient and sender, at start.
+const UNREAD: &str = concat!(
+    "SELECT user, other, n FROM (SELECT d.user, d.other, ",
+    unread_of_d!(),
+    " AS n FROM dialogues AS d) WHERE n > 0 ORDER BY user, other"
+);
+
+/// A user's conversations, newest first: one row of `dialogues` a partner,
+/// and the last message and the unread count from the dialogue's index.
+const CONVERSATIONS: &str = concat!(
+    "SELECT d.other, u.name, last.sender, last.body, last.sent, ",
+    unread_of_d!(),
+    " FROM dialogues AS d
+JOIN messages AS last ON last.id = (SELECT MAX(id) FROM messages WHERE ",
+    dialogue_of!("d.user", "d.other"),
+    ")
+JOIN users AS u ON u.id = d.other
+WHERE d.user = ?1
+ORDER BY last.id DESC"
+);
+
+/// The last ?3 messages between ?1 and ?2: the end of one index range.
+const DIALOGUE: &str = concat!(
+    "SELECT page.id, page.sender, u.name, page.recipient, page.body, page.sent
 FROM (
-    SELECT id, sender, recipient, body, sent, read FROM messages
-    WHERE sender = ?1 AND recipient = ?2
-    UNION ALL
-    SELECT id, sender, recipient, body, sent, read FROM messages
-    WHERE sender = ?2 AND recipient = ?1 AND ?1 <> ?2
-    ORDER BY id DESC LIMIT ?3
+    SELECT id, sender, recipient, body, sent FROM messages
+    WHERE ",
+    dialogue_of!("?1", "?2"),
+    " ORDER BY id DESC LIMIT ?3
 ) AS page
 JOIN users AS u ON u.id = page.sender
-ORDER BY page.id";
+ORDER BY page.id"
+);
+
+/// Marks read what ?2 sent ?1 so far: every message of their dialogue.
+const MARK_READ: &str = concat!(
+    "UPDATE dialogues SET read_upto = (SELECT IFNULL(MAX(id), 0) FROM messages WHERE ",
+    dialogue_of!("?1", "?2"),
+    ") WHERE user = ?1 AND other = ?2"
+);
 
 /// The last ?2 messages of room ?1.
 const ROOM_HISTORY: &str = "SELECT page.id, page.sender, u.name, page.body, page.sent
@@ -357,13 +373,7 @@ impl Store {
             .context(loading)?;
         drop(stmt);
 
-        let mut stmt = tx
-            .prepare(
-                "SELECT recipient, sender, COUNT(*) FROM messages
-                 WHERE recipient IS NOT NULL AND read = 0
-                 GROUP BY recipient, sender ORDER BY recipient, sender",
-            )
-            .context(loading)?;
+        let mut stmt = tx.prepare(UNREAD).context(loading)?;
         let unread = stmt
             .query_map([], |row| {
                 Ok((UserId(row.get(0)?), UserId(row.get(1)?), row.get(2)?))
@@ -475,7 +485,6 @@ impl Store {
                 recipient: UserId(row.get(3)?),
                 text: row.get(4)?,
                 sent: row.get(5)?,
-                read: row.get(6)?,
             })
         })
         .and_then(Iterator::collect)
@@ -500,11 +509,11 @@ impl Store {
     }
 }
 
-/// Creates the schema in a fresh file, accepts the current version, and
+/// Creates the schema in a fresh file, migrates an older one in one
+/// transaction, accepts the current version, and
 /// refuses anything else without changing it.
 fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let opening = || format!("could not open database {}", path.display());
-    let creating = || format!("could not create the schema in {}", path.display());
     // IMMEDIATE so that two processes opening a fresh file cannot both
     // decide to create the schema.
     let tx = conn
@@ -524,12 +533,10 @@ fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<(), StoreError> 
                     reason: format!("it holds {objects} tables or indexes but no schema version"),
                 });
             }
-            tx.execute_batch(SCHEMA).context(creating)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .context(creating)?;
-            tx.commit().context(creating)?;
+            migrate(tx, 0, path)?;
         }
         SCHEMA_VERSION => {}
+        found if (1..SCHEMA_VERSION).contains(&found) => migrate(tx, found, path)?,
         found if found > SCHEMA_VERSION => {
             return Err(StoreError::TooNew {
                 path: path.to_owned(),
@@ -544,6 +551,25 @@ fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<(), StoreError> 
         }
     }
     Ok(())
+}
+
+/// Brings a file at schema version `from` (0: empty) to [`SCHEMA_VERSION`]
+/// in the caller's transaction: all of it, or nothing.
+fn migrate(tx: rusqlite::Transaction<'_>, from: i32, path: &Path) -> Result<(), StoreError> {
+    for (done, script) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        let version = done + 1;
+        let what = || {
+            format!(
+                "could not bring the schema of {} to version {version}",
+                path.display()
+            )
+        };
+        tx.execute_batch(script).context(what)?;
+        tx.pragma_update(None, "user_version", version as i32)
+            .context(what)?;
+    }
+    tx.commit()
+        .context(|| format!("could not save the schema of {}", path.display()))
 }
 
 /// SQLite limits are i64; a larger `usize` means "no limit" anyway.
@@ -627,16 +653,21 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .and_then(|mut s| s.execute(params![id.0, sender.0, recipient.0, text, sent]))
+            .and_then(|_| {
+                // Both ends list the dialogue; after the first message
+                // these find their rows and write nothing.
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO dialogues (user, other) VALUES (?1, ?2), (?2, ?1)",
+                )?
+                .execute(params![sender.0, recipient.0])
+            })
             .context(|| {
                 format!(
                     "could not save private message {id} from user {sender} to user {recipient}"
                 )
             })?,
         Write::MarkRead { recipient, sender } => conn
-            .prepare_cached(
-                "UPDATE messages SET read = 1
-                 WHERE recipient = ?1 AND sender = ?2 AND read = 0",
-            )
+            .prepare_cached(MARK_READ)
             .and_then(|mut s| s.execute(params![recipient.0, sender.0]))
             .context(|| {
                 format!("could not mark the messages from user {sender} to user {recipient} read")
@@ -725,11 +756,11 @@ mod tests {
         assert_eq!(pragma_i64(&store, "page_size"), PAGE_SIZE);
         assert_eq!(pragma_i64(&store, "cache_size"), -CACHE_KIB);
         assert_eq!(pragma_i64(&store, "wal_autocheckpoint"), CHECKPOINT_PAGES);
-        assert_eq!(pragma_i64(&store, "user_version"), 1);
+        assert_eq!(pragma_i64(&store, "user_version"), SCHEMA_VERSION as i64);
         drop(store);
 
         let mut store = Store::open(&path).unwrap();
-        assert_eq!(pragma_i64(&store, "user_version"), 1);
+        assert_eq!(pragma_i64(&store, "user_version"), SCHEMA_VERSION as i64);
         store.apply(&[user(1, "ann")]).unwrap();
         drop(store);
         let store = Store::open(&path).unwrap();
@@ -746,7 +777,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "database {} has schema version 7, newer than this chatapp understands (1): \
+                "database {} has schema version 7, newer than this chatapp understands (2): \
                  run a newer chatapp, or point --data-dir elsewhere",
                 path.display()
             )
@@ -1017,16 +1048,81 @@ mod tests {
             store.load().unwrap().unread,
             vec![(UserId(1), UserId(3), 1), (UserId(2), UserId(1), 1)]
         );
-        let reads: Vec<(i64, bool)> = store
-            .dialogue(UserId(1), UserId(2), 50)
-            .unwrap()
-            .iter()
-            .map(|r| (r.id.0, r.read))
-            .collect();
-        assert_eq!(reads, vec![(1, true), (2, true), (3, false)]);
         let ann = store.conversations(UserId(1)).unwrap();
         let unread: Vec<(i64, u32)> = ann.iter().map(|c| (c.other.0, c.unread)).collect();
         assert_eq!(unread, vec![(3, 1), (2, 0)]);
+        // What comes after the mark is unread again.
+        let mut store = store;
+        store.apply(&[pm(5, 2, 1, "b3")]).unwrap();
+        assert_eq!(
+            store.load().unwrap().unread,
+            vec![
+                (UserId(1), UserId(2), 1),
+                (UserId(1), UserId(3), 1),
+                (UserId(2), UserId(1), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated_keeping_messages_and_what_was_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users VALUES (1, 'ann', 'ann', 'h', 0), (2, 'Bob', 'bob', 'h', 0),
+                                      (3, 'cat', 'cat', 'h', 0);
+             INSERT INTO messages (id, sender, recipient, body, sent, read) VALUES
+                 (1, 2, 1, 'b1', 1, 1), (2, 1, 2, 'a1', 2, 0), (3, 2, 1, 'b2', 3, 1),
+                 (4, 2, 1, 'b3', 4, 0), (5, 3, 1, 'c1', 5, 0), (6, 1, 1, 'note', 6, 1);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+
+        let store = Store::open(&path).unwrap();
+        assert_eq!(pragma_i64(&store, "user_version"), SCHEMA_VERSION as i64);
+        assert_eq!(
+            store.load().unwrap().unread,
+            vec![
+                (UserId(1), UserId(2), 1),
+                (UserId(1), UserId(3), 1),
+                (UserId(2), UserId(1), 1)
+            ]
+        );
+        let ann: Vec<(i64, String, u32)> = store
+            .conversations(UserId(1))
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.other.0, c.last_text, c.unread))
+            .collect();
+        assert_eq!(
+            ann,
+            vec![
+                (1, "note".into(), 0),
+                (3, "c1".into(), 1),
+                (2, "b3".into(), 1)
+            ]
+        );
+        let texts: Vec<String> = store
+            .dialogue(UserId(1), UserId(2), 50)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.text)
+            .collect();
+        assert_eq!(texts, ["b1", "a1", "b2", "b3"]);
+        let indexes: Vec<String> = store
+            .conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'messages'",
+            )
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["messages_room", "messages_dialogue"]);
     }
 
     #[test]
@@ -1137,7 +1233,7 @@ mod tests {
     #[test]
     fn history_queries_use_indexes() {
         let (_dir, _path, store) = with_users();
-        for sql in [CONVERSATIONS, DIALOGUE, ROOM_HISTORY] {
+        for sql in [CONVERSATIONS, DIALOGUE, ROOM_HISTORY, UNREAD, MARK_READ] {
             let mut stmt = store
                 .conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
