@@ -765,15 +765,18 @@ fn dialogue(input: &mut Bytes, user: UserId, other: UserId) -> Vec<store::Privat
             } else {
                 (other, user)
             };
-            store::PrivateRow {
+            let row = store::PrivateRow {
                 id: MessageId(i64::from(i)),
                 sender,
                 sender_name: name(input),
                 recipient,
                 text: text(input),
                 sent: i64::from(input.u16()),
-                read: input.u8().is_multiple_of(2),
-            }
+            };
+            // The byte that was the row's read flag before schema version
+            // 2, still taken so that the saved corpus keeps its meaning.
+            input.u8();
+            row
         })
         .collect()
 }

@@ -162,6 +162,7 @@ struct RawChannel {
     stream: TcpStream,
     transport: Transport,
     inbox: Vec<u8>,
+    frames: std::collections::VecDeque<ServerFrame>,
 }
 
 impl RawChannel {
@@ -183,6 +184,7 @@ impl RawChannel {
             stream,
             transport: pending.accept(),
             inbox,
+            frames: Default::default(),
         }
     }
 
@@ -194,12 +196,20 @@ impl RawChannel {
 
     /// The next frame from the server, or `None` once it closed.
     fn next(&mut self) -> Option<ServerFrame> {
+        if let Some(frame) = self.frames.pop_front() {
+            return Some(frame);
+        }
         let body = read_frame(&mut self.stream, &mut self.inbox)?;
         let mut plain = Vec::new();
         self.transport
             .open_into(&body, &mut plain)
             .expect("decrypts");
-        Some(msg::decode(&plain).expect("a server frame"))
+        // The server may pack several messages into one frame.
+        for value in msg::values(&plain) {
+            let frame = msg::decode(value.expect("whole messages")).expect("a server frame");
+            self.frames.push_back(frame);
+        }
+        self.frames.pop_front()
     }
 }
 

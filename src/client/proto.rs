@@ -98,6 +98,7 @@ impl Unverified {
             transport: self.pending.accept(),
             inbox: Vec::new(),
             plain: Vec::new(),
+            frames: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1,
         }
@@ -206,6 +207,9 @@ pub struct Connection {
     transport: Transport,
     inbox: Vec<u8>,
     plain: Vec<u8>,
+    /// Frames already decrypted and not yet read: the server packs several
+    /// into one transport message.
+    frames: VecDeque<ServerFrame>,
     events: VecDeque<Event>,
     next_id: u32,
 }
@@ -285,16 +289,23 @@ impl Connection {
 
     fn read_frame(&mut self, deadline: Option<Instant>) -> Result<ServerFrame, ClientError> {
         loop {
-            if let Some((body, used)) = frame::parse(&self.inbox) {
-                let opened = self.transport.open_into(body, &mut self.plain);
-                self.inbox.drain(..used);
-                opened.map_err(ClientError::Wire)?;
-                let frame: ServerFrame = msg::decode(&self.plain).map_err(ClientError::Wire)?;
+            if let Some(frame) = self.frames.pop_front() {
                 if let ServerFrame::Event { event: Event::Ping } = frame {
                     // The server wonders whether we are still here: we are.
                     self.send(Request::Ping)?;
                 }
                 return Ok(frame);
+            }
+            if let Some((body, used)) = frame::parse(&self.inbox) {
+                let opened = self.transport.open_into(body, &mut self.plain);
+                self.inbox.drain(..used);
+                opened.map_err(ClientError::Wire)?;
+                for value in msg::values(&self.plain) {
+                    let bytes = value.map_err(ClientError::Wire)?;
+                    let frame = msg::decode(bytes).map_err(ClientError::Wire)?;
+                    self.frames.push_back(frame);
+                }
+                continue;
             }
             read_some(&mut self.stream, &mut self.inbox, deadline)?;
         }

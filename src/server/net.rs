@@ -2,11 +2,13 @@
 //! connections, runs each one's Noise handshake, turns frames into hub
 //! inputs and hub outputs into frames, and hands slow work to the workers.
 //!
-//! Reads and writes go on until `WouldBlock`, as in mio's examples. Output
-//! is queued per connection while a turn of the loop runs and written once
-//! at its end, so a burst of messages costs one `write` per connection, not
-//! one per message. Write interest is derived from the queue after every
-//! turn (registered only while bytes are left unsent).
+//! A turn reads at most [`READ_BUDGET`] bytes from each connection, and
+//! none from one that is not taking its output (backpressure, see
+//! [`HIGH_WATER`]). Output is queued per connection while a turn runs, and
+//! at its end sealed together (one Noise message for all of it) and written
+//! once, so a burst of messages costs one seal and one `write` per
+//! connection, not one per message. Write interest is derived from the
+//! queue after every turn (registered only while bytes are left unsent).
 
 use super::hub::{ConnId, ConnMap, Hub, Input, Level, Output};
 use super::workers::Workers;
@@ -36,11 +38,11 @@ pub const MAX_UNSENT: usize = 1 << 20;
 /// it reads (a member of a busy room talking at full speed) is slowed
 /// down, as TCP slows any sender, instead of being cut off at
 /// [`MAX_UNSENT`].
-pub const HIGH_WATER: usize = 256 * 1024;
+pub const HIGH_WATER: usize = 768 * 1024;
 /// Messages waiting for the store (see [`Hub::uncommitted`]) above which
 /// no requests are read at all until a commit: bounds the store's queue,
 /// and what one commit releases into the members' output at once.
-pub const MAX_UNCOMMITTED: usize = 128 * 1024;
+pub const MAX_UNCOMMITTED: usize = 64 * 1024;
 /// Bytes read from one connection in one turn of the loop: a client with
 /// a lot to say waits its turn, and everyone else is served in between.
 const READ_BUDGET: usize = 4 * 1024;
@@ -67,6 +69,10 @@ struct Connection {
     /// `None` only while a handshake is being taken out to be finished.
     phase: Option<Phase>,
     inbox: Vec<u8>,
+    /// Messages for the client this turn, encoded, sealed together into
+    /// `outbox` (as few transport messages as fit) when the turn ends.
+    plain: Vec<u8>,
+    /// Sealed frames not yet written to the socket.
     outbox: Vec<u8>,
     /// Close once the outbox is written, or at the deadline if the client
     /// will not take it.
@@ -78,6 +84,27 @@ struct Connection {
     /// In the `unread` list already: its socket may hold input that was
     /// left for a later turn (mio is edge-triggered: no event will say so).
     unread: bool,
+}
+
+impl Connection {
+    /// Bytes queued for the client: sealed, and still to be sealed.
+    fn unsent(&self) -> usize {
+        self.outbox.len() + self.plain.len()
+    }
+
+    /// Encrypts the messages waiting in `plain` into `outbox`, as one
+    /// transport message (the caller keeps `plain` within one's size).
+    fn seal(&mut self) {
+        if self.plain.is_empty() {
+            return;
+        }
+        if let Some(Phase::Open(transport)) = &mut self.phase {
+            // Fails only for a plaintext too large, which `Net::seal` prevents.
+            let _ = transport.seal_into(&self.plain, &mut self.outbox);
+        }
+        self.plain.clear();
+        release_if_idle(&mut self.plain);
+    }
 }
 
 /// What the loop needs that the server module prepared.
@@ -276,6 +303,7 @@ impl Net {
                                 &self.key,
                             )))),
                             inbox: Vec::new(),
+                            plain: Vec::new(),
                             outbox: Vec::new(),
                             closing: None,
                             writable: false,
@@ -313,7 +341,7 @@ impl Net {
         let Some(c) = self.conns.get_mut(&conn) else {
             return; // an event for a connection already closed
         };
-        if store_behind || c.outbox.len() >= HIGH_WATER {
+        if store_behind || c.unsent() >= HIGH_WATER {
             later(c, &mut self.unread, conn);
             return;
         }
@@ -350,7 +378,7 @@ impl Net {
             && self.unread.iter().any(|conn| {
                 self.conns
                     .get(conn)
-                    .is_some_and(|c| c.outbox.len() < HIGH_WATER)
+                    .is_some_and(|c| c.unsent() < HIGH_WATER)
             })
     }
 
@@ -488,23 +516,23 @@ impl Net {
         }
     }
 
-    /// Encrypts the encoded message into the connection's outbox.
+    /// Adds the encoded message to what the connection is sent this turn;
+    /// [`Connection::seal`] encrypts it, with the rest, at the flush.
     fn seal(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let Some(Phase::Open(transport)) = &mut c.phase else {
-            return;
-        };
-        if c.closing.is_some() {
+        if !matches!(c.phase, Some(Phase::Open(_))) || c.closing.is_some() {
             return;
         }
-        if transport.seal_into(&self.encoded, &mut c.outbox).is_err() {
-            return;
+        if c.plain.len() + self.encoded.len() > frame::MAX_PLAINTEXT {
+            c.seal();
         }
-        if c.outbox.len() > MAX_UNSENT {
+        c.plain.extend_from_slice(&self.encoded);
+        if c.unsent() > MAX_UNSENT {
             // Nothing more is owed to a client this far behind: it catches
             // up from history when it comes back.
+            c.plain.clear();
             c.outbox.clear();
             c.closing = Some(Closing {
                 reason: format!("too slow: more than {MAX_UNSENT} bytes waiting to be sent"),
@@ -540,6 +568,7 @@ impl Net {
                 continue;
             };
             c.queued = false;
+            c.seal();
             let mut written = 0;
             let mut failed = None;
             while written < c.outbox.len() {

@@ -1,9 +1,11 @@
 //! The messages inside the channel and their MessagePack encoding.
 //!
-//! Every frame's plaintext is one MessagePack map. The client sends
-//! [`ClientFrame`]s (a request and the id it chose); the server sends
-//! [`ServerFrame`]s: a reply carrying the id of the request it answers, or
-//! an event it was not asked for. Variants are maps tagged by a `"type"`
+//! A client's frame carries one MessagePack map, a [`ClientFrame`] (a
+//! request and the id it chose). A server's frame carries one or more
+//! [`ServerFrame`]s back to back (a reply carrying the id of the request it
+//! answers, or an event it was not asked for): the server packs what it has
+//! for a client in one turn of its loop, so a busy room costs one seal per
+//! member and turn, not one per message; [`values`] splits them. Variants are maps tagged by a `"type"`
 //! key with snake_case names; `docs/PROTOCOL.md` lists them all.
 //!
 //! This is the only module that derives serde: the hub and store work with
@@ -255,6 +257,40 @@ pub fn decode<T: DeserializeOwned>(mut bytes: &[u8]) -> Result<T, WireError> {
     Ok(value)
 }
 
+/// The MessagePack values packed back to back in one frame's plaintext,
+/// each to be decoded with [`decode`]. Each is found by skipping it with the
+/// same depth limit, so nothing is allocated; a value cut short ends the
+/// iteration with an error.
+pub fn values(bytes: &[u8]) -> Values<'_> {
+    Values { rest: bytes }
+}
+
+pub struct Values<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Values<'a> {
+    type Item = Result<&'a [u8], WireError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let start = self.rest;
+        let mut rest = self.rest;
+        let mut de = rmp_serde::Deserializer::new(&mut rest);
+        de.set_max_depth(MAX_DEPTH);
+        if let Err(e) = serde::de::IgnoredAny::deserialize(&mut de) {
+            self.rest = &[];
+            return Some(Err(WireError::Decode(e.to_string())));
+        }
+        drop(de);
+        let used = start.len() - rest.len();
+        self.rest = rest;
+        Some(Ok(&start[..used]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +366,41 @@ mod tests {
         bytes.push(0xc0);
         let err = decode::<ClientFrame>(&bytes).unwrap_err();
         assert!(err.to_string().contains("after the end"), "{err}");
+    }
+
+    #[test]
+    fn packed_frames_split_into_their_messages() {
+        let frames = [
+            ServerFrame::Reply {
+                id: 7,
+                result: Reply::Ok,
+            },
+            ServerFrame::Event { event: Event::Ping },
+            ServerFrame::Reply {
+                id: 8,
+                result: Reply::Ok,
+            },
+        ];
+        let mut packed = Vec::new();
+        for f in &frames {
+            packed.extend(encode(f).unwrap());
+        }
+        let got: Vec<ServerFrame> = values(&packed)
+            .map(|v| decode(v.unwrap()).unwrap())
+            .collect();
+        assert_eq!(got, frames);
+        assert_eq!(values(&[]).count(), 0);
+
+        // A message cut short is an error, after the whole ones before it.
+        packed.truncate(packed.len() - 1);
+        let got: Vec<_> = values(&packed).collect();
+        assert_eq!(got.len(), 3);
+        assert!(got[..2].iter().all(Result::is_ok));
+        assert!(got[2].is_err());
+        // And so is a value nested too deep.
+        let mut deep = vec![0x91; 100];
+        deep.push(0xc0);
+        assert!(values(&deep).next().unwrap().is_err());
     }
 
     #[test]

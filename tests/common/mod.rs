@@ -413,6 +413,8 @@ pub struct RawClient {
     pub stream: std::net::TcpStream,
     transport: chatapp::wire::noise::Transport,
     inbox: Vec<u8>,
+    /// Frames decrypted and not yet read (the server packs several in one).
+    frames: std::collections::VecDeque<chatapp::wire::msg::ServerFrame>,
     next_id: u32,
     /// Events seen while waiting for a reply.
     pub events: Vec<Event>,
@@ -442,6 +444,7 @@ impl RawClient {
             stream,
             transport: pending.accept(),
             inbox,
+            frames: Default::default(),
             next_id: 1,
             events: Vec::new(),
         }
@@ -468,13 +471,25 @@ impl RawClient {
 
     /// The next frame, waiting up to `wait`.
     pub fn read(&mut self, wait: Duration) -> Got {
+        use chatapp::wire::msg;
+        if let Some(frame) = self.frames.pop_front() {
+            return Got::Frame(frame);
+        }
         match read_raw_frame(&mut self.stream, &mut self.inbox, wait) {
             Ok(Some(body)) => {
                 let mut plain = Vec::new();
                 self.transport
                     .open_into(&body, &mut plain)
                     .expect("a frame from the server decrypts");
-                Got::Frame(chatapp::wire::msg::decode(&plain).expect("a server frame"))
+                for value in msg::values(&plain) {
+                    let frame =
+                        msg::decode(value.expect("whole messages")).expect("a server frame");
+                    self.frames.push_back(frame);
+                }
+                match self.frames.pop_front() {
+                    Some(frame) => Got::Frame(frame),
+                    None => panic!("an empty frame from the server"),
+                }
             }
             Ok(None) => Got::Closed,
             Err(()) => Got::Nothing,

@@ -929,22 +929,11 @@ impl Engine {
                 self.fail(i);
                 return;
             }
-            if self.plain.starts_with(EVENT_PREFIX)
-                && let Some(stamp) = find_stamp(&self.plain)
-            {
-                self.delivery(i, stamp);
-                continue;
-            }
-            match msg::decode::<ServerFrame>(&self.plain) {
-                Ok(ServerFrame::Reply { id, result }) => self.chat_reply(i, id, result),
-                Ok(ServerFrame::Event { event }) => self.chat_event(i, event),
-                Err(e) => {
-                    self.stats.problem(format!("undecodable frame: {e}"));
-                    self.fail(i);
-                    return;
-                }
-            }
-            if self.clients[i].stream.is_none() {
+            // The server packs what it has for a client into one frame.
+            let plain = std::mem::take(&mut self.plain);
+            let gone = self.chat_messages(i, &plain);
+            self.plain = plain;
+            if gone {
                 return;
             }
         }
@@ -953,6 +942,37 @@ impl Engine {
         if c.stream.is_some() {
             c.inbox = inbox;
         }
+    }
+
+    /// The messages of one frame; true when the client is gone after them.
+    fn chat_messages(&mut self, i: usize, plain: &[u8]) -> bool {
+        for value in msg::values(plain) {
+            let decoded = value.and_then(|bytes| {
+                if bytes.starts_with(EVENT_PREFIX)
+                    && let Some(stamp) = find_stamp(bytes)
+                {
+                    return Ok(Some(stamp));
+                }
+                match msg::decode::<ServerFrame>(bytes)? {
+                    ServerFrame::Reply { id, result } => self.chat_reply(i, id, result),
+                    ServerFrame::Event { event } => self.chat_event(i, event),
+                }
+                Ok(None)
+            });
+            match decoded {
+                Ok(Some(stamp)) => self.delivery(i, stamp),
+                Ok(None) => {}
+                Err(e) => {
+                    self.stats.problem(format!("undecodable frame: {e}"));
+                    self.fail(i);
+                    return true;
+                }
+            }
+            if self.clients[i].stream.is_none() {
+                return true;
+            }
+        }
+        false
     }
 
     fn chat_reply(&mut self, i: usize, id: u32, result: Reply) {
