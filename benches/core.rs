@@ -2,6 +2,9 @@
 //!
 //! - `wire`: one room-message event encoded (MessagePack) and encrypted
 //!   into a frame, and the reverse: decrypted and decoded;
+//! - `handshake`: the server's half of a Noise handshake for a client's
+//!   first message: the handshake state made (which sets the static key)
+//!   and the reply written, then the reply alone;
 //! - `fanout`: the chat core taking one `say` in a room of 1,000 members,
 //!   through its commit, to the broadcast it hands the event loop; then the
 //!   same plus what the loop does with it (encode once, encrypt per member);
@@ -76,6 +79,28 @@ fn wire(c: &mut Criterion) {
                 client.open_into(body, &mut plain).unwrap();
                 black_box(msg::decode::<ServerFrame>(&plain).unwrap())
             },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn handshake(c: &mut Criterion) {
+    let key = StaticKey::generate();
+    let mut g = c.benchmark_group("handshake");
+    g.throughput(Throughput::Elements(1));
+    // The client's first message is made by the setup, not timed.
+    g.bench_function("server: new + respond to a first message", |b| {
+        b.iter_batched(
+            || ClientHandshake::start().1,
+            |first| ServerHandshake::new(&key).respond(&first).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("server: respond to a first message", |b| {
+        b.iter_batched(
+            || (ServerHandshake::new(&key), ClientHandshake::start().1),
+            |(server, first)| server.respond(&first).unwrap(),
             BatchSize::SmallInput,
         )
     });
@@ -299,6 +324,6 @@ criterion_group! {
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    targets = wire, fanout, store_batches
+    targets = wire, handshake, fanout, store_batches
 }
 criterion_main!(benches);

@@ -4,8 +4,9 @@
 //! largest AEAD ring offers (AES-GCM's key schedule and tables): over half
 //! a kilobyte per direction, so over a kilobyte per idle connection. This
 //! one stores the key alone and makes ring's ChaCha20 key (a copy of those
-//! 32 bytes) for each message, which costs next to nothing. The rest of the
-//! primitives come from snow's own resolvers, ring first.
+//! 32 bytes) for each message, which costs next to nothing. X25519 is
+//! [`super::dh::FastDh25519`]; the rest of the primitives come from snow's
+//! own resolvers, ring first.
 
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use snow::params::{CipherChoice, DHChoice, HashChoice};
@@ -15,7 +16,8 @@ use snow::types::{Cipher, Dh, Hash, Random};
 const KEY: usize = 32;
 const TAG: usize = 16;
 
-/// snow's ring-then-default resolver, with [`SlimChaCha`] as the cipher.
+/// snow's ring-then-default resolver, with [`SlimChaCha`] as the cipher
+/// and [`super::dh::FastDh25519`] as X25519.
 pub struct Resolver(FallbackResolver);
 
 impl Resolver {
@@ -33,7 +35,11 @@ impl CryptoResolver for Resolver {
     }
 
     fn resolve_dh(&self, choice: &DHChoice) -> Option<Box<dyn Dh>> {
-        self.0.resolve_dh(choice)
+        match choice {
+            // Cheaper per handshake than snow's: see dh.rs.
+            DHChoice::Curve25519 => Some(Box::new(super::dh::FastDh25519::default())),
+            other => self.0.resolve_dh(other),
+        }
     }
 
     fn resolve_hash(&self, choice: &HashChoice) -> Option<Box<dyn Hash>> {

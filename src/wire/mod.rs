@@ -6,6 +6,7 @@
 //! `docs/PROTOCOL.md` describes the same thing for other implementations.
 
 mod cipher;
+mod dh;
 pub mod frame;
 pub mod msg;
 pub mod noise;
