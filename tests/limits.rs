@@ -112,11 +112,13 @@ fn a_silent_client_is_pinged_then_dropped_and_its_room_told_while_active_ones_st
         password: common::PASSWORD.into(),
     });
     assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
+    // Bob's silence starts before his last request goes out: the server
+    // hears it a moment later, so its idle clock starts no earlier.
+    let bob_silent_since = Instant::now();
     assert!(matches!(
         bob.request(Request::JoinRoom { room }),
         Reply::Room { .. }
     ));
-    let bob_silent_since = Instant::now();
     ann.expect_event(&Event::Joined {
         room,
         name: "bob".into(),

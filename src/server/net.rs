@@ -38,11 +38,11 @@ pub const MAX_UNSENT: usize = 1 << 20;
 /// it reads (a member of a busy room talking at full speed) is slowed
 /// down, as TCP slows any sender, instead of being cut off at
 /// [`MAX_UNSENT`].
-pub const HIGH_WATER: usize = 768 * 1024;
+pub const HIGH_WATER: usize = 512 * 1024;
 /// Messages waiting for the store (see [`Hub::uncommitted`]) above which
 /// no requests are read at all until a commit: bounds the store's queue,
 /// and what one commit releases into the members' output at once.
-pub const MAX_UNCOMMITTED: usize = 64 * 1024;
+pub const MAX_UNCOMMITTED: usize = 256 * 1024;
 /// Bytes read from one connection in one turn of the loop: a client with
 /// a lot to say waits its turn, and everyone else is served in between.
 const READ_BUDGET: usize = 4 * 1024;
@@ -337,7 +337,7 @@ impl Net {
     /// the store is behind, is not read: its bytes wait in the kernel and
     /// TCP slows its sender down.
     fn read(&mut self, conn: ConnId, scratch: &mut [u8]) {
-        let store_behind = self.hub.uncommitted() >= MAX_UNCOMMITTED;
+        let store_behind = self.store_behind();
         let Some(c) = self.conns.get_mut(&conn) else {
             return; // an event for a connection already closed
         };
@@ -374,7 +374,7 @@ impl Net {
     /// Whether a connection left for later can be read now: the loop then
     /// polls without waiting.
     fn can_read_more(&self) -> bool {
-        self.hub.uncommitted() < MAX_UNCOMMITTED
+        !self.store_behind()
             && self.unread.iter().any(|conn| {
                 self.conns
                     .get(conn)
@@ -382,15 +382,28 @@ impl Net {
             })
     }
 
-    /// Reads the connections left for later (those that still may not be
-    /// read go back on the list).
+    /// Reads the connections left for later, in order, until the store
+    /// falls behind (the rest stay on the list as they are: thousands of
+    /// clients may be waiting, and a turn should not walk them all for
+    /// nothing); those that still may not be read go back on the list.
     fn read_more(&mut self, scratch: &mut [u8]) {
-        for conn in std::mem::take(&mut self.unread) {
+        let mut waiting = std::mem::take(&mut self.unread).into_iter();
+        for conn in waiting.by_ref() {
+            if self.store_behind() {
+                self.unread.push(conn);
+                break;
+            }
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.unread = false;
                 self.read(conn, scratch);
             }
         }
+        self.unread.extend(waiting);
+    }
+
+    /// Whether enough messages wait for the store that no more are read.
+    fn store_behind(&self) -> bool {
+        self.hub.uncommitted() >= MAX_UNCOMMITTED
     }
 
     /// Handles every whole frame in the connection's input buffer.
@@ -485,6 +498,9 @@ impl Net {
     }
 
     fn feed(&mut self, input: Input) {
+        if let Input::Committed { seq, .. } = input {
+            self.workers.committed(seq);
+        }
         self.hub_input(input);
     }
 

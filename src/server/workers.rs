@@ -5,8 +5,9 @@
 //!
 //! The store thread groups commits: it takes every write that is waiting,
 //! applies them in one transaction, and reports the last sequence number.
-//! Under load that is one fsync for hundreds of messages; when idle, a lone
-//! message is committed at once. Reads wait behind the writes queued before
+//! The loop hands it new writes only once the last ones are committed, so
+//! under load one fsync serves hundreds of messages, and the store thread
+//! wakes once a commit; when idle, a lone message is committed at once. Reads wait behind the writes queued before
 //! them, so a reply never misses a message its sender was already told was
 //! stored.
 
@@ -37,9 +38,11 @@ impl Reply {
 pub struct Workers {
     auth: Option<Sender<AuthJob>>,
     store: Option<Sender<Vec<StoreJob>>>,
-    /// Store jobs of this turn of the loop, handed over together by
-    /// [`Workers::dispatch`].
+    /// Store jobs not yet handed over (see [`Workers::dispatch`]).
     pending: Vec<StoreJob>,
+    /// The last write handed to the store thread and not yet reported
+    /// committed, if any.
+    writing: Option<u64>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -71,6 +74,7 @@ impl Workers {
             auth: Some(auth_tx),
             store: Some(store_tx),
             pending: Vec::new(),
+            writing: None,
             threads,
         }
     }
@@ -86,23 +90,37 @@ impl Workers {
         self.pending.push(job);
     }
 
-    /// Hands the store thread every job queued since the last call, in one
-    /// message: the loop calls this once a turn, so the store thread wakes
-    /// once for a turn's writes and commits them together, instead of
-    /// waking for the first one, taking the core from the loop and
-    /// committing it alone.
+    /// Hands the store thread every job queued so far, in one message,
+    /// unless writes it was given before are still being committed: those
+    /// jobs then wait for the commit and go with everything that came
+    /// meanwhile. The loop calls this once a turn, so the store thread
+    /// wakes once a commit, and a busy server commits (and syncs) once for
+    /// many writes: group commit, with no timer. A write that finds the
+    /// store idle goes at once.
     pub fn dispatch(&mut self) {
-        if self.pending.is_empty() {
+        if self.writing.is_some() || self.pending.is_empty() {
             return;
         }
+        self.writing = self.pending.iter().rev().find_map(|job| match job {
+            StoreJob::Write { seq, .. } => Some(*seq),
+            StoreJob::Query { .. } => None,
+        });
         if let Some(tx) = &self.store {
             let _ = tx.send(std::mem::take(&mut self.pending));
+        }
+    }
+
+    /// The store reported writes up to `seq` committed (or failed).
+    pub fn committed(&mut self, seq: u64) {
+        if self.writing.is_some_and(|last| seq >= last) {
+            self.writing = None;
         }
     }
 
     /// Lets the queues drain, then joins every thread: every write handed
     /// over before this call is committed when it returns.
     pub fn finish(&mut self) {
+        self.writing = None;
         self.dispatch();
         self.auth.take();
         self.store.take();
@@ -182,22 +200,7 @@ fn store_loop(mut store: Store, jobs: &Receiver<Vec<StoreJob>>, reply: &Reply) {
         // MAX_BATCH writes); a query first commits the writes before it.
         let mut next = Some(first);
         while let Some(group) = next.take() {
-            for job in group {
-                match job {
-                    StoreJob::Write { seq, write } => {
-                        batch.writes.push(write);
-                        batch.seqs.push(seq);
-                        if batch.writes.len() >= MAX_BATCH {
-                            batch.commit(&mut store, reply);
-                        }
-                    }
-                    StoreJob::Query { conn, id, query } => {
-                        batch.commit(&mut store, reply);
-                        let answer = answer(&store, query);
-                        reply.send(Input::Answered { conn, id, answer });
-                    }
-                }
-            }
+            batch.take(group, &mut store, reply);
             next = jobs.try_recv().ok();
         }
         batch.commit(&mut store, reply);
@@ -212,6 +215,27 @@ struct Batch {
 }
 
 impl Batch {
+    /// Adds a group of jobs: writes join the batch, a query is answered
+    /// after committing the writes before it.
+    fn take(&mut self, group: Vec<StoreJob>, store: &mut Store, reply: &Reply) {
+        for job in group {
+            match job {
+                StoreJob::Write { seq, write } => {
+                    self.writes.push(write);
+                    self.seqs.push(seq);
+                    if self.writes.len() >= MAX_BATCH {
+                        self.commit(store, reply);
+                    }
+                }
+                StoreJob::Query { conn, id, query } => {
+                    self.commit(store, reply);
+                    let answer = answer(store, query);
+                    reply.send(Input::Answered { conn, id, answer });
+                }
+            }
+        }
+    }
+
     /// Commits the batch as one transaction. If that fails, each write is
     /// tried alone, so one bad write (or one that depends on it) fails by
     /// itself instead of taking its neighbours down with it.
@@ -257,4 +281,76 @@ fn answer(store: &Store, query: Query) -> Answer {
             .map(|rows| Answer::Dialogue { other, rows }),
     };
     result.unwrap_or_else(|e| Answer::Failed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::UserId;
+    use std::time::Duration;
+
+    fn user(seq: u64, id: i64) -> StoreJob {
+        StoreJob::Write {
+            seq,
+            write: Write::User {
+                id: UserId(id),
+                name: format!("user{id}"),
+                password_hash: "h".into(),
+                created: 0,
+            },
+        }
+    }
+
+    fn committed(rx: &Receiver<Input>) -> (u64, bool) {
+        match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Input::Committed { seq, ok }) => (seq, ok),
+            other => panic!("waiting for a commit: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn writes_wait_for_the_commit_in_flight_then_go_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("chatapp.db")).unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (tx, rx) = mpsc::channel();
+        let cost = HashCost {
+            log_n: 4,
+            r: 8,
+            p: 1,
+        };
+        let mut workers = Workers::start(store, cost, 1, Reply { tx, waker });
+
+        workers.store(user(1, 1));
+        workers.dispatch();
+        assert!(
+            workers.pending.is_empty(),
+            "the store was idle: sent at once"
+        );
+        workers.store(user(2, 2));
+        workers.store(user(3, 3));
+        workers.dispatch();
+        assert_eq!(workers.pending.len(), 2, "held while 1 is being committed");
+
+        assert_eq!(committed(&rx), (1, true));
+        workers.committed(1);
+        workers.dispatch();
+        assert!(workers.pending.is_empty());
+        assert_eq!(committed(&rx), (3, true), "2 and 3 in one commit");
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        workers.committed(3);
+
+        // What is left when the loop stops is handed over and committed.
+        workers.store(user(4, 4));
+        workers.store(user(5, 5));
+        workers.dispatch();
+        workers.store(user(6, 6));
+        workers.finish();
+        let mut last = committed(&rx);
+        while last.0 < 6 {
+            last = committed(&rx);
+        }
+        assert_eq!(last, (6, true));
+    }
 }

@@ -300,7 +300,7 @@ impl Sync {
 /// Page size of a new database file (an existing one keeps its own).
 const PAGE_SIZE: i64 = 1024;
 /// SQLite's page cache, in KiB.
-const CACHE_KIB: i64 = 64 * 1024;
+const CACHE_KIB: i64 = 16 * 1024;
 /// Pages the write-ahead log may hold before it is copied into the
 /// database (SQLite's default is 1,000).
 const CHECKPOINT_PAGES: i64 = 16 * 1024;
@@ -332,7 +332,7 @@ impl Store {
         conn.pragma_update(None, "page_size", PAGE_SIZE)
             .context(opening)?;
         // Private messages land in indexes keyed by user, so a busy server
-        // touches pages all over them: keep them in memory (64 MiB at the
+        // touches pages all over them: keep them in memory (16 MiB at the
         // most, taken only as the database grows) instead of reading them
         // back from the file, and checkpoint less often, so a page written
         // by many commits is copied into the database once.

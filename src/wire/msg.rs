@@ -258,9 +258,10 @@ pub fn decode<T: DeserializeOwned>(mut bytes: &[u8]) -> Result<T, WireError> {
 }
 
 /// The MessagePack values packed back to back in one frame's plaintext,
-/// each to be decoded with [`decode`]. Each is found by skipping it with the
-/// same depth limit, so nothing is allocated; a value cut short ends the
-/// iteration with an error.
+/// each to be decoded with [`decode`]. Each is found by reading its type
+/// bytes and lengths alone (nesting no deeper than [`MAX_DEPTH`]), so
+/// nothing is allocated or decoded twice; a value cut short or malformed
+/// ends the iteration with an error.
 pub fn values(bytes: &[u8]) -> Values<'_> {
     Values { rest: bytes }
 }
@@ -276,19 +277,65 @@ impl<'a> Iterator for Values<'a> {
         if self.rest.is_empty() {
             return None;
         }
-        let start = self.rest;
-        let mut rest = self.rest;
-        let mut de = rmp_serde::Deserializer::new(&mut rest);
-        de.set_max_depth(MAX_DEPTH);
-        if let Err(e) = serde::de::IgnoredAny::deserialize(&mut de) {
+        let Some(len) = value_len(self.rest, MAX_DEPTH) else {
             self.rest = &[];
-            return Some(Err(WireError::Decode(e.to_string())));
-        }
-        drop(de);
-        let used = start.len() - rest.len();
+            return Some(Err(WireError::Decode(
+                "a message in the frame is cut short or malformed".into(),
+            )));
+        };
+        let (value, rest) = self.rest.split_at(len);
         self.rest = rest;
-        Some(Ok(&start[..used]))
+        Some(Ok(value))
     }
+}
+
+/// The length of the MessagePack value that `bytes` starts with, from its
+/// type byte and lengths (see the MessagePack specification's formats);
+/// `None` if it is cut short, malformed, or nests deeper than `depth`.
+fn value_len(bytes: &[u8], depth: usize) -> Option<usize> {
+    let &marker = bytes.first()?;
+    // A big-endian length of `n` bytes after the type byte.
+    let len = |n: usize| -> Option<usize> {
+        let field = bytes.get(1..1 + n)?;
+        Some(field.iter().fold(0, |acc, &b| acc << 8 | usize::from(b)))
+    };
+    // (bytes before the payload, payload bytes, values nested inside)
+    let (head, body, items) = match marker {
+        0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (1, 0, 0),
+        0x80..=0x8f => (1, 0, 2 * usize::from(marker & 0x0f)),
+        0x90..=0x9f => (1, 0, usize::from(marker & 0x0f)),
+        0xa0..=0xbf => (1, usize::from(marker & 0x1f), 0),
+        0xc4 | 0xd9 => (2, len(1)?, 0),
+        0xc5 | 0xda => (3, len(2)?, 0),
+        0xc6 | 0xdb => (5, len(4)?, 0),
+        0xc7 => (3, len(1)?, 0),
+        0xc8 => (4, len(2)?, 0),
+        0xc9 => (6, len(4)?, 0),
+        0xcc | 0xd0 => (1, 1, 0),
+        0xcd | 0xd1 => (1, 2, 0),
+        0xca | 0xce | 0xd2 => (1, 4, 0),
+        0xcb | 0xcf | 0xd3 => (1, 8, 0),
+        0xd4 => (2, 1, 0),
+        0xd5 => (2, 2, 0),
+        0xd6 => (2, 4, 0),
+        0xd7 => (2, 8, 0),
+        0xd8 => (2, 16, 0),
+        0xdc => (3, 0, len(2)?),
+        0xdd => (5, 0, len(4)?),
+        0xde => (3, 0, 2 * len(2)?),
+        0xdf => (5, 0, 2 * len(4)?),
+        0xc1 => return None, // never used
+    };
+    let mut used = head + body;
+    if used > bytes.len() || (items > 0 && depth == 0) {
+        return None;
+    }
+    // Each nested value takes a byte at least, so a lying count runs out
+    // of bytes long before it runs out of items.
+    for _ in 0..items {
+        used += value_len(&bytes[used..], depth - 1)?;
+    }
+    Some(used)
 }
 
 #[cfg(test)]
@@ -401,6 +448,55 @@ mod tests {
         let mut deep = vec![0x91; 100];
         deep.push(0xc0);
         assert!(values(&deep).next().unwrap().is_err());
+    }
+
+    #[test]
+    fn values_are_measured_by_their_formats() {
+        // Each format once: (bytes, length of the value they start with).
+        let cases: &[(&[u8], usize)] = &[
+            (&[0x05], 1),
+            (&[0xff], 1),
+            (&[0xc0], 1),
+            (&[0xc3], 1),
+            (&[0xa3, b'a', b'b', b'c'], 4),
+            (&[0xd9, 2, b'h', b'i'], 4),
+            (&[0xda, 0, 1, b'x'], 4),
+            (&[0xdb, 0, 0, 0, 1, b'x'], 6),
+            (&[0xc4, 1, 9], 3),
+            (&[0xcc, 200], 2),
+            (&[0xcd, 1, 2], 3),
+            (&[0xce, 1, 2, 3, 4], 5),
+            (&[0xcf, 1, 2, 3, 4, 5, 6, 7, 8], 9),
+            (&[0xd3, 1, 2, 3, 4, 5, 6, 7, 8], 9),
+            (&[0xcb, 1, 2, 3, 4, 5, 6, 7, 8], 9),
+            (&[0xd4, 1, 2], 3),
+            (&[0xc7, 2, 1, 7, 7], 5),
+            (&[0x92, 0x01, 0xa1, b'z'], 4),
+            (&[0xdc, 0, 2, 0x01, 0x02], 5),
+            (&[0x81, 0xa1, b'k', 0x90], 4),
+            (&[0xde, 0, 1, 0x01, 0xc0], 5),
+        ];
+        for &(bytes, len) in cases {
+            let mut packed = bytes.to_vec();
+            packed.extend_from_slice(bytes);
+            let got: Vec<&[u8]> = values(&packed).map(Result::unwrap).collect();
+            assert_eq!(got, [&bytes[..len], &bytes[..len]], "{bytes:02x?}");
+            // Cut anywhere inside, it is an error.
+            for cut in 1..len {
+                assert!(
+                    values(&bytes[..cut]).next().unwrap().is_err(),
+                    "{bytes:02x?} at {cut}"
+                );
+            }
+        }
+        // A map that claims more entries than there are bytes.
+        assert!(
+            values(&[0xdf, 0xff, 0xff, 0xff, 0xff, 0xc0])
+                .next()
+                .unwrap()
+                .is_err()
+        );
+        assert!(values(&[0xc1]).next().unwrap().is_err());
     }
 
     #[test]
