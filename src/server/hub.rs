@@ -294,9 +294,10 @@ pub struct Hub {
     next_message: i64,
     next_seq: u64,
     waiting: VecDeque<(u64, Deferred)>,
-    /// What `waiting` will deliver once committed, in bytes (see
-    /// [`Hub::uncommitted`]).
+    /// What `waiting` will deliver once committed, in bytes, in all and
+    /// by room (see [`Hub::uncommitted`] and [`Hub::room_uncommitted`]).
     uncommitted: usize,
+    uncommitted_by_room: HashMap<RoomId, usize>,
     out: VecDeque<Output>,
     limits: Limits,
     /// Failed logins by account key and by address.
@@ -323,6 +324,7 @@ impl Hub {
             next_seq: 1,
             waiting: VecDeque::new(),
             uncommitted: 0,
+            uncommitted_by_room: HashMap::new(),
             out: VecDeque::new(),
             limits,
             failures: HashMap::new(),
@@ -1126,7 +1128,7 @@ impl Hub {
     fn committed(&mut self, now: Millis, seq: u64, ok: bool) {
         while self.waiting.front().is_some_and(|(s, _)| *s <= seq) {
             let (_, deferred) = self.waiting.pop_front().unwrap();
-            self.uncommitted -= deferred.size();
+            self.count_uncommitted(&deferred, false);
             match (ok, deferred) {
                 (true, Deferred::Account { conn, id, user }) => {
                     let name = self.name_of(user);
@@ -1316,8 +1318,27 @@ impl Hub {
     }
 
     fn defer(&mut self, seq: u64, deferred: Deferred) {
-        self.uncommitted += deferred.size();
+        self.count_uncommitted(&deferred, true);
         self.waiting.push_back((seq, deferred));
+    }
+
+    fn count_uncommitted(&mut self, deferred: &Deferred, add: bool) {
+        let size = deferred.size();
+        let count = |n: &mut usize| {
+            if add {
+                *n += size;
+            } else {
+                *n -= size;
+            }
+        };
+        count(&mut self.uncommitted);
+        if let Deferred::Room { room, .. } = deferred {
+            let n = self.uncommitted_by_room.entry(*room).or_default();
+            count(n);
+            if *n == 0 {
+                self.uncommitted_by_room.remove(room);
+            }
+        }
     }
 
     /// Bytes of messages handed to the store and not yet committed (text
@@ -1327,6 +1348,18 @@ impl Hub {
     /// release can grow without bound.
     pub fn uncommitted(&self) -> usize {
         self.uncommitted
+    }
+
+    /// [`Hub::uncommitted`] for the room `conn` is in (0 outside rooms):
+    /// every member gets all of it when the commit comes, so the loop stops
+    /// reading a busy room's members before their output can overflow.
+    pub fn room_uncommitted(&self, conn: ConnId) -> usize {
+        match self.conns.get(&conn).map(|c| c.state) {
+            Some(State::Online {
+                room: Some(room), ..
+            }) => self.uncommitted_by_room.get(&room).copied().unwrap_or(0),
+            _ => 0,
+        }
     }
 
     fn defer_reply(&mut self, seq: u64, conn: ConnId, id: u32, reply: Reply) {

@@ -39,10 +39,15 @@ pub const MAX_UNSENT: usize = 1 << 20;
 /// down, as TCP slows any sender, instead of being cut off at
 /// [`MAX_UNSENT`].
 pub const HIGH_WATER: usize = 512 * 1024;
-/// Messages waiting for the store (see [`Hub::uncommitted`]) above which
-/// no requests are read at all until a commit: bounds the store's queue,
-/// and what one commit releases into the members' output at once.
-pub const MAX_UNCOMMITTED: usize = 256 * 1024;
+/// Messages of one room waiting for the store (see
+/// [`Hub::room_uncommitted`]) above which the room's members are not read
+/// until a commit: what one commit releases into each member's output at
+/// once, so that with [`HIGH_WATER`] it stays under [`MAX_UNSENT`].
+pub const MAX_ROOM_UNCOMMITTED: usize = 256 * 1024;
+/// Messages waiting for the store in all (see [`Hub::uncommitted`]) above
+/// which no requests are read at all until a commit: bounds the store's
+/// queue.
+pub const MAX_UNCOMMITTED: usize = 4 << 20;
 /// Bytes read from one connection in one turn of the loop: a client with
 /// a lot to say waits its turn, and everyone else is served in between.
 const READ_BUDGET: usize = 4 * 1024;
@@ -341,7 +346,10 @@ impl Net {
         let Some(c) = self.conns.get_mut(&conn) else {
             return; // an event for a connection already closed
         };
-        if store_behind || c.unsent() >= HIGH_WATER {
+        if store_behind
+            || c.unsent() >= HIGH_WATER
+            || self.hub.room_uncommitted(conn) >= MAX_ROOM_UNCOMMITTED
+        {
             later(c, &mut self.unread, conn);
             return;
         }
@@ -376,9 +384,10 @@ impl Net {
     fn can_read_more(&self) -> bool {
         !self.store_behind()
             && self.unread.iter().any(|conn| {
-                self.conns
-                    .get(conn)
-                    .is_some_and(|c| c.unsent() < HIGH_WATER)
+                self.conns.get(conn).is_some_and(|c| {
+                    c.unsent() < HIGH_WATER
+                        && self.hub.room_uncommitted(*conn) < MAX_ROOM_UNCOMMITTED
+                })
             })
     }
 

@@ -373,13 +373,18 @@ fn room_messages_are_delivered_only_after_they_are_committed() {
 #[test]
 fn uncommitted_counts_the_messages_waiting_for_the_store() {
     let mut w = World::new();
-    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    let (ann, bob, cat) = (w.user("ann"), w.user("bob"), w.user("cat"));
     let room = w.create_room(ann, "Lobby", 10);
     w.join(bob, room);
     assert_eq!(w.hub.uncommitted(), 0);
     w.auto_commit = false;
     w.say(bob, "hello");
     let one = w.hub.uncommitted();
+    let room_one = w.hub.room_uncommitted(bob);
+    assert!(
+        room_one > "hello".len() && room_one < one,
+        "{room_one} {one}"
+    );
     assert!(one > "hello".len(), "{one}");
     w.say(bob, &"x".repeat(1000));
     assert_eq!(w.hub.uncommitted(), 2 * one + 1000 - "hello".len());
@@ -391,8 +396,17 @@ fn uncommitted_counts_the_messages_waiting_for_the_store() {
         },
     );
     assert!(w.hub.uncommitted() > 2 * one + 1000);
+    // The room's share: ann and bob are in it (and see the two lines);
+    // the private message is not the room's.
+    assert_eq!(
+        w.hub.room_uncommitted(bob),
+        2 * room_one + 1000 - "hello".len()
+    );
+    assert_eq!(w.hub.room_uncommitted(ann), w.hub.room_uncommitted(bob));
+    assert_eq!(w.hub.room_uncommitted(cat), 0, "cat is in no room");
     w.commit(true);
     assert_eq!(w.hub.uncommitted(), 0, "a commit releases them all");
+    assert_eq!(w.hub.room_uncommitted(bob), 0);
     w.say(bob, "lost");
     w.commit(false);
     assert_eq!(w.hub.uncommitted(), 0, "and so does a failed one");
