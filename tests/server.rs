@@ -20,6 +20,40 @@ fn a_single_message_is_acknowledged_and_echoed_to_its_sender() {
     ann.expect_quiet();
 }
 
+/// Protocol 2: what the server has for a client in one turn is sealed as
+/// one frame, here the acknowledgement of a line and the line itself.
+#[test]
+fn a_reply_and_the_event_it_releases_arrive_packed_in_one_frame() {
+    use chatapp::wire::msg::{Reply, ServerFrame};
+    let server = TestServer::start();
+    let mut raw = common::RawClient::open(&server.addr());
+    let reply = raw.request(Request::Register {
+        name: "ann".into(),
+        password: common::PASSWORD.into(),
+    });
+    assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
+    let room = match raw.request(Request::CreateRoom {
+        name: "packed".into(),
+        capacity: 2,
+    }) {
+        Reply::Room { room, .. } => room.id,
+        other => panic!("{other:?}"),
+    };
+    let id = raw.send(Request::Say { text: "hi".into() });
+    let frame = raw.read_packed(common::WAIT);
+    assert_eq!(frame.len(), 2, "{frame:?}");
+    assert!(frame.iter().any(|f| matches!(
+        f,
+        ServerFrame::Event {
+            event: Event::RoomMessage { room: r, line }
+        } if *r == room && line.text == "hi"
+    )));
+    assert!(frame.contains(&ServerFrame::Reply {
+        id,
+        result: Reply::Ok
+    }));
+}
+
 #[test]
 fn a_room_message_reaches_every_member_and_no_one_outside() {
     let server = TestServer::start();

@@ -496,6 +496,21 @@ impl RawClient {
         }
     }
 
+    /// The messages of the next transport frame, as the server packed
+    /// them (nothing may be left over from an earlier one).
+    pub fn read_packed(&mut self, wait: Duration) -> Vec<chatapp::wire::msg::ServerFrame> {
+        assert!(
+            self.frames.is_empty(),
+            "messages left from an earlier frame"
+        );
+        match self.read(wait) {
+            Got::Frame(first) => std::iter::once(first)
+                .chain(self.frames.drain(..))
+                .collect(),
+            other => panic!("waiting for a frame: {other:?}"),
+        }
+    }
+
     /// Sends `req` and returns its reply, keeping events in `self.events`.
     pub fn request(&mut self, req: Request) -> Reply {
         use chatapp::wire::msg::ServerFrame;
