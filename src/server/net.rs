@@ -51,6 +51,11 @@ pub const MAX_UNCOMMITTED: usize = 4 << 20;
 /// Bytes read from one connection in one turn of the loop: a client with
 /// a lot to say waits its turn, and everyone else is served in between.
 const READ_BUDGET: usize = 4 * 1024;
+/// Whether a read that returns less than it asked for has emptied the
+/// socket, so that no read is needed to see `WouldBlock`: on Linux, epoll
+/// reports every arrival of new bytes. mio elsewhere (Windows) arms a
+/// socket again only once a read has returned `WouldBlock`.
+const SHORT_READ_EMPTIES: bool = cfg!(target_os = "linux");
 /// How long shutdown waits for clients to take their last bytes.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
@@ -334,10 +339,12 @@ impl Net {
         }
     }
 
-    /// Reads one chunk of at most [`READ_BUDGET`] bytes and handles the
-    /// frames in it. mio is edge-triggered, so a connection that may have
-    /// more (a full chunk) goes on the `unread` list for the next turn; a
-    /// short read has emptied the socket, and new bytes bring a new event.
+    /// Reads at most [`READ_BUDGET`] bytes and handles the frames in them.
+    /// mio is edge-triggered, so a connection that may have more (the
+    /// budget used up) goes on the `unread` list for the next turn;
+    /// otherwise it is read until `WouldBlock` (on Linux a short read has
+    /// emptied the socket, see [`SHORT_READ_EMPTIES`]), and new bytes bring
+    /// a new event.
     /// A connection that is not keeping up with its output, or any while
     /// the store is behind, is not read: its bytes wait in the kernel and
     /// TCP slows its sender down.
@@ -353,16 +360,23 @@ impl Net {
             later(c, &mut self.unread, conn);
             return;
         }
+        let mut budget = READ_BUDGET;
         let closed = loop {
-            match c.stream.read(&mut scratch[..READ_BUDGET]) {
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
+            match c.stream.read(&mut scratch[..budget]) {
                 Ok(0) => break "closed by the client".to_string(),
                 Ok(n) => {
                     c.inbox.extend_from_slice(&scratch[..n]);
-                    if n == READ_BUDGET {
+                    budget -= n;
+                    if budget == 0 {
                         later(c, &mut self.unread, conn);
                     }
                     self.take_frames(conn);
-                    return;
+                    if budget == 0 || SHORT_READ_EMPTIES {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
