@@ -1324,21 +1324,18 @@ impl Hub {
 
     fn count_uncommitted(&mut self, deferred: &Deferred, add: bool) {
         let size = deferred.size();
-        let count = |n: &mut usize| {
-            if add {
-                *n += size;
-            } else {
-                *n -= size;
-            }
-        };
-        count(&mut self.uncommitted);
+        let change = |n: usize| if add { n + size } else { n - size };
+        self.uncommitted = change(self.uncommitted);
         if let Deferred::Room { room, .. } = deferred {
-            let n = self.uncommitted_by_room.entry(*room).or_default();
-            count(n);
-            if *n == 0 {
-                self.uncommitted_by_room.remove(room);
-            }
+            match change(self.room_backlog(*room)) {
+                0 => self.uncommitted_by_room.remove(room),
+                n => self.uncommitted_by_room.insert(*room, n),
+            };
         }
+    }
+
+    fn room_backlog(&self, room: RoomId) -> usize {
+        self.uncommitted_by_room.get(&room).copied().unwrap_or(0)
     }
 
     /// Bytes of messages handed to the store and not yet committed (text
@@ -1357,7 +1354,7 @@ impl Hub {
         match self.conns.get(&conn).map(|c| c.state) {
             Some(State::Online {
                 room: Some(room), ..
-            }) => self.uncommitted_by_room.get(&room).copied().unwrap_or(0),
+            }) => self.room_backlog(room),
             _ => 0,
         }
     }

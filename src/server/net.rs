@@ -349,14 +349,11 @@ impl Net {
     /// the store is behind, is not read: its bytes wait in the kernel and
     /// TCP slows its sender down.
     fn read(&mut self, conn: ConnId, scratch: &mut [u8]) {
-        let store_behind = self.store_behind();
+        let may_read = self.may_read(conn);
         let Some(c) = self.conns.get_mut(&conn) else {
             return; // an event for a connection already closed
         };
-        if store_behind
-            || c.unsent() >= HIGH_WATER
-            || self.hub.room_uncommitted(conn) >= MAX_ROOM_UNCOMMITTED
-        {
+        if !may_read {
             later(c, &mut self.unread, conn);
             return;
         }
@@ -396,13 +393,18 @@ impl Net {
     /// Whether a connection left for later can be read now: the loop then
     /// polls without waiting.
     fn can_read_more(&self) -> bool {
+        !self.store_behind() && self.unread.iter().any(|&conn| self.may_read(conn))
+    }
+
+    /// The backpressure rules: whether the loop takes `conn`'s requests now
+    /// (false for a connection that is gone).
+    fn may_read(&self, conn: ConnId) -> bool {
         !self.store_behind()
-            && self.unread.iter().any(|conn| {
-                self.conns.get(conn).is_some_and(|c| {
-                    c.unsent() < HIGH_WATER
-                        && self.hub.room_uncommitted(*conn) < MAX_ROOM_UNCOMMITTED
-                })
-            })
+            && self
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.unsent() < HIGH_WATER)
+            && self.hub.room_uncommitted(conn) < MAX_ROOM_UNCOMMITTED
     }
 
     /// Reads the connections left for later, in order, until the store
@@ -537,7 +539,7 @@ impl Net {
                         continue;
                     }
                     for conn in conns {
-                        self.seal(conn);
+                        self.pack(conn);
                     }
                 }
                 Output::Close { conn } => self.close(conn, "closed by the server".into()),
@@ -550,14 +552,14 @@ impl Net {
 
     fn queue(&mut self, conn: ConnId, frame: &ServerFrame) {
         match msg::encode_into(frame, &mut self.encoded) {
-            Ok(()) => self.seal(conn),
+            Ok(()) => self.pack(conn),
             Err(e) => self.log(Level::Error, format!("cannot encode a reply: {e}")),
         }
     }
 
     /// Adds the encoded message to what the connection is sent this turn;
     /// [`Connection::seal`] encrypts it, with the rest, at the flush.
-    fn seal(&mut self, conn: ConnId) {
+    fn pack(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };

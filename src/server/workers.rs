@@ -7,9 +7,9 @@
 //! applies them in one transaction, and reports the last sequence number.
 //! The loop hands it new writes only once the last ones are committed, so
 //! under load one fsync serves hundreds of messages, and the store thread
-//! wakes once a commit; when idle, a lone message is committed at once. Reads wait behind the writes queued before
-//! them, so a reply never misses a message its sender was already told was
-//! stored.
+//! wakes once a commit; when idle, a lone message is committed at once.
+//! Reads wait behind the writes queued before them, so a reply never misses
+//! a message its sender was already told was stored.
 
 use super::hub::{Answer, AuthJob, Input, Query, StoreJob};
 use crate::model::DIALOGUE_HISTORY;
