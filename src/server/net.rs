@@ -195,6 +195,10 @@ pub fn run(parts: Parts) -> io::Result<()> {
                 net.touch(conn);
             }
         }
+        if let Some(at) = net.workers.dispatch_at() {
+            let wait = at.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+        }
         if net.can_read_more() {
             timeout = Some(Duration::ZERO);
         }
@@ -243,7 +247,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
             break;
         }
         net.flush(&poll);
-        net.workers.dispatch();
+        net.workers.dispatch(Instant::now());
     }
     net.shut_down(&mut poll, &mut listener, &inputs);
     Ok(())

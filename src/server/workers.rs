@@ -5,9 +5,10 @@
 //!
 //! The store thread groups commits: it takes every write that is waiting,
 //! applies them in one transaction, and reports the last sequence number.
-//! The loop hands it new writes only once the last ones are committed, so
-//! under load one fsync serves hundreds of messages, and the store thread
-//! wakes once a commit; when idle, a lone message is committed at once.
+//! The loop hands it new writes only once the last ones are committed, and
+//! at most once every [`COMMIT_WINDOW`], so under load one fsync serves
+//! hundreds of messages, and the store thread wakes once a commit; when
+//! idle, a lone message is committed at once.
 //! Reads wait behind the writes queued before them, so a reply never misses
 //! a message its sender was already told was stored.
 
@@ -18,6 +19,15 @@ use crate::store::{Store, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// The least time from handing the store thread one batch to handing it
+/// the next. Every commit costs the same fixed work (an fsync, SQLite's
+/// bookkeeping, waking the thread) however few writes it carries, so a
+/// server with a steady stream of messages commits them a few milliseconds'
+/// worth at a time instead of a handful at a time; a message that finds the
+/// store idle for longer than this still goes at once.
+pub const COMMIT_WINDOW: Duration = Duration::from_millis(4);
 
 /// Where answers go: the loop's channel plus the waker that rouses it.
 #[derive(Clone)]
@@ -43,6 +53,8 @@ pub struct Workers {
     /// The last write handed to the store thread and not yet reported
     /// committed, if any.
     writing: Option<u64>,
+    /// The earliest the next batch may be handed over.
+    ready: Instant,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -75,6 +87,7 @@ impl Workers {
             store: Some(store_tx),
             pending: Vec::new(),
             writing: None,
+            ready: Instant::now(),
             threads,
         }
     }
@@ -91,16 +104,17 @@ impl Workers {
     }
 
     /// Hands the store thread every job queued so far, in one message,
-    /// unless writes it was given before are still being committed: those
-    /// jobs then wait for the commit and go with everything that came
-    /// meanwhile. The loop calls this once a turn, so the store thread
-    /// wakes once a commit, and a busy server commits (and syncs) once for
-    /// many writes: group commit, with no timer. A write that finds the
-    /// store idle goes at once.
-    pub fn dispatch(&mut self) {
-        if self.writing.is_some() || self.pending.is_empty() {
+    /// unless writes it was given before are still being committed, or the
+    /// last batch went less than [`COMMIT_WINDOW`] ago: those jobs then wait
+    /// and go with everything that came meanwhile. The loop calls this once
+    /// a turn, so the store thread wakes once a commit, and a busy server
+    /// commits (and syncs) once for many writes: group commit. A write that
+    /// finds the store idle goes at once.
+    pub fn dispatch(&mut self, now: Instant) {
+        if self.dispatch_at().is_none_or(|at| now < at) {
             return;
         }
+        self.ready = now + COMMIT_WINDOW;
         self.writing = self.pending.iter().rev().find_map(|job| match job {
             StoreJob::Write { seq, .. } => Some(*seq),
             StoreJob::Query { .. } => None,
@@ -108,6 +122,15 @@ impl Workers {
         if let Some(tx) = &self.store {
             let _ = tx.send(std::mem::take(&mut self.pending));
         }
+    }
+
+    /// When held jobs may be handed over, if only the clock holds them
+    /// (`None`: nothing is held, or a commit is in flight).
+    pub fn dispatch_at(&self) -> Option<Instant> {
+        if self.writing.is_some() || self.pending.is_empty() {
+            return None;
+        }
+        Some(self.ready)
     }
 
     /// The store reported writes up to `seq` committed (or failed).
@@ -121,7 +144,9 @@ impl Workers {
     /// over before this call is committed when it returns.
     pub fn finish(&mut self) {
         self.writing = None;
-        self.dispatch();
+        let now = Instant::now();
+        self.ready = now;
+        self.dispatch(now);
         self.auth.take();
         self.store.take();
         for t in self.threads.drain(..) {
@@ -309,7 +334,7 @@ mod tests {
     }
 
     #[test]
-    fn writes_wait_for_the_commit_in_flight_then_go_as_one() {
+    fn writes_wait_for_the_commit_in_flight_and_the_window_then_go_as_one() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("chatapp.db")).unwrap();
         let poll = mio::Poll::new().unwrap();
@@ -322,29 +347,46 @@ mod tests {
         };
         let mut workers = Workers::start(store, cost, 1, Reply { tx, waker });
 
+        let t0 = Instant::now();
         workers.store(user(1, 1));
-        workers.dispatch();
+        workers.dispatch(t0);
         assert!(
             workers.pending.is_empty(),
             "the store was idle: sent at once"
         );
         workers.store(user(2, 2));
         workers.store(user(3, 3));
-        workers.dispatch();
+        let later = t0 + COMMIT_WINDOW * 2;
+        workers.dispatch(later);
         assert_eq!(workers.pending.len(), 2, "held while 1 is being committed");
+        assert_eq!(
+            workers.dispatch_at(),
+            None,
+            "a commit holds them, not the clock"
+        );
 
         assert_eq!(committed(&rx), (1, true));
         workers.committed(1);
-        workers.dispatch();
+        workers.dispatch(later);
         assert!(workers.pending.is_empty());
         assert_eq!(committed(&rx), (3, true), "2 and 3 in one commit");
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
         workers.committed(3);
 
-        // What is left when the loop stops is handed over and committed.
+        // Committed at once, but the next batch waits out the window.
         workers.store(user(4, 4));
+        let soon = later + COMMIT_WINDOW / 2;
+        workers.dispatch(soon);
+        assert_eq!(workers.pending.len(), 1, "held within the window");
+        assert_eq!(workers.dispatch_at(), Some(later + COMMIT_WINDOW));
+        workers.dispatch(later + COMMIT_WINDOW);
+        assert!(workers.pending.is_empty(), "sent when the window ends");
+        assert_eq!(committed(&rx), (4, true));
+        workers.committed(4);
+
+        // What is left when the loop stops is handed over and committed.
         workers.store(user(5, 5));
-        workers.dispatch();
+        workers.dispatch(later + COMMIT_WINDOW * 2);
         workers.store(user(6, 6));
         workers.finish();
         let mut last = committed(&rx);
