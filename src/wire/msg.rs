@@ -333,7 +333,16 @@ fn value_len(bytes: &[u8], depth: usize) -> Option<usize> {
     // Each nested value takes a byte at least, so a lying count runs out
     // of bytes long before it runs out of items.
     for _ in 0..items {
-        used += value_len(&bytes[used..], depth - 1)?;
+        let rest = &bytes[used..];
+        used += match rest.first() {
+            // Small integers and short strings (most of a map's keys and
+            // values) are measured here, without a call.
+            Some(&(0x00..=0x7f | 0xe0..=0xff)) => 1,
+            Some(&m @ 0xa0..=0xbf) if rest.len() > usize::from(m & 0x1f) => {
+                1 + usize::from(m & 0x1f)
+            }
+            _ => value_len(rest, depth - 1)?,
+        };
     }
     Some(used)
 }

@@ -216,6 +216,8 @@ pub struct Engine {
     pub stats: Stats,
     pub probe: Option<Probe>,
     scratch: Vec<u8>,
+    /// When the bytes being handled were read: a delivery's arrival time.
+    read_us: u64,
     plain: Vec<u8>,
     enc: Vec<u8>,
     text: String,
@@ -259,6 +261,7 @@ impl Engine {
             stats: Stats::default(),
             probe: None,
             scratch: vec![0; 256 * 1024],
+            read_us: 0,
             plain: Vec::new(),
             enc: Vec::new(),
             text: String::new(),
@@ -815,31 +818,47 @@ impl Engine {
     }
 
     fn read(&mut self, i: usize) {
-        loop {
-            let Some(stream) = self.clients[i].stream.as_mut() else {
-                return;
-            };
-            match stream.read(&mut self.scratch) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        while let Some(stream) = self.clients[i].stream.as_mut() {
+            match stream.read(&mut scratch) {
                 Ok(0) => {
                     self.lost(i, "closed by the server");
-                    return;
+                    break;
                 }
                 Ok(n) => {
-                    let c = &mut self.clients[i];
-                    c.inbox.extend_from_slice(&self.scratch[..n]);
-                    match self.proto {
-                        Proto::Chat { .. } => self.chat_input(i),
-                        Proto::Irc => self.irc_input(i),
+                    self.read_us = self.now_us();
+                    // Whole frames are taken straight from what was read;
+                    // only the start of a cut one waits in the inbox.
+                    let mut inbox = std::mem::take(&mut self.clients[i].inbox);
+                    let (buf, fresh) = if inbox.is_empty() {
+                        (&scratch[..n], true)
+                    } else {
+                        inbox.extend_from_slice(&scratch[..n]);
+                        (&inbox[..], false)
+                    };
+                    let used = match self.proto {
+                        Proto::Chat { .. } => self.chat_input(i, buf),
+                        Proto::Irc => self.irc_input(i, buf),
+                    };
+                    if self.clients[i].stream.is_none() {
+                        break;
                     }
+                    if fresh {
+                        inbox.extend_from_slice(&scratch[used..n]);
+                    } else {
+                        inbox.drain(..used);
+                    }
+                    self.clients[i].inbox = inbox;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.lost(i, &format!("read: {e}"));
-                    return;
+                    break;
                 }
             }
         }
+        self.scratch = scratch;
     }
 
     fn lost(&mut self, i: usize, why: &str) {
@@ -893,8 +912,9 @@ impl Engine {
 
     // ---- chatapp input ----
 
-    fn chat_input(&mut self, i: usize) {
-        let mut inbox = std::mem::take(&mut self.clients[i].inbox);
+    /// Takes the whole frames at the start of `inbox`; returns the bytes
+    /// used (the client may be gone after them).
+    fn chat_input(&mut self, i: usize, inbox: &[u8]) -> usize {
         let mut used = 0;
         while let Some((body, len)) = frame::parse(&inbox[used..]) {
             used += len;
@@ -918,30 +938,28 @@ impl Engine {
                     Err(e) => {
                         self.stats.problem(format!("handshake: {e}"));
                         self.fail(i);
-                        return;
+                        return used;
                     }
                 }
                 continue;
             }
-            let Some(tr) = c.tr.as_mut() else { return };
+            let Some(tr) = c.tr.as_mut() else {
+                return used;
+            };
             if tr.open_into(body, &mut self.plain).is_err() {
                 self.stats.problem("a frame failed to decrypt");
                 self.fail(i);
-                return;
+                return used;
             }
             // The server packs what it has for a client into one frame.
             let plain = std::mem::take(&mut self.plain);
             let gone = self.chat_messages(i, &plain);
             self.plain = plain;
             if gone {
-                return;
+                return used;
             }
         }
-        inbox.drain(..used);
-        let c = &mut self.clients[i];
-        if c.stream.is_some() {
-            c.inbox = inbox;
-        }
+        used
     }
 
     /// The messages of one frame; true when the client is gone after them.
@@ -1028,7 +1046,7 @@ impl Engine {
         } else if stamp.sender == i {
             self.stats.echoes += 1;
         } else {
-            let now = self.now_us();
+            let now = self.read_us;
             self.tracker
                 .deliver(stamp.n, now.saturating_sub(stamp.sched_us), now);
         }
@@ -1036,20 +1054,20 @@ impl Engine {
 
     // ---- IRC input ----
 
-    fn irc_input(&mut self, i: usize) {
-        let mut inbox = std::mem::take(&mut self.clients[i].inbox);
+    /// Takes the whole lines at the start of `inbox`; returns the bytes
+    /// used (the client may be gone after them).
+    fn irc_input(&mut self, i: usize, inbox: &[u8]) -> usize {
         let mut used = 0;
-        while let Some(nl) = inbox[used..].iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', &inbox[used..]) {
             let line = &inbox[used..used + nl];
             used += nl + 1;
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             self.irc_message(i, line);
             if self.clients[i].stream.is_none() {
-                return;
+                break;
             }
         }
-        inbox.drain(..used);
-        self.clients[i].inbox = inbox;
+        used
     }
 
     fn irc_message(&mut self, i: usize, line: &[u8]) {

@@ -147,7 +147,7 @@ pub struct Stamp {
 /// integer 126, an IRC ident prefix) may be one.
 pub fn find_stamp(bytes: &[u8]) -> Option<Stamp> {
     let mut from = 0;
-    while let Some(at) = bytes[from..].iter().position(|&b| b == b'~') {
+    while let Some(at) = memchr::memchr(b'~', &bytes[from..]) {
         let start = from + at;
         if let Some(stamp) = stamp_at(bytes, start + 1) {
             return Some(stamp);
