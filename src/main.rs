@@ -7,6 +7,12 @@
 use chatapp::{client, pause, server};
 use clap::{Parser, Subcommand};
 
+/// The static Linux build links musl, whose allocator is slow for a server
+/// (see Cargo.toml); the other builds keep their C library's.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     version,

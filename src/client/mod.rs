@@ -85,6 +85,9 @@ fn now_millis() -> i64 {
 /// library's time-zone rules (so `TZ` and summer time are honoured).
 #[cfg(unix)]
 fn local_offset(ms: i64) -> i32 {
+    // The libc crate marks time_t deprecated on musl only to announce that
+    // it will follow musl to 64 bits, which it already is on x86_64.
+    #[allow(deprecated)]
     let t = ms.div_euclid(1000) as libc::time_t;
     let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
     // SAFETY: localtime_r is the reentrant form; it fills `tm` or fails.

@@ -6,6 +6,8 @@
 //! durable. Every batch is one transaction committed with `synchronous=FULL`,
 //! so once [`Store::apply`] returns the writes survive a crash or power loss.
 
+#[cfg(target_env = "musl")]
+mod malloc;
 pub mod password;
 
 use std::fmt;
@@ -323,6 +325,8 @@ impl Store {
     /// [`Store::open`] with a chosen durability level.
     pub fn open_with(path: &Path, sync: Sync) -> Result<Store, StoreError> {
         let opening = || format!("could not open database {}", path.display());
+        #[cfg(target_env = "musl")]
+        malloc::use_mimalloc();
         let mut conn = Connection::open(path).context(opening)?;
         conn.busy_timeout(BUSY_TIMEOUT).context(opening)?;
         conn.pragma_update(None, "synchronous", sync.pragma())
