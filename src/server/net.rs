@@ -109,7 +109,7 @@ impl Connection {
             return;
         }
         if let Some(Phase::Open(transport)) = &mut self.phase {
-            // Fails only for a plaintext too large, which `Net::seal` prevents.
+            // Fails only for a plaintext too large, which `Net::pack` prevents.
             let _ = transport.seal_into(&self.plain, &mut self.outbox);
         }
         self.plain.clear();

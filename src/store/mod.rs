@@ -335,11 +335,12 @@ impl Store {
             .context(opening)?;
         conn.pragma_update(None, "page_size", PAGE_SIZE)
             .context(opening)?;
-        // Private messages land in indexes keyed by user, so a busy server
-        // touches pages all over them: keep them in memory (16 MiB at the
-        // most, taken only as the database grows) instead of reading them
-        // back from the file, and checkpoint less often, so a page written
-        // by many commits is copied into the database once.
+        // A private message lands in the dialogue index, and a new
+        // conversation adds two `dialogues` rows, at places all over the
+        // file: keep those pages in memory (16 MiB at the most, taken only
+        // as the database grows) instead of reading them back from the file,
+        // and checkpoint less often, so a page written by many commits is
+        // copied into the database once.
         conn.pragma_update(None, "cache_size", -CACHE_KIB)
             .context(opening)?;
         conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
