@@ -205,9 +205,8 @@ impl RawChannel {
             .open_into(&body, &mut plain)
             .expect("decrypts");
         // The server may pack several messages into one frame.
-        for value in msg::values(&plain) {
-            let frame = msg::decode(value.expect("whole messages")).expect("a server frame");
-            self.frames.push_back(frame);
+        for frame in msg::decode_each(&plain) {
+            self.frames.push_back(frame.expect("whole server frames"));
         }
         self.frames.pop_front()
     }

@@ -300,10 +300,8 @@ impl Connection {
                 let opened = self.transport.open_into(body, &mut self.plain);
                 self.inbox.drain(..used);
                 opened.map_err(ClientError::Wire)?;
-                for value in msg::values(&self.plain) {
-                    let bytes = value.map_err(ClientError::Wire)?;
-                    let frame = msg::decode(bytes).map_err(ClientError::Wire)?;
-                    self.frames.push_back(frame);
+                for frame in msg::decode_each(&self.plain) {
+                    self.frames.push_back(frame.map_err(ClientError::Wire)?);
                 }
                 continue;
             }

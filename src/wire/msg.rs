@@ -5,8 +5,9 @@
 //! [`ServerFrame`]s back to back (a reply carrying the id of the request it
 //! answers, or an event it was not asked for): the server packs what it has
 //! for a client in one turn of its loop, so a busy room costs one seal per
-//! member and turn, not one per message; [`values`] splits them. Variants are maps tagged by a `"type"`
-//! key with snake_case names; `docs/PROTOCOL.md` lists them all.
+//! member and turn, not one per message; [`values`] splits them, and
+//! [`decode_each`] decodes them. Variants are maps tagged by a `"type"` key
+//! with snake_case names; `docs/PROTOCOL.md` lists them all.
 //!
 //! This is the only module that derives serde: the hub and store work with
 //! these types or their own, never with bytes.
@@ -266,6 +267,15 @@ pub fn values(bytes: &[u8]) -> Values<'_> {
     Values { rest: bytes }
 }
 
+/// The messages packed in one frame's plaintext, each split out with
+/// [`values`] and decoded with [`decode`]: an error ends with the first
+/// message that is cut short, malformed, or not a `T`.
+pub fn decode_each<T: DeserializeOwned>(
+    bytes: &[u8],
+) -> impl Iterator<Item = Result<T, WireError>> + '_ {
+    values(bytes).map(|value| value.and_then(decode))
+}
+
 pub struct Values<'a> {
     rest: &'a [u8],
 }
@@ -445,6 +455,8 @@ mod tests {
             .map(|v| decode(v.unwrap()).unwrap())
             .collect();
         assert_eq!(got, frames);
+        let decoded: Result<Vec<ServerFrame>, _> = decode_each(&packed).collect();
+        assert_eq!(decoded.unwrap(), frames);
         assert_eq!(values(&[]).count(), 0);
 
         // A message cut short is an error, after the whole ones before it.
@@ -453,6 +465,15 @@ mod tests {
         assert_eq!(got.len(), 3);
         assert!(got[..2].iter().all(Result::is_ok));
         assert!(got[2].is_err());
+        let decoded: Vec<Result<ServerFrame, _>> = decode_each(&packed).collect();
+        assert!(decoded[..2].iter().all(Result::is_ok) && decoded[2].is_err());
+        // A whole value that is not a server frame is an error too.
+        let ping = encode(&ClientFrame {
+            id: 1,
+            req: Request::Ping,
+        })
+        .unwrap();
+        assert!(decode_each::<ServerFrame>(&ping).next().unwrap().is_err());
         // And so is a value nested too deep.
         let mut deep = vec![0x91; 100];
         deep.push(0xc0);

@@ -481,10 +481,8 @@ impl RawClient {
                 self.transport
                     .open_into(&body, &mut plain)
                     .expect("a frame from the server decrypts");
-                for value in msg::values(&plain) {
-                    let frame =
-                        msg::decode(value.expect("whole messages")).expect("a server frame");
-                    self.frames.push_back(frame);
+                for frame in msg::decode_each(&plain) {
+                    self.frames.push_back(frame.expect("whole server frames"));
                 }
                 match self.frames.pop_front() {
                     Some(frame) => Got::Frame(frame),
