@@ -217,9 +217,10 @@ fn say(hub: &mut Hub, id: u32, on_broadcast: &mut impl FnMut(&[ConnId], &ServerF
     hub.handle(now, Input::Committed { seq, ok: true });
     let mut fanout = 0;
     while let Some(out) = hub.poll_output() {
-        if let Output::Broadcast { conns, frame } = &out {
-            on_broadcast(conns, frame);
+        if let Output::Broadcast { conns, frame } = out {
+            on_broadcast(&conns, &frame);
             fanout += conns.len();
+            hub.recycle(conns); // as the event loop does
         }
     }
     fanout

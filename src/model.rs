@@ -65,11 +65,14 @@ pub fn room_key(name: &str) -> String {
     name.trim().to_lowercase()
 }
 
-/// A user name is 3 to 32 ASCII letters, digits, `_`, `-` or `.`.
-/// ASCII only, so that no two names look alike on screen.
+/// The longest user name, in characters (and so in bytes: names are ASCII).
+pub const MAX_USER_NAME: usize = 32;
+
+/// A user name is 3 to [`MAX_USER_NAME`] ASCII letters, digits, `_`, `-` or
+/// `.`. ASCII only, so that no two names look alike on screen.
 pub fn check_user_name(name: &str) -> Result<(), NameError> {
     let len = name.chars().count();
-    if !(3..=32).contains(&len) {
+    if !(3..=MAX_USER_NAME).contains(&len) {
         return Err(NameError("a user name is 3 to 32 characters long"));
     }
     if !name

@@ -205,7 +205,7 @@ fn a_silent_client_is_pinged_then_dropped_and_its_room_told_while_active_ones_st
     let cat_lines: Vec<String> = ann_saw
         .iter()
         .filter_map(|(e, _)| match e {
-            Event::RoomMessage { line, .. } if line.from == "cat" => Some(line.text.clone()),
+            Event::RoomMessage { line, .. } if &*line.from == "cat" => Some(line.text.to_string()),
             _ => None,
         })
         .collect();
@@ -237,7 +237,7 @@ fn a_silent_client_is_pinged_then_dropped_and_its_room_told_while_active_ones_st
     ann.say("still here after three idle periods");
     for member in [&mut ann, &mut cat] {
         member.wait_for("ann's last word", |e| match e {
-            Event::RoomMessage { line, .. } if line.from == "ann" => Some(()),
+            Event::RoomMessage { line, .. } if &*line.from == "ann" => Some(()),
             Event::Ping => None,
             other => panic!("unexpected {other:?}"),
         });
@@ -277,7 +277,7 @@ fn pipelined(client: &mut common::Client, reqs: Vec<Request>) -> (Vec<Reply>, Ve
 /// A room message as (room, from, text), anything else as its debug form.
 fn said(event: &Event) -> (u64, String, String) {
     match event {
-        Event::RoomMessage { room, line } => (*room, line.from.clone(), line.text.clone()),
+        Event::RoomMessage { room, line } => (*room, line.from.to_string(), line.text.to_string()),
         other => (0, String::new(), format!("{other:?}")),
     }
 }

@@ -84,8 +84,8 @@ fn a_thousand_clients_are_served_at_once() {
                         let name = client.name.clone();
                         client.wait_for("the broadcast", |event| match event {
                             Event::RoomMessage { room: r, line } if *r == room => {
-                                assert_eq!(line.from, "admin");
-                                assert_eq!(line.text, "hello, all thousand of you");
+                                assert_eq!(&*line.from, "admin");
+                                assert_eq!(&*line.text, "hello, all thousand of you");
                                 Some(())
                             }
                             Event::Joined { room: r, .. } if *r == room => None,

@@ -392,7 +392,7 @@ fn client() {
                         Ok(Some(Event::RoomMessage { line, .. })) => {
                             let (from, n) = line.text.split_once(' ').unwrap();
                             let s = senders.iter().position(|s| *s == from).unwrap();
-                            assert_eq!(from, line.from, "a line says who sent it");
+                            assert_eq!(from, &*line.from, "a line says who sent it");
                             got[s].push(n.parse().unwrap());
                         }
                         Ok(Some(Event::Ping | Event::Joined { .. })) => {}

@@ -48,11 +48,7 @@ fn a_private_message_waits_for_an_offline_user_and_reading_it_persists() {
     let history = bob.open_dialogue("ann");
     assert_eq!(history.len(), 1, "{history:?}");
     assert_eq!(
-        (
-            history[0].from.as_str(),
-            history[0].to.as_str(),
-            history[0].text.as_str()
-        ),
+        (&*history[0].from, &*history[0].to, &*history[0].text),
         ("ann", "bob", "call me when you are back")
     );
     assert_eq!(history[0].time, c.last_time);

@@ -154,8 +154,8 @@ fn every_variant_has_a_strategy(
 fn room_line() -> impl Strategy<Value = RoomLine> {
     (any::<u64>(), text(), text(), any::<i64>()).prop_map(|(id, from, text, time)| RoomLine {
         id,
-        from,
-        text,
+        from: from.into(),
+        text: text.into(),
         time,
     })
 }
@@ -164,9 +164,9 @@ fn private_line() -> impl Strategy<Value = PrivateLine> {
     (any::<u64>(), text(), text(), text(), any::<i64>()).prop_map(|(id, from, to, text, time)| {
         PrivateLine {
             id,
-            from,
-            to,
-            text,
+            from: from.into(),
+            to: to.into(),
+            text: text.into(),
             time,
         }
     })
@@ -473,7 +473,7 @@ impl World {
             .filter_map(|f| match f {
                 ServerFrame::Event {
                     event: Event::RoomMessage { line, .. },
-                } => Some(line.text.clone()),
+                } => Some(line.text.to_string()),
                 _ => None,
             })
             .collect()

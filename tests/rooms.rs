@@ -231,6 +231,9 @@ fn a_newcomer_sees_the_last_twenty_messages() {
     let mut dan = server.register("dan");
     let (_, members, history) = dan.join(room);
     assert_eq!(members, ["ann", "bob", "cat", "dan"]);
-    let shown: Vec<(String, String)> = history.into_iter().map(|l| (l.from, l.text)).collect();
+    let shown: Vec<(String, String)> = history
+        .into_iter()
+        .map(|l| (l.from.to_string(), l.text.to_string()))
+        .collect();
     assert_eq!(shown, said[said.len() - 20..], "the last 20, oldest first");
 }

@@ -46,7 +46,7 @@ fn a_reply_and_the_event_it_releases_arrive_packed_in_one_frame() {
         f,
         ServerFrame::Event {
             event: Event::RoomMessage { room: r, line }
-        } if *r == room && line.text == "hi"
+        } if *r == room && &*line.text == "hi"
     )));
     assert!(frame.contains(&ServerFrame::Reply {
         id,
@@ -140,7 +140,7 @@ fn several_rooms_chat_in_parallel_without_cross_talk() {
                                     "{}: a message from another room",
                                     client.name
                                 );
-                                seen.push(line.text);
+                                seen.push(line.text.to_string());
                             }
                             other => panic!("{}: unexpected {other:?}", client.name),
                         }

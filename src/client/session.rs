@@ -322,9 +322,7 @@ impl Session {
         self.place = Place::Room { info, members };
         lines.push(self.members_line());
         lines.push(room_commands());
-        let history = history
-            .iter()
-            .map(|l| (l.time, l.from.as_str(), l.text.as_str()));
+        let history = history.iter().map(|l| (l.time, &*l.from, &*l.text));
         lines.extend(self.history(history, "No messages yet: say hello."));
         lines
     }
@@ -403,9 +401,7 @@ impl Session {
     pub fn enter_chat(&mut self, with: &str, history: &[PrivateLine]) -> Vec<Line> {
         let mut lines =
             vec![Line::of(Tone::Heading, "Private chat with ").with(Tone::Name, with.to_string())];
-        let history = history
-            .iter()
-            .map(|l| (l.time, l.from.as_str(), l.text.as_str()));
+        let history = history.iter().map(|l| (l.time, &*l.from, &*l.text));
         lines.extend(self.history(history, "No messages yet: write the first one."));
         lines.push(chat_commands(with));
         self.place = Place::Chat {
@@ -562,7 +558,7 @@ impl Session {
         self.unread += 1;
         Shown::lines(vec![
             Line::of(Tone::Notice, "* New private message from ")
-                .with(Tone::Name, line.from.clone())
+                .with(Tone::Name, line.from.to_string())
                 .with(Tone::Notice, format!(": \"{}\"", preview(&line.text, 40)))
                 .with(Tone::Dim, " (-in at the main menu reads it)")
                 .hanging(2),

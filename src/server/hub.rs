@@ -22,6 +22,7 @@ use crate::wire::msg::{
 };
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 pub use super::limits::Limits;
 use super::limits::{Bucket, FAILURE_MEMORY, Failures};
@@ -192,7 +193,8 @@ pub const PREVIEW_CHARS: usize = 100;
 const HISTORY_BUDGET: usize = 24 * 1024;
 
 struct User {
-    name: String,
+    /// Shared by every line the user writes.
+    name: Arc<str>,
     hash: String,
 }
 
@@ -305,7 +307,14 @@ pub struct Hub {
     /// Logins held back by throttling, with the time they may go ahead.
     held: Vec<(Millis, Output)>,
     next_sweep: Millis,
+    /// Emptied lists of [`Output::Broadcast`] targets the loop gave back
+    /// (see [`Hub::recycle`]), so that a delivery allocates none.
+    spare: Vec<Vec<ConnId>>,
 }
+
+/// Most target lists kept for reuse: the loop gives each back as soon as
+/// it has queued the frame, so a few suffice.
+const SPARE_LISTS: usize = 16;
 
 impl Hub {
     pub fn new(snapshot: Snapshot, limits: Limits) -> Hub {
@@ -330,13 +339,14 @@ impl Hub {
             failures: HashMap::new(),
             held: Vec::new(),
             next_sweep: 0,
+            spare: Vec::new(),
         };
         for row in snapshot.users {
             hub.by_key.insert(model::user_key(&row.name), row.id);
             hub.users.insert(
                 row.id,
                 User {
-                    name: row.name,
+                    name: row.name.into(),
                     hash: row.password_hash,
                 },
             );
@@ -654,6 +664,7 @@ impl Hub {
             (_, Request::SendPrivate { to, text }) => {
                 let recipient = self.correspondent(user, &to)?;
                 check_text(&text)?;
+                let text: Arc<str> = text.into();
                 let line = PrivateLine {
                     id: self.take_message_id().0 as u64,
                     from: self.users[&user].name.clone(),
@@ -701,6 +712,7 @@ impl Hub {
             })),
             (Some(room), Request::Say { text }) => {
                 check_text(&text)?;
+                let text: Arc<str> = text.into();
                 let line = RoomLine {
                     id: self.take_message_id().0 as u64,
                     from: self.users[&user].name.clone(),
@@ -777,7 +789,7 @@ impl Hub {
                 room: Some(room),
             },
         );
-        let admin = self.users[&user].name.clone();
+        let admin = self.users[&user].name.to_string();
         self.log(
             Level::Info,
             format!("room #{room} \"{name}\" created by {admin} for {capacity}"),
@@ -837,10 +849,10 @@ impl Hub {
         let info = RoomInfo {
             id: room_no,
             name: room.name.clone(),
-            admin: self.users[&room.admin].name.clone(),
+            admin: self.users[&room.admin].name.to_string(),
             capacity: room.capacity,
         };
-        let name = self.users[&user].name.clone();
+        let name = self.users[&user].name.to_string();
         self.set_state(
             conn,
             State::Online {
@@ -871,7 +883,7 @@ impl Hub {
                 "only the room's admin can kick".to_string(),
             ));
         }
-        let target = self.by_key.get(&model::user_key(name)).copied();
+        let target = self.user_named(name);
         let Some(pos) = room.members.iter().position(|&(u, _)| Some(u) == target) else {
             return Err((
                 ErrorCode::NoSuchUser,
@@ -885,8 +897,8 @@ impl Hub {
                 "you cannot kick yourself: /q leaves and closes the room".to_string(),
             ));
         }
-        let admin = self.users[&user].name.clone();
-        let target_name = self.users[&target].name.clone();
+        let admin = self.users[&user].name.to_string();
+        let target_name = self.users[&target].name.to_string();
         self.rooms.get_mut(&room_id).unwrap().members.remove(pos);
         self.set_state(
             target_conn,
@@ -936,7 +948,7 @@ impl Hub {
             return;
         }
         room.members.retain(|&(u, _)| u != user);
-        let name = self.users[&user].name.clone();
+        let name = self.users[&user].name.to_string();
         self.log(
             Level::Info,
             format!("{name} left room #{room_id} ({why:?})"),
@@ -1061,7 +1073,7 @@ impl Hub {
         self.users.insert(
             user,
             User {
-                name: name.clone(),
+                name: name.as_str().into(),
                 hash: hash.clone(),
             },
         );
@@ -1091,7 +1103,7 @@ impl Hub {
             // password typed into the name field must not reach the log.
             let key = model::user_key(name);
             let who = match self.by_key.get(&key) {
-                Some(uid) => self.users[uid].name.clone(),
+                Some(uid) => self.users[uid].name.to_string(),
                 None => "an unknown name".to_string(),
             };
             self.log(Level::Warn, format!("{peer}: failed login for {who}"));
@@ -1116,7 +1128,7 @@ impl Hub {
         }
         self.failures.remove(&account_key(&model::user_key(name)));
         self.go_online(conn, user);
-        let name = self.users[&user].name.clone();
+        let name = self.users[&user].name.to_string();
         self.log(Level::Info, format!("{peer}: {name} logged in"));
         let unread = self
             .unread
@@ -1187,9 +1199,9 @@ impl Hub {
                     .into_iter()
                     .map(|r| PrivateLine {
                         id: r.id.0 as u64,
-                        to: self.name_of(r.recipient),
-                        from: r.sender_name,
-                        text: r.text,
+                        to: self.name_of(r.recipient).into(),
+                        from: r.sender_name.into(),
+                        text: r.text.into(),
                         time: r.sent,
                     })
                     .collect();
@@ -1219,7 +1231,8 @@ impl Hub {
             room.history.pop_front();
         }
         room.history.push_back(line.clone());
-        let conns = room.members.iter().map(|&(_, c)| c).collect();
+        let mut conns = self.spare.pop().unwrap_or_default();
+        conns.extend(room.members.iter().map(|&(_, c)| c));
         self.broadcast(
             conns,
             Event::RoomMessage {
@@ -1236,17 +1249,19 @@ impl Hub {
             .or_default()
             .entry(sender)
             .or_default() += 1;
-        let conns = [sender, recipient]
-            .iter()
-            .filter_map(|u| self.online.get(u).copied())
-            .collect();
+        let mut conns = self.spare.pop().unwrap_or_default();
+        conns.extend(
+            [sender, recipient]
+                .iter()
+                .filter_map(|u| self.online.get(u).copied()),
+        );
         self.broadcast(conns, Event::PrivateMessage { line });
     }
 
     // ---- helpers ----
 
     fn correspondent(&self, user: UserId, name: &str) -> Result<UserId, (ErrorCode, String)> {
-        let Some(&other) = self.by_key.get(&model::user_key(name)) else {
+        let Some(other) = self.user_named(name) else {
             return Err((
                 ErrorCode::NoSuchUser,
                 format!("there is no user named \"{name}\": check the spelling"),
@@ -1279,14 +1294,14 @@ impl Hub {
         self.rooms[&room]
             .members
             .iter()
-            .map(|(u, _)| self.users[u].name.clone())
+            .map(|(u, _)| self.users[u].name.to_string())
             .collect()
     }
 
     fn name_of(&self, user: UserId) -> String {
         self.users
             .get(&user)
-            .map_or_else(|| format!("user {user}"), |u| u.name.clone())
+            .map_or_else(|| format!("user {user}"), |u| u.name.to_string())
     }
 
     fn go_online(&mut self, conn: ConnId, user: UserId) {
@@ -1301,6 +1316,18 @@ impl Hub {
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = state;
         }
+    }
+
+    /// The user a typed name means, found by its [`model::user_key`]
+    /// without allocating (every message names its recipient): a longer
+    /// name than any user's names nobody.
+    fn user_named(&self, name: &str) -> Option<UserId> {
+        let mut buf = [0u8; model::MAX_USER_NAME];
+        let key = buf.get_mut(..name.len())?;
+        key.copy_from_slice(name.as_bytes());
+        key.make_ascii_lowercase();
+        let key = std::str::from_utf8(key).ok()?;
+        self.by_key.get(key).copied()
     }
 
     fn take_message_id(&mut self) -> MessageId {
@@ -1371,8 +1398,19 @@ impl Hub {
         self.out.push_back(Output::Send { conn, frame });
     }
 
+    /// Takes back the targets of an [`Output::Broadcast`] once the frame
+    /// is queued for each of them, to use again.
+    pub fn recycle(&mut self, mut conns: Vec<ConnId>) {
+        if self.spare.len() < SPARE_LISTS {
+            conns.clear();
+            self.spare.push(conns);
+        }
+    }
+
     fn broadcast(&mut self, conns: Vec<ConnId>, event: Event) {
-        if !conns.is_empty() {
+        if conns.is_empty() {
+            self.recycle(conns);
+        } else {
             self.out.push_back(Output::Broadcast {
                 conns,
                 frame: ServerFrame::Event { event },

@@ -542,9 +542,10 @@ impl Net {
                         self.log(Level::Error, format!("cannot encode {frame:?}"));
                         continue;
                     }
-                    for conn in conns {
+                    for &conn in &conns {
                         self.pack(conn);
                     }
+                    self.hub.recycle(conns);
                 }
                 Output::Close { conn } => self.close(conn, "closed by the server".into()),
                 Output::Auth(job) => self.workers.auth(job),

@@ -12,6 +12,7 @@ pub mod password;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
@@ -151,14 +152,15 @@ pub enum Write {
         id: MessageId,
         room: RoomId,
         sender: UserId,
-        text: String,
+        /// Shared with the line the server delivers.
+        text: Arc<str>,
         sent: Millis,
     },
     PrivateMessage {
         id: MessageId,
         sender: UserId,
         recipient: UserId,
-        text: String,
+        text: Arc<str>,
         sent: Millis,
     },
     /// Marks every private message from `sender` to `recipient` read.
@@ -717,7 +719,7 @@ mod tests {
             id: MessageId(id),
             sender: UserId(sender),
             recipient: UserId(recipient),
-            text: text.to_owned(),
+            text: text.into(),
             sent: 10_000 + id,
         }
     }
@@ -727,7 +729,7 @@ mod tests {
             id: MessageId(id),
             room: RoomId(room),
             sender: UserId(sender),
-            text: text.to_owned(),
+            text: text.into(),
             sent: 10_000 + id,
         }
     }

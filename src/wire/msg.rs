@@ -15,6 +15,7 @@
 use super::WireError;
 use super::frame::MAX_PLAINTEXT;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use std::sync::Arc;
 
 /// Deepest nesting a decoder accepts. Our messages nest four levels at
 /// most; the limit keeps a hostile frame from recursing the stack away.
@@ -140,21 +141,24 @@ pub struct RoomInfo {
     pub capacity: u32,
 }
 
+/// A line of a room. Its strings are shared, not copied: the server hands
+/// one line to the store, the room's history and every member.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoomLine {
     pub id: u64,
-    pub from: String,
-    pub text: String,
+    pub from: Arc<str>,
+    pub text: Arc<str>,
     /// Unix milliseconds.
     pub time: i64,
 }
 
+/// A private message; its strings are shared like [`RoomLine`]'s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrivateLine {
     pub id: u64,
-    pub from: String,
-    pub to: String,
-    pub text: String,
+    pub from: Arc<str>,
+    pub to: Arc<str>,
+    pub text: Arc<str>,
     pub time: i64,
 }
 

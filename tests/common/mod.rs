@@ -316,7 +316,7 @@ impl Client {
         match self.next_event() {
             Event::RoomMessage { room: got, line } => {
                 assert_eq!(
-                    (got, line.from.as_str(), line.text.as_str()),
+                    (got, &*line.from, &*line.text),
                     (room, from, text),
                     "{}: the next room message",
                     self.name
@@ -335,7 +335,7 @@ impl Client {
         match self.next_event() {
             Event::PrivateMessage { line } => {
                 assert_eq!(
-                    (line.from.as_str(), line.to.as_str(), line.text.as_str()),
+                    (&*line.from, &*line.to, &*line.text),
                     (from, to, text),
                     "{}: the next private message",
                     self.name

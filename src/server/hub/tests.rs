@@ -21,6 +21,8 @@ struct World {
     closed: Vec<ConnId>,
     /// Whether writes commit as soon as they are made.
     auto_commit: bool,
+    /// The capacity of each broadcast's target list, in order.
+    target_capacities: Vec<usize>,
 }
 
 fn fake_hash(password: &str) -> String {
@@ -49,6 +51,7 @@ impl World {
             seen: HashMap::new(),
             closed: Vec::new(),
             auto_commit: true,
+            target_capacities: Vec::new(),
         }
     }
 
@@ -64,9 +67,12 @@ impl World {
             match out {
                 Output::Send { conn, frame } => self.seen.entry(conn).or_default().push(frame),
                 Output::Broadcast { conns, frame } => {
-                    for c in conns {
+                    self.target_capacities.push(conns.capacity());
+                    for &c in &conns {
                         self.seen.entry(c).or_default().push(frame.clone());
                     }
+                    // As the event loop does.
+                    self.hub.recycle(conns);
                 }
                 Output::Close { conn } => self.closed.push(conn),
                 Output::Auth(AuthJob::Hash {
@@ -362,7 +368,7 @@ fn room_messages_are_delivered_only_after_they_are_committed() {
     assert!(texts(&w.events(ann)).is_empty(), "delivered before stored");
     assert!(matches!(
         &w.uncommitted[..],
-        [(_, Write::RoomMessage { text, .. })] if text == "hello"
+        [(_, Write::RoomMessage { text, .. })] if &**text == "hello"
     ));
     w.commit(true);
     assert_eq!(w.reply_to(bob, w.next_id - 1), Some(Reply::Ok));
@@ -464,7 +470,7 @@ fn a_joiner_sees_the_last_20_messages() {
         panic!("no room reply");
     };
     assert_eq!(info.admin, "ann");
-    let got: Vec<&str> = history.iter().map(|l| l.text.as_str()).collect();
+    let got: Vec<&str> = history.iter().map(|l| &*l.text).collect();
     let want: Vec<String> = (5..25).map(|i| format!("m{i}")).collect();
     assert_eq!(got, want);
 }
@@ -609,7 +615,7 @@ fn private_messages_reach_online_users_and_wait_for_offline_ones() {
     assert_eq!(w.ask(ann, send("BOB", "hi bob")), Some(Reply::Ok));
     let got = w.events(bob);
     assert!(
-        matches!(&got[..], [Event::PrivateMessage { line }] if line.from == "ann" && line.to == "bob")
+        matches!(&got[..], [Event::PrivateMessage { line }] if &*line.from == "ann" && &*line.to == "bob")
     );
 
     w.input(Input::Disconnected {
@@ -624,8 +630,38 @@ fn private_messages_reach_online_users_and_wait_for_offline_ones() {
     ));
     assert_eq!(w.error(ann, send("ann", "me")), ErrorCode::NotAllowed);
     assert_eq!(w.error(ann, send("nobody", "x")), ErrorCode::NoSuchUser);
+    // Longer than any name, or not ASCII: nobody, as with any unknown name.
+    let long = format!("bob{}", "b".repeat(model::MAX_USER_NAME));
+    assert_eq!(w.error(ann, send(&long, "x")), ErrorCode::NoSuchUser);
+    assert_eq!(w.error(ann, send("bØb", "x")), ErrorCode::NoSuchUser);
     let too_long = "x".repeat(MAX_TEXT_BYTES + 1);
     assert_eq!(w.error(ann, send("bob", &too_long)), ErrorCode::TooLong);
+}
+
+#[test]
+fn delivery_target_lists_given_back_are_used_again() {
+    let mut w = World::new();
+    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    // A list the loop gave back, recognisable by its capacity, with stale
+    // targets that must not be delivered to.
+    w.hub.spare.clear();
+    w.hub.recycle(vec![ConnId(999); 1234]);
+    let send = Request::SendPrivate {
+        to: "bob".into(),
+        text: "hi".into(),
+    };
+    w.target_capacities.clear();
+    assert_eq!(w.ask(ann, send), Some(Reply::Ok));
+    assert_eq!(w.target_capacities, [1234]);
+    assert!(!w.seen.contains_key(&ConnId(999)));
+    assert_eq!(w.events(bob).len(), 1);
+    assert_eq!(w.events(ann).len(), 1, "the sender's copy");
+    // Given back again, and kept only up to a limit.
+    assert_eq!(w.hub.spare.len(), 1);
+    for _ in 0..2 * SPARE_LISTS {
+        w.hub.recycle(Vec::new());
+    }
+    assert_eq!(w.hub.spare.len(), SPARE_LISTS);
 }
 
 #[test]
