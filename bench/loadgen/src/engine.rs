@@ -134,9 +134,10 @@ pub enum Traffic {
     /// Round robin over these clients, each saying its message to its room;
     /// the second field is the deliveries owed (the room's other members).
     Rooms(Vec<(usize, u32)>),
-    /// Round robin over these clients, each writing to another of them
-    /// (a different one each round).
-    Private(Vec<usize>),
+    /// Round robin over these clients, each writing to another of them:
+    /// a different one each round, or (with `Some(k)`) its next `k` in
+    /// turn, so that conversations repeat.
+    Private(Vec<usize>, Option<usize>),
 }
 
 #[derive(Debug, Clone)]
@@ -518,11 +519,8 @@ impl Engine {
                 let (c, e) = slots[(k % slots.len() as u64) as usize];
                 (c, e, None)
             }
-            Traffic::Private(pool) => {
-                let n = pool.len() as u64;
-                let pos = k % n;
-                let round = k / n;
-                let to = (pos + 1 + round % (n - 1).max(1)) % n;
+            Traffic::Private(pool, partners) => {
+                let (pos, to) = private_pair(pool.len() as u64, *partners, k);
                 (pool[pos as usize], 1, Some(pool[to as usize]))
             }
         };
@@ -1113,10 +1111,53 @@ impl Engine {
     }
 }
 
+/// Message `k` of a private-message step over `n` clients: who writes it
+/// (round robin) and to whom. Round `r` pairs client `i` with `i + 1 + r`
+/// (mod `n`), so every round opens new conversations; with `Some(p)`
+/// partners, with `i + 1 + r mod p`, so each client writes to the same `p`
+/// clients over and over. Nobody writes to itself (given two clients).
+fn private_pair(n: u64, partners: Option<usize>, k: u64) -> (u64, u64) {
+    let (pos, round) = (k % n, k / n);
+    let others = (n - 1).max(1);
+    let offset = match partners {
+        Some(p) => round % (p as u64).clamp(1, others),
+        None => round % others,
+    };
+    (pos, (pos + 1 + offset) % n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use chatapp::wire::msg::RoomLine;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn private_pairs_are_new_each_round_unless_partners_repeat() {
+        let n = 10;
+        let partners_of = |partners, who| -> BTreeSet<u64> {
+            (0..n * 40)
+                .map(|k| private_pair(n, partners, k))
+                .filter(|&(from, _)| from == who)
+                .map(|(_, to)| to)
+                .collect()
+        };
+        // Round robin over the writers, never to itself.
+        assert_eq!(private_pair(n, None, 0), (0, 1));
+        assert_eq!(private_pair(n, None, 1), (1, 2));
+        assert_eq!(
+            private_pair(n, None, n),
+            (0, 2),
+            "round 1: the next but one"
+        );
+        assert_eq!(partners_of(None, 3), (0..n).filter(|&c| c != 3).collect());
+        // With 3 partners, client 3 writes to 4, 5 and 6 only.
+        assert_eq!(partners_of(Some(3), 3), [4, 5, 6].into());
+        assert_eq!(partners_of(Some(3), 9), [0, 1, 2].into());
+        // More partners than there are others: everyone else.
+        assert_eq!(partners_of(Some(50), 0), (1..n).collect());
+        assert_eq!(private_pair(2, None, 5), (1, 0));
+    }
 
     #[test]
     fn events_start_with_the_prefix_and_replies_do_not() {

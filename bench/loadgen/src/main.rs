@@ -43,6 +43,10 @@ struct Args {
     /// replacing the scenarios' own (for profiling one step).
     #[arg(long, value_delimiter = ',')]
     rates: Vec<f64>,
+    /// S4 with conversations that repeat: each client writes to its next
+    /// K clients in turn instead of to a new one every round.
+    #[arg(long, value_name = "K")]
+    s4_partners: Option<usize>,
     /// CPU the servers are pinned to (the load generator should be pinned
     /// to another one by its caller).
     #[arg(long, default_value_t = 0)]
@@ -79,6 +83,10 @@ fn main() -> anyhow::Result<()> {
         settings.s2_rates = args.rates.clone();
         settings.s3_rates = args.rates.clone();
         settings.s4_rates = args.rates.clone();
+    }
+    if let Some(k) = args.s4_partners {
+        anyhow::ensure!(k >= 1, "--s4-partners must be at least 1");
+        settings.s4_partners = Some(k);
     }
     let kinds: Vec<Kind> = args
         .servers

@@ -24,6 +24,9 @@ pub struct Settings {
     pub s3_rates: Vec<f64>,
     pub s4_clients: usize,
     pub s4_rates: Vec<f64>,
+    /// S4's partners per client, when they repeat (`None`: a new one each
+    /// round, the bench's own S4).
+    pub s4_partners: Option<usize>,
     pub s5_chatters: usize,
     pub s5_rate: f64,
     /// Logins in flight at once during the storm.
@@ -52,6 +55,7 @@ impl Settings {
             s3_rates: vec![2_000.0, 10_000.0, 50_000.0],
             s4_clients: 5000,
             s4_rates: vec![5_000.0, 20_000.0, 50_000.0, 100_000.0],
+            s4_partners: None,
             s5_chatters: 100,
             s5_rate: 100.0,
             s5_storm: 16,
@@ -76,6 +80,7 @@ impl Settings {
             s3_rates: vec![200.0, 1_000.0, 5_000.0],
             s4_clients: 500,
             s4_rates: vec![500.0, 2_000.0, 5_000.0, 10_000.0],
+            s4_partners: None,
             s5_chatters: 20,
             s5_rate: 20.0,
             s5_storm: 4,
@@ -492,7 +497,14 @@ impl Bench<'_> {
         let setup = self.connect(kind, &mut engine, n);
         let mut rows = Vec::new();
         for &rate in &self.settings.s4_rates {
-            let label = format!("{} clients, {}/s", fmt_count(n), fmt_rate(rate));
+            let label = match self.settings.s4_partners {
+                None => format!("{} clients, {}/s", fmt_count(n), fmt_rate(rate)),
+                Some(k) => format!(
+                    "{} clients, {k} partners each, {}/s",
+                    fmt_count(n),
+                    fmt_rate(rate)
+                ),
+            };
             let mut row = Row::new("S4", label.clone(), kind);
             row.rate = Some(rate);
             match &setup {
@@ -503,7 +515,7 @@ impl Bench<'_> {
                         &mut engine,
                         Some(rate),
                         self.steps_total(rate),
-                        Traffic::Private((0..n).collect()),
+                        Traffic::Private((0..n).collect(), self.settings.s4_partners),
                     );
                     row = row.with_step(&r);
                 }

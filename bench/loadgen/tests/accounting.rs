@@ -150,7 +150,7 @@ fn private_messages_each_reach_one_other_client() {
     let report = engine.run(&LoadSpec {
         rate: Some(500.0),
         total: 24,
-        traffic: Traffic::Private((0..4).collect()),
+        traffic: Traffic::Private((0..4).collect(), None),
         drain: Duration::from_millis(500),
         text_len: 40,
         storm: None,
@@ -270,7 +270,7 @@ fn chatapp_private_messages_and_a_login_storm() {
     let report = engine.run(&LoadSpec {
         rate: Some(40.0),
         total: 16,
-        traffic: Traffic::Private((0..4).collect()),
+        traffic: Traffic::Private((0..4).collect(), None),
         drain: Duration::from_secs(3),
         text_len: 64,
         storm: Some(StormSpec {
