@@ -44,6 +44,7 @@ const TTL: Duration = Duration::from_secs(1);
 pub struct LossyFs {
     state: Arc<Mutex<State>>,
     session: Option<fuser::BackgroundSession>,
+    mountpoint: PathBuf,
 }
 
 /// What a power cut threw away.
@@ -74,6 +75,7 @@ impl LossyFs {
         Ok(LossyFs {
             state,
             session: Some(session),
+            mountpoint: mountpoint.to_path_buf(),
         })
     }
 
@@ -82,11 +84,22 @@ impl LossyFs {
     /// that it cannot sync anything more.
     pub fn cut_power(mut self) -> io::Result<Lost> {
         let lost = self.drop_held();
-        match self.session.take() {
-            Some(session) => session.umount_and_join()?,
-            None => {}
-        }
+        self.unmount()?;
         Ok(lost)
+    }
+
+    fn unmount(&mut self) -> io::Result<()> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        session.umount_and_join().inspect_err(|_| {
+            // Still busy (a process that is not ours in it, say): detach it
+            // from the tree so that nothing is left mounted, and tell.
+            let path = std::ffi::CString::new(self.mountpoint.as_os_str().as_encoded_bytes())
+                .expect("a path without NUL");
+            // SAFETY: a valid NUL-terminated path; umount2 only reads it.
+            unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+        })
     }
 
     fn drop_held(&self) -> Lost {
@@ -104,10 +117,10 @@ impl LossyFs {
 
 impl Drop for LossyFs {
     fn drop(&mut self) {
-        if let Some(session) = self.session.take() {
+        if self.session.is_some() {
             self.drop_held();
-            if let Err(e) = session.umount_and_join() {
-                eprintln!("lossyfs: unmount failed: {e}");
+            if let Err(e) = self.unmount() {
+                eprintln!("lossyfs: unmount failed ({e}); detached instead");
             }
         }
     }
@@ -237,10 +250,10 @@ impl State {
     }
 
     fn held(&mut self, ino: u64, file: &File) -> io::Result<&mut Held> {
-        if !self.held.contains_key(&ino) {
-            self.held.insert(ino, Held::new(file)?);
-        }
-        Ok(self.held.get_mut(&ino).expect("just inserted"))
+        Ok(match self.held.entry(ino) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Held::new(file)?),
+        })
     }
 
     fn write(&mut self, ino: u64, file: &File, offset: u64, data: &[u8]) -> io::Result<()> {
