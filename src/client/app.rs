@@ -12,7 +12,7 @@ use super::session::{self, Command, Line, Next, Session, Tone, error_line};
 use super::trust::{KnownServers, Verdict};
 use super::ui::{self, Input, Menu, Mode, Pick, Terminal};
 use crate::model;
-use crate::store::password;
+use crate::password;
 use crate::wire::msg::{ErrorCode, Event, PrivateLine, Reply, Request, RoomInfo, RoomLine};
 use std::io;
 use std::path::Path;
