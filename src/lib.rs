@@ -6,7 +6,8 @@
 //!
 //! - [`model`]: ids, names and limits shared by the hub and the store.
 //! - [`wire`]: framing, the Noise handshake and transport, MessagePack messages. Pure.
-//! - [`store`]: SQLite schema and queries; the password standard and scrypt.
+//! - [`password`]: the password standard, shared by the server and the client.
+//! - [`store`]: SQLite schema and queries; scrypt password hashing.
 //! - [`server::hub`]: the chat core: accounts, rooms, private messages. Pure:
 //!   fed inputs, drained of outputs; no sockets, clock or SQLite.
 //! - [`server::net`]: the mio event loop, the only code that touches sockets.
@@ -17,6 +18,7 @@
 
 pub mod client;
 pub mod model;
+pub mod password;
 pub mod pause;
 pub mod server;
 pub mod store;

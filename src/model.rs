@@ -80,7 +80,7 @@ pub fn check_user_name(name: &str) -> Result<(), NameError> {
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
     {
         return Err(NameError(
-            "a user name may hold only letters a-z, digits, '_', '-' and '.'",
+            "a user name may hold only letters (a-z, A-Z), digits, '_', '-' and '.'",
         ));
     }
     Ok(())

@@ -1,7 +1,9 @@
 //! The real `chatapp` binary in pseudo-terminals against a real server,
 //! driven as people type: accounts, rooms, kicks, a closing room, private
 //! messages and the inbox, a message arriving mid-typing, a dropped
-//! server, Ctrl-C.
+//! server, Ctrl-C; and the defects found by using it that way (a taken
+//! name found only after the passwords, the name rule's wording, `/q` in
+//! a chat opened from the inbox, a member count that did not follow).
 
 mod pty_common;
 
@@ -289,11 +291,16 @@ fn account_refusals_say_why_and_let_the_user_try_again() {
     c.expect("Passwords need 12 to 256 characters");
     c.expect("User name");
     c.line("Alice");
+    // The name is checked before any password is typed.
+    let taken = c.expect("That name is taken: choose another name.");
+    assert!(!taken.contains("Password"), "{taken}");
+    c.expect("User name");
+    c.line("frank");
     c.expect("Password (hidden):");
     c.line("1qaz2wsx3edc");
     c.expect("That password is on the list of commonly used passwords: choose another.");
     c.expect("Password (hidden):");
-    c.line("alice in wonderland");
+    c.line("frank in wonderland");
     c.expect("That password contains your user name: choose another.");
     c.expect("Password (hidden):");
     c.line(PASSWORD);
@@ -304,15 +311,8 @@ fn account_refusals_say_why_and_let_the_user_try_again() {
     c.line(PASSWORD);
     c.expect("Password again (hidden):");
     c.line(PASSWORD);
-    c.expect("That name is taken: choose another name.");
-    // Only the name is asked again; the password typed twice is kept.
-    c.expect("User name");
-    c.line("frank");
     c.expect("Welcome, frank: your account is ready.");
     main_menu(&mut c, "frank");
-    let since_taken = c.transcript();
-    let since_taken = &since_taken[since_taken.rfind("That name is taken").unwrap()..];
-    assert!(!since_taken.contains("Password"), "{since_taken}");
 
     // Arrows work at the main menu: down four times is "Log out / quit".
     for _ in 0..4 {
@@ -353,4 +353,144 @@ fn colour_in_a_terminal_and_none_with_no_color() {
         "colour despite NO_COLOR: {:?}",
         String::from_utf8_lossy(&plain.raw())
     );
+}
+
+/// Starts creating an account: the start menu's second entry.
+fn start_registering(c: &mut Client) {
+    c.expect("What would you like to do?");
+    c.arrow_down();
+    c.send("\r");
+    c.expect("Create an account");
+}
+
+#[test]
+fn a_taken_name_is_refused_before_the_passwords_and_a_new_name_gets_new_ones() {
+    let server = Server::start();
+    account(&server, "alice");
+    let home = Home::new();
+    let mut c = Client::connect("newbie", &home, &server);
+    trust(&mut c);
+    start_registering(&mut c);
+    c.expect("User name");
+    c.line("ALICE");
+    let taken = c.expect("That name is taken: choose another name.");
+    assert!(
+        !taken.contains("Password"),
+        "a password was asked for a taken name: {taken}"
+    );
+    c.expect("User name");
+    c.line("alicia");
+    // The new name's passwords are asked for, not silently reused.
+    c.expect("Password (hidden):");
+    c.line(PASSWORD);
+    c.expect("Password again (hidden):");
+    c.line(PASSWORD);
+    c.expect("Welcome, alicia: your account is ready.");
+    main_menu(&mut c, "alicia");
+}
+
+#[test]
+fn the_name_rule_says_what_is_accepted_capitals_included() {
+    let server = Server::start();
+    let home = Home::new();
+    let mut c = Client::connect("newbie", &home, &server);
+    trust(&mut c);
+    start_registering(&mut c);
+    // Wrapped or not, the words are the same.
+    let rules = c.expect("User name").replace('\n', " ");
+    assert!(
+        rules.contains("letters (a-z, A-Z), digits, '_', '-' or '.'"),
+        "{rules}"
+    );
+    assert!(rules.contains("unique without regard to case"), "{rules}");
+    assert!(!rules.contains("letters a-z,"), "{rules}");
+    c.line("GRACE");
+    c.expect("Password (hidden):");
+    c.line(PASSWORD);
+    c.expect("Password again (hidden):");
+    c.line(PASSWORD);
+    c.expect("Welcome, GRACE: your account is ready.");
+}
+
+#[test]
+fn q_in_a_chat_opened_from_the_inbox_goes_where_the_screen_says() {
+    let server = Server::start();
+    account(&server, "alice");
+    let (mut bob, _b) = newcomer("bob", &server);
+    bob.line("3");
+    bob.expect("Write to");
+    bob.line("alice");
+    // Opened with "Compose": /q goes to the main menu, as the screen says.
+    bob.expect("/q back to the menu · /help");
+    bob.line("first note");
+    expect_message(&mut bob, "bob", "first note");
+    bob.line("/q");
+    main_menu(&mut bob, "bob");
+
+    // Opened from the list of chats: /q goes back to the list, and the
+    // screen says so.
+    bob.line("-in");
+    bob.expect("Private chats, newest first");
+    bob.expect("Esc goes back");
+    bob.line("1");
+    bob.expect("Private chat with alice");
+    let top = bob.expect("/help");
+    assert!(top.contains("/q back to your private chats"), "{top}");
+    assert!(!top.contains("/q back to the menu"), "{top}");
+    bob.line("/help");
+    bob.expect("/q          back to your private chats");
+    bob.line("/q");
+    bob.expect("Left the private chat with alice.");
+    bob.expect("Private chats, newest first");
+    bob.expect("Esc goes back");
+    bob.send("\x1b");
+    main_menu(&mut bob, "bob");
+}
+
+/// The row under the cursor: where the room's status line is drawn.
+fn status_row(c: &Client) -> String {
+    let (rows, (row, _)) = c.rows_and_cursor();
+    rows.get(usize::from(row) + 1).cloned().unwrap_or_default()
+}
+
+/// Waits for the room's status line to show `count` members.
+fn expect_count(c: &mut Client, room: &str, count: &str) {
+    c.expect(&format!("{room} · Members ({count}) · /l lists them"));
+    let row = status_row(c);
+    assert!(
+        row.contains(&format!("Members ({count})")),
+        "{}: the line under the input should count {count}: {row:?}\n{}",
+        c.name,
+        c.screen()
+    );
+}
+
+#[test]
+fn the_member_count_follows_joins_leaves_and_kicks() {
+    let server = Server::start();
+    let (mut alice, _a) = newcomer("alice", &server);
+    let (mut bob, _b) = newcomer("bob", &server);
+    let (mut carol, _c) = newcomer("carol", &server);
+    let id = create_room(&mut alice, "Lobby");
+    let room = format!("Lobby (#{id})");
+    expect_count(&mut alice, &room, "1/10");
+
+    join_room(&mut bob, "Lobby", &id);
+    alice.expect("* bob joined the room");
+    expect_count(&mut alice, &room, "2/10");
+    join_room(&mut carol, "Lobby", &id);
+    alice.expect("* carol joined the room");
+    expect_count(&mut alice, &room, "3/10");
+    bob.expect("* carol joined the room");
+    expect_count(&mut bob, &room, "3/10");
+
+    alice.line("/kick bob");
+    alice.expect("* bob was kicked out by alice");
+    expect_count(&mut alice, &room, "2/10");
+    carol.expect("* bob was kicked out by alice");
+    expect_count(&mut carol, &room, "2/10");
+
+    carol.line("/q");
+    alice.expect("* carol left the room");
+    expect_count(&mut alice, &room, "1/10");
 }

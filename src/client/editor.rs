@@ -2,7 +2,7 @@
 //! make, and which part of it fits on one terminal row. Pure; the terminal
 //! module turns keys into [`Edit`]s and draws what [`window`] says.
 
-use console::measure_text_width;
+use super::session::measure_text_width;
 
 /// What a key does to the line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

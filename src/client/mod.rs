@@ -4,13 +4,18 @@
 //! - [`link`]: the network thread that owns the connection, and the
 //!   channels between it and the terminal.
 //! - [`trust`]: the known-servers file (server keys pinned on first use).
+//! - [`core`]: pure: the flow (which screen comes next, which request to
+//!   send, what a reply means), fed user and network inputs, drained of
+//!   effects.
 //! - [`session`]: pure: what each reply and event shows, as lines of text.
 //! - [`editor`]: pure: the line being typed.
 //! - `ui`: the only code that touches the terminal (dialoguer, console,
 //!   crossterm).
-//! - `app`: the screens in order, from connecting to quitting.
+//! - `app`: the driver: carries the core's effects out to the terminal
+//!   and the network, and feeds back what comes in.
 
 mod app;
+pub mod core;
 pub mod editor;
 pub mod link;
 pub mod proto;

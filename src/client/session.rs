@@ -7,7 +7,7 @@
 
 use crate::model::{MAX_CAPACITY, MIN_CAPACITY};
 use crate::wire::msg::{Conversation, Event, LeaveReason, PrivateLine, RoomInfo, RoomLine};
-use console::measure_text_width;
+use unicode_width::UnicodeWidthStr;
 
 /// How a piece of text is meant to look; the terminal picks the colours,
 /// and drops them when colour is off.
@@ -84,6 +84,11 @@ impl Line {
             }),
         }
     }
+}
+
+/// Columns `text` takes on a terminal (wide characters take two).
+pub fn measure_text_width(text: &str) -> usize {
+    text.width()
 }
 
 /// The line broken at spaces into rows of at most `width` columns, so that
@@ -368,6 +373,22 @@ impl Session {
         line
     }
 
+    /// The line kept under the room's input line: the room and how many
+    /// are in it now, so the count follows joins, leaves and kicks.
+    pub fn room_status(&self) -> Option<Line> {
+        let Place::Room { info, members } = &self.place else {
+            return None;
+        };
+        Some(
+            Line::of(Tone::Dim, format!("{} · ", room_title(info)))
+                .with(
+                    Tone::Dim,
+                    format!("Members ({}/{})", members.len(), info.capacity),
+                )
+                .with(Tone::Dim, " · /l lists them · /help"),
+        )
+    }
+
     /// A `members` reply: remembers the list and shows it.
     pub fn set_members(&mut self, list: Vec<String>) -> Line {
         if let Place::Room { members, .. } = &mut self.place {
@@ -399,11 +420,21 @@ impl Session {
 
     /// The top of a conversation screen, from a `dialogue` reply.
     pub fn enter_chat(&mut self, with: &str, history: &[PrivateLine]) -> Vec<Line> {
+        self.enter_chat_from(with, history, ChatExit::Menu)
+    }
+
+    /// The top of a conversation screen, whose `/q` goes to `exit`.
+    pub fn enter_chat_from(
+        &mut self,
+        with: &str,
+        history: &[PrivateLine],
+        exit: ChatExit,
+    ) -> Vec<Line> {
         let mut lines =
             vec![Line::of(Tone::Heading, "Private chat with ").with(Tone::Name, with.to_string())];
         let history = history.iter().map(|l| (l.time, &*l.from, &*l.text));
         lines.extend(self.history(history, "No messages yet: write the first one."));
-        lines.push(chat_commands(with));
+        lines.push(chat_commands_to(with, exit));
         self.place = Place::Chat {
             with: with.to_string(),
         };
@@ -589,6 +620,11 @@ fn notice(text: String) -> Line {
     Line::of(Tone::Notice, format!("* {text}")).hanging(2)
 }
 
+/// The rule for user names, shown before one is chosen (what
+/// [`crate::model::check_user_name`] checks, and that names are unique in
+/// any letter case).
+pub const NAME_RULE: &str = "A user name is 3 to 32 characters: letters (a-z, A-Z), digits, '_', '-' or '.', unique without regard to case.";
+
 /// `Lobby (#3)`.
 pub fn room_title(info: &RoomInfo) -> String {
     format!("{} (#{})", clean(&info.name), info.id)
@@ -614,21 +650,51 @@ pub fn room_help() -> Vec<Line> {
     ]
 }
 
+/// Where `/q` leaves a private chat for: where it was opened from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatExit {
+    /// Opened with "Compose a private message".
+    Menu,
+    /// Opened from the list of private chats.
+    Inbox,
+}
+
+impl ChatExit {
+    fn words(self) -> &'static str {
+        match self {
+            ChatExit::Menu => "back to the menu",
+            ChatExit::Inbox => "back to your private chats",
+        }
+    }
+}
+
 pub fn chat_commands(with: &str) -> Line {
+    chat_commands_to(with, ChatExit::Menu)
+}
+
+pub fn chat_commands_to(with: &str, exit: ChatExit) -> Line {
     Line::of(
         Tone::Dim,
-        format!("Type and press Enter to send to {with} · /q back to the menu · /help"),
+        format!(
+            "Type and press Enter to send to {with} · /q {} · /help",
+            exit.words()
+        ),
     )
 }
 
 /// `/help` in a private chat.
 pub fn chat_help(with: &str) -> Vec<Line> {
+    chat_help_to(with, ChatExit::Menu)
+}
+
+/// `/help` in a private chat whose `/q` goes to `exit`.
+pub fn chat_help_to(with: &str, exit: ChatExit) -> Vec<Line> {
     vec![
         Line::of(Tone::Heading, "In a private chat:"),
         Line::plain(format!(
             "  type a line and press Enter to send it to {with}"
         )),
-        Line::plain("  /q          back to the menu"),
+        Line::plain(format!("  /q          {}", exit.words())),
         Line::plain("  /help       show this"),
         Line::plain("  //text      send a line that starts with /"),
     ]

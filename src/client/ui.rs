@@ -1,6 +1,6 @@
 //! The terminal: the only module that calls dialoguer, console and
-//! crossterm. Everything it shows comes from [`super::session`] as
-//! [`Line`]s; it only colours and places them.
+//! crossterm. Everything it shows comes from [`super::core`] and
+//! [`super::session`] as [`Line`]s; it only colours and places them.
 //!
 //! Two kinds of input:
 //!
@@ -119,8 +119,11 @@ impl Menu {
 pub struct Terminal {
     raw: bool,
     /// Rows of the live block (input line or menu) at the bottom of the
-    /// screen; the cursor is on its last row.
+    /// screen; the cursor is on its last row, or on the one above a
+    /// status line.
     drawn: u16,
+    /// Rows of the live block below the cursor's (a chat prompt's status).
+    below: u16,
     theme: ColorfulTheme,
 }
 
@@ -136,6 +139,7 @@ impl Terminal {
         Terminal {
             raw: false,
             drawn: 0,
+            below: 0,
             theme: ColorfulTheme::default(),
         }
     }
@@ -190,12 +194,14 @@ impl Terminal {
         }
         let mut out = io::stdout().lock();
         write!(out, "\r")?;
-        if self.drawn > 1 {
-            queue!(out, MoveUp(self.drawn - 1))?;
+        let above = self.drawn - 1 - self.below;
+        if above > 0 {
+            queue!(out, MoveUp(above))?;
         }
         queue!(out, Clear(ClearType::FromCursorDown))?;
         out.flush()?;
         self.drawn = 0;
+        self.below = 0;
         Ok(())
     }
 
@@ -210,10 +216,6 @@ impl Terminal {
             write!(out, "{}\r\n", styled(&row))?;
         }
         out.flush()
-    }
-
-    pub fn line(&mut self, line: Line) -> io::Result<()> {
-        self.show(&[line])
     }
 
     pub fn say(&mut self, tone: Tone, text: impl Into<String>) -> io::Result<()> {
@@ -277,7 +279,7 @@ impl Terminal {
     pub fn secret(&mut self, label: &str) -> io::Result<Option<String>> {
         let mut buf = LineBuffer::new();
         let label = format!("{label} (hidden): ");
-        match self.read_line(&label, &mut buf, None, Mode::Secret)? {
+        match self.read_line(&label, &mut buf, None, Mode::Secret, None)? {
             Input::Line(text) => Ok(Some(text)),
             Input::Interrupt => Err(io::ErrorKind::Interrupted.into()),
             _ => Ok(None),
@@ -286,16 +288,17 @@ impl Terminal {
 
     /// Reads a line while the server may speak (when a `link` is given).
     /// The typed text lives in `buf`, so a call ended by [`Input::Net`]
-    /// loses nothing.
+    /// loses nothing. A `status` line is kept under the input line.
     pub fn read_line(
         &mut self,
         label: &str,
         buf: &mut LineBuffer,
         mut link: Option<&mut Link>,
         mode: Mode,
+        status: Option<&Line>,
     ) -> io::Result<Input> {
         self.set_raw(true)?;
-        self.draw_prompt(label, buf, mode)?;
+        self.draw_prompt(label, buf, mode, status)?;
         loop {
             if let Some(ev) = link.as_mut().and_then(|l| l.next_event()) {
                 return Ok(Input::Net(ev));
@@ -318,7 +321,7 @@ impl Terminal {
                             shown.set(&text);
                             shown.apply(Edit::Home);
                         }
-                        self.draw_prompt(label, &shown, mode)?;
+                        self.draw_prompt(label, &shown, mode, None)?;
                         io::stdout().write_all(b"\r\n")?;
                         self.drawn = 0;
                     }
@@ -339,11 +342,17 @@ impl Terminal {
                 }
                 return Ok(input);
             }
-            self.draw_prompt(label, buf, mode)?;
+            self.draw_prompt(label, buf, mode, status)?;
         }
     }
 
-    fn draw_prompt(&mut self, label: &str, buf: &LineBuffer, mode: Mode) -> io::Result<()> {
+    fn draw_prompt(
+        &mut self,
+        label: &str,
+        buf: &LineBuffer,
+        mode: Mode,
+        status: Option<&Line>,
+    ) -> io::Result<()> {
         let label_width = measure_text_width(label);
         let room = Self::width().saturating_sub(label_width).max(8);
         let (shown, col) = match mode {
@@ -353,18 +362,28 @@ impl Terminal {
         self.erase_block()?;
         let mut out = io::stdout().lock();
         write!(out, "{}{}", prompt_style().apply_to(label), shown)?;
+        if let Some(status) = status {
+            // Below the input line, so the line above it is always the
+            // latest message; "\r\n" scrolls when the prompt is at the bottom.
+            let width = Self::width().saturating_sub(1).max(10);
+            write!(out, "\r\n{}", fit_line(status, width))?;
+            queue!(out, MoveUp(1))?;
+            self.drawn = 2;
+            self.below = 1;
+        } else {
+            self.drawn = 1;
+        }
         queue!(out, MoveToColumn((label_width + col) as u16))?;
         out.flush()?;
-        self.drawn = 1;
         Ok(())
     }
 
     /// Shows a menu and waits for a choice, or for the server.
-    pub fn menu(&mut self, menu: &mut Menu, link: &mut Link) -> io::Result<Pick> {
+    pub fn menu(&mut self, menu: &mut Menu, mut link: Option<&mut Link>) -> io::Result<Pick> {
         self.set_raw(true)?;
         self.draw_menu(menu)?;
         loop {
-            if let Some(ev) = link.next_event() {
+            if let Some(ev) = link.as_mut().and_then(|l| l.next_event()) {
                 return Ok(Pick::Net(ev));
             }
             let Some(key) = next_key()? else {
@@ -461,6 +480,7 @@ impl Terminal {
         queue!(out, MoveToColumn((label.len() + col) as u16))?;
         out.flush()?;
         self.drawn = rows.len() as u16 + 1;
+        self.below = 0;
         Ok(())
     }
 }
@@ -610,8 +630,9 @@ mod restore {
             unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, t) };
         }
         // SAFETY: isatty only inspects the descriptor.
+        // The clear takes a chat prompt's status line away too.
         let show = if unsafe { libc::isatty(libc::STDOUT_FILENO) } == 1 {
-            "\x1b[?25h"
+            "\x1b[J\x1b[?25h"
         } else {
             ""
         };

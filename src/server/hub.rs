@@ -14,7 +14,7 @@ use crate::model::{
     self, MAX_CAPACITY, MAX_TEXT_BYTES, MIN_CAPACITY, MessageId, Millis, ROOM_HISTORY, RoomId,
     UserId,
 };
-use crate::store::password;
+use crate::password;
 use crate::store::{self, Snapshot, Write};
 use crate::wire::msg::{
     ClientFrame, Conversation, ErrorCode, Event, LeaveReason, PrivateLine, Reply, Request,

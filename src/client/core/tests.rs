@@ -1,0 +1,554 @@
+//! The client's flow as scripts: feed what the person and the network
+//! did, check what the core asks for. Effects are compared in a short
+//! text form (`show: …`, `ask line: …`, `call: Inbox`) so that a script
+//! reads like the screen.
+
+use super::*;
+use crate::wire::msg::{LeaveReason, RoomInfo};
+
+const T: i64 = 1_700_000_000_000;
+const PASSWORD: &str = "violet tractor anthem 1987";
+
+fn now() -> i64 {
+    T
+}
+
+fn utc(_: i64) -> i32 {
+    0
+}
+
+/// One effect as a line of text.
+fn describe(e: &Effect) -> String {
+    match e {
+        Effect::Show(lines) => format!("show: {}", session::text_of(lines).trim_end()),
+        Effect::ClearScreen => "clear".to_string(),
+        Effect::Ask(Ask::Pick { prompt, items }) => {
+            let labels: Vec<&str> = items.iter().map(|i| i.label.as_str()).collect();
+            format!("ask pick: {prompt} {labels:?}")
+        }
+        Effect::Ask(Ask::Text { prompt, initial }) => format!("ask text: {prompt} [{initial}]"),
+        Effect::Ask(Ask::Secret { prompt }) => format!("ask secret: {prompt}"),
+        Effect::Ask(Ask::Confirm { prompt, .. }) => format!("ask confirm: {prompt}"),
+        Effect::Ask(Ask::Menu { kind, items, .. }) => {
+            let labels: Vec<&str> = items.iter().map(|i| i.label.as_str()).collect();
+            format!("ask menu {kind:?}: {labels:?}")
+        }
+        Effect::Ask(Ask::Line { label, chat }) => {
+            format!("ask {}: {label}", if *chat { "chat" } else { "line" })
+        }
+        Effect::Status(Some(line)) => format!("status: {}", line.text()),
+        Effect::Status(None) => "status: none".to_string(),
+        Effect::Open => "open".to_string(),
+        Effect::Call(req) => format!("call: {req:?}"),
+        Effect::Send(req) => format!("send: {req:?}"),
+        Effect::Close => "close".to_string(),
+        Effect::Quit => "quit".to_string(),
+    }
+}
+
+struct Script {
+    core: Core,
+}
+
+impl Script {
+    fn new() -> Script {
+        let mut core = Core::new("127.0.0.1:7878", now, utc);
+        core.start();
+        let mut s = Script { core };
+        s.drain();
+        s
+    }
+
+    fn drain(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.core.poll_effect())
+            .map(|e| describe(&e))
+            .collect()
+    }
+
+    fn user(&mut self, input: UserInput) -> Vec<String> {
+        self.core.handle(Input::User(input));
+        self.drain()
+    }
+
+    fn net(&mut self, input: NetInput) -> Vec<String> {
+        self.core.handle(Input::Net(input));
+        self.drain()
+    }
+
+    fn text(&mut self, text: &str) -> Vec<String> {
+        self.user(UserInput::Text(text.to_string()))
+    }
+
+    fn choose(&mut self, choice: Choice) -> Vec<String> {
+        self.user(UserInput::Chose(choice))
+    }
+
+    fn reply(&mut self, reply: Reply) -> Vec<String> {
+        self.net(NetInput::Reply(reply))
+    }
+
+    fn event(&mut self, event: Event) -> Vec<String> {
+        self.net(NetInput::Event(event))
+    }
+
+    /// Logged in as `name` with nothing unread, at the main menu.
+    fn logged_in(name: &str) -> Script {
+        let mut s = Script::new();
+        s.choose(Choice::Start(StartChoice::LogIn));
+        s.text(name);
+        s.text(PASSWORD);
+        s.net(NetInput::Opened);
+        s.reply(Reply::LoggedIn {
+            name: name.to_string(),
+            unread: 0,
+        });
+        s.reply(inbox(vec![]));
+        s
+    }
+
+    /// At the main menu, in room #3 "Lobby" run by alice, with `members`.
+    fn in_room(me: &str, members: &[&str]) -> Script {
+        let mut s = Script::logged_in(me);
+        s.choose(Choice::Main(MainChoice::JoinRoom));
+        s.text("#3");
+        s.reply(Reply::Room {
+            room: lobby(),
+            members: members.iter().map(|m| m.to_string()).collect(),
+            history: vec![],
+        });
+        s
+    }
+}
+
+fn lobby() -> RoomInfo {
+    RoomInfo {
+        id: 3,
+        name: "Lobby".into(),
+        admin: "alice".into(),
+        capacity: 10,
+    }
+}
+
+fn inbox(conversations: Vec<Conversation>) -> Reply {
+    Reply::Inbox { conversations }
+}
+
+fn error(code: ErrorCode, message: &str) -> Reply {
+    Reply::Error {
+        code,
+        message: message.to_string(),
+    }
+}
+
+fn has(effects: &[String], wanted: &str) -> bool {
+    effects.iter().any(|e| e.contains(wanted))
+}
+
+#[test]
+fn the_start_menu_offers_its_choices_as_an_enum() {
+    let mut core = Core::new("127.0.0.1:7878", now, utc);
+    core.start();
+    let effects: Vec<Effect> = std::iter::from_fn(|| core.poll_effect()).collect();
+    let Some(Effect::Ask(Ask::Pick { items, .. })) = effects.last() else {
+        panic!("{effects:?}");
+    };
+    let choices: Vec<&Choice> = items.iter().map(|i| &i.choice).collect();
+    assert_eq!(
+        choices,
+        [
+            &Choice::Start(StartChoice::LogIn),
+            &Choice::Start(StartChoice::CreateAccount),
+            &Choice::Start(StartChoice::Quit),
+        ]
+    );
+    let mut s = Script { core };
+    assert_eq!(
+        s.choose(Choice::Start(StartChoice::Quit)),
+        ["show: Bye.", "quit"]
+    );
+}
+
+#[test]
+fn a_login_opens_a_connection_only_when_the_password_is_typed() {
+    let mut s = Script::new();
+    assert_eq!(
+        s.choose(Choice::Start(StartChoice::LogIn)),
+        [
+            "show: Log in\nLeave the name empty to go back.",
+            "ask text: User name []"
+        ]
+    );
+    assert_eq!(s.text("bob"), ["ask secret: Password"]);
+    assert_eq!(s.text(PASSWORD), ["show: Checking…", "open"]);
+    assert_eq!(
+        s.net(NetInput::Opened),
+        [format!(
+            "call: Login {{ name: \"bob\", password: \"{PASSWORD}\" }}"
+        )]
+    );
+    // A refusal closes the connection and asks again, the name kept.
+    assert_eq!(
+        s.reply(error(
+            ErrorCode::BadCredentials,
+            "wrong user name or password"
+        )),
+        [
+            "show: Wrong user name or password.",
+            "close",
+            "ask text: User name [bob]"
+        ]
+    );
+    s.text("bob");
+    s.text(PASSWORD);
+    s.net(NetInput::Opened);
+    assert_eq!(
+        s.reply(Reply::LoggedIn {
+            name: "bob".into(),
+            unread: 2
+        }),
+        ["show: Welcome back, bob.", "call: Inbox"]
+    );
+    let menu = s.reply(inbox(vec![]));
+    assert_eq!(
+        menu,
+        [
+            "ask menu Main: [\"Create a chat room\", \"Join a chat room\", \"Compose a private message\", \"View private chats\", \"Log out / quit\"]"
+        ]
+    );
+}
+
+#[test]
+fn the_name_rule_says_either_case_and_unique_in_any_case() {
+    let mut s = Script::new();
+    let shown = s.choose(Choice::Start(StartChoice::CreateAccount));
+    assert!(
+        has(
+            &shown,
+            "letters (a-z, A-Z), digits, '_', '-' or '.', unique without regard to case."
+        ),
+        "{shown:?}"
+    );
+    assert!(!has(&shown, "letters a-z,"), "{shown:?}");
+    // What the rule says is what the check does: capitals are accepted.
+    assert_eq!(s.text("ALICE"), ["open"]);
+}
+
+#[test]
+fn a_taken_name_is_said_before_any_password_is_asked() {
+    let mut s = Script::new();
+    s.choose(Choice::Start(StartChoice::CreateAccount));
+    assert_eq!(s.text("Alice"), ["open"]);
+    assert_eq!(
+        s.net(NetInput::Opened),
+        ["call: Register { name: \"Alice\", password: \"\" }"]
+    );
+    assert_eq!(
+        s.reply(error(ErrorCode::NameTaken, "that name is taken")),
+        [
+            "close",
+            "show: That name is taken: choose another name.",
+            "ask text: User name []"
+        ]
+    );
+    // A free name: the server refuses the empty password, so the name is
+    // free, and only now are the passwords asked.
+    s.text("frank");
+    s.net(NetInput::Opened);
+    assert_eq!(
+        s.reply(error(ErrorCode::WeakPassword, "that password is too short")),
+        ["close", "ask secret: Password"]
+    );
+    assert_eq!(
+        s.text("frank and friends"),
+        [
+            "show: That password contains your user name: choose another.",
+            "ask secret: Password"
+        ]
+    );
+    assert_eq!(s.text(PASSWORD), ["ask secret: Password again"]);
+    assert_eq!(s.text(PASSWORD), ["show: Creating the account…", "open"]);
+    assert_eq!(
+        s.net(NetInput::Opened),
+        [format!(
+            "call: Register {{ name: \"frank\", password: \"{PASSWORD}\" }}"
+        )]
+    );
+    // Taken meanwhile by someone else: a new name, and new passwords for it.
+    assert_eq!(
+        s.reply(error(ErrorCode::NameTaken, "that name is taken")),
+        [
+            "close",
+            "show: That name is taken: choose another name.",
+            "ask text: User name []"
+        ]
+    );
+    s.text("frank2");
+    s.net(NetInput::Opened);
+    assert_eq!(
+        s.reply(error(ErrorCode::WeakPassword, "that password is too short")),
+        ["close", "ask secret: Password"]
+    );
+}
+
+#[test]
+fn a_lost_connection_is_an_input_that_leads_to_a_reconnect_offer() {
+    let mut s = Script::in_room("bob", &["alice", "bob"]);
+    assert_eq!(
+        s.net(NetInput::Lost(Lost::Closed("connection reset".into()))),
+        [
+            "close",
+            "show: The connection to the server was lost: connection reset.",
+            "ask confirm: Reconnect to 127.0.0.1:7878?"
+        ]
+    );
+    assert!(s.core.session().is_none());
+    assert_eq!(s.user(UserInput::Confirmed(true)), ["open"]);
+    assert_eq!(
+        s.net(NetInput::OpenFailed("could not reach it".into())),
+        [
+            "show: Could not reach it.",
+            "ask confirm: Reconnect to 127.0.0.1:7878?"
+        ]
+    );
+    s.user(UserInput::Confirmed(true));
+    let back = s.net(NetInput::Opened);
+    assert_eq!(back[0], "close");
+    assert_eq!(back[1], "show: 127.0.0.1:7878 answers again.");
+    assert!(back[2].starts_with("ask pick: What would you like to do?"));
+    // A goodbye from the server says why.
+    let mut s = Script::logged_in("bob");
+    let bye = s.event(Event::Bye {
+        reason: "the server is shutting down".into(),
+    });
+    assert_eq!(
+        bye[1],
+        "show: The server ended the session: the server is shutting down."
+    );
+    assert_eq!(s.user(UserInput::Confirmed(false)), ["show: Bye.", "quit"]);
+}
+
+#[test]
+fn the_member_count_follows_joins_leaves_and_kicks() {
+    let mut s = Script::logged_in("alice");
+    s.choose(Choice::Main(MainChoice::JoinRoom));
+    s.text("3");
+    let entered = s.reply(Reply::Room {
+        room: lobby(),
+        members: vec!["alice".into(), "bob".into()],
+        history: vec![],
+    });
+    assert_eq!(entered[0], "clear");
+    assert!(has(&entered, "Members (2/10): alice (Admin), bob"));
+    assert_eq!(
+        entered.last().unwrap(),
+        "status: Lobby (#3) · Members (2/10) · /l lists them · /help"
+    );
+    let joined = s.event(Event::Joined {
+        room: 3,
+        name: "carol".into(),
+    });
+    assert_eq!(
+        joined,
+        [
+            "show: * carol joined the room",
+            "status: Lobby (#3) · Members (3/10) · /l lists them · /help"
+        ]
+    );
+    let left = s.event(Event::Left {
+        room: 3,
+        name: "bob".into(),
+        reason: LeaveReason::Left,
+    });
+    assert_eq!(
+        left.last().unwrap(),
+        "status: Lobby (#3) · Members (2/10) · /l lists them · /help"
+    );
+    let kicked = s.event(Event::Left {
+        room: 3,
+        name: "carol".into(),
+        reason: LeaveReason::Kicked,
+    });
+    assert_eq!(
+        kicked,
+        [
+            "show: * carol was kicked out by alice",
+            "status: Lobby (#3) · Members (1/10) · /l lists them · /help"
+        ]
+    );
+    // Another room's news changes nothing here.
+    let elsewhere = s.event(Event::Joined {
+        room: 4,
+        name: "dave".into(),
+    });
+    assert_eq!(
+        elsewhere,
+        ["status: Lobby (#3) · Members (1/10) · /l lists them · /help"]
+    );
+}
+
+#[test]
+fn room_commands_become_requests_and_q_returns_to_the_menu() {
+    let mut s = Script::in_room("bob", &["alice", "bob"]);
+    assert_eq!(s.text("hello"), ["send: Say { text: \"hello\" }"]);
+    assert_eq!(s.text("/l"), ["call: Members"]);
+    let listed = s.reply(Reply::Members {
+        members: vec!["alice".into(), "bob".into(), "carol".into()],
+    });
+    assert_eq!(listed[0], "show: Members (3/10): alice (Admin), bob, carol");
+    assert_eq!(s.text("/kick alice"), ["call: Kick { name: \"alice\" }"]);
+    assert_eq!(
+        s.reply(error(ErrorCode::NotAdmin, "only the room's admin can kick")),
+        ["show: Only the room's admin can kick."]
+    );
+    assert_eq!(
+        s.user(UserInput::Cancel),
+        ["show: Type /q to leave the room, /help for the commands."]
+    );
+    assert_eq!(s.text("/q"), ["call: LeaveRoom"]);
+    assert_eq!(
+        s.reply(Reply::Ok),
+        ["show: You left Lobby (#3).", "call: Inbox"]
+    );
+}
+
+#[test]
+fn a_kick_ends_the_room_screen_at_once() {
+    let mut s = Script::in_room("bob", &["alice", "bob"]);
+    assert_eq!(
+        s.event(Event::Kicked {
+            room: 3,
+            by: "alice".into()
+        }),
+        ["show: alice kicked you out of Lobby (#3).", "call: Inbox"]
+    );
+    assert!(s.reply(inbox(vec![]))[0].starts_with("ask menu Main"));
+}
+
+fn conversation(with: &str) -> Conversation {
+    Conversation {
+        with: with.into(),
+        last_from: with.into(),
+        last_text: "hi".into(),
+        last_time: T,
+        unread: 1,
+    }
+}
+
+#[test]
+fn q_in_a_chat_goes_where_the_screen_says() {
+    // Opened from the inbox: /q goes back to the list, and says so.
+    let mut s = Script::logged_in("bob");
+    assert_eq!(
+        s.user(UserInput::InboxShortcut),
+        ["show: Main menu › View private chats", "call: Inbox"]
+    );
+    let list = s.reply(inbox(vec![conversation("alice")]));
+    assert!(list[0].starts_with("ask menu Inbox"), "{list:?}");
+    assert_eq!(
+        s.choose(Choice::Open("alice".into())),
+        ["call: OpenDialogue { with: \"alice\" }"]
+    );
+    let opened = s.reply(Reply::Dialogue {
+        with: "alice".into(),
+        history: vec![],
+    });
+    assert!(
+        has(&opened, "/q back to your private chats · /help"),
+        "{opened:?}"
+    );
+    let help = s.text("/help");
+    assert!(
+        has(&help, "/q          back to your private chats"),
+        "{help:?}"
+    );
+    assert_eq!(
+        s.text("/q"),
+        ["show: Left the private chat with alice.", "call: Inbox"]
+    );
+    assert!(s.reply(inbox(vec![conversation("alice")]))[0].starts_with("ask menu Inbox"));
+
+    // Opened with "Compose": /q goes back to the main menu, and says so.
+    let mut s = Script::logged_in("bob");
+    s.choose(Choice::Main(MainChoice::Compose));
+    assert_eq!(s.text("alice"), ["call: OpenDialogue { with: \"alice\" }"]);
+    let opened = s.reply(Reply::Dialogue {
+        with: "alice".into(),
+        history: vec![],
+    });
+    assert!(has(&opened, "/q back to the menu · /help"), "{opened:?}");
+    s.text("/q");
+    assert!(s.reply(inbox(vec![]))[0].starts_with("ask menu Main"));
+}
+
+#[test]
+fn a_message_in_the_open_chat_is_marked_read_and_others_update_the_menu() {
+    let mut s = Script::logged_in("bob");
+    let pm = |from: &str, to: &str| Event::PrivateMessage {
+        line: PrivateLine {
+            id: 1,
+            from: from.into(),
+            to: to.into(),
+            text: "hi".into(),
+            time: T,
+        },
+    };
+    // At the main menu a new message is shown and the count redrawn.
+    let at_menu = s.event(pm("alice", "bob"));
+    assert!(at_menu[0].starts_with("show: * New private message from alice"));
+    assert!(
+        at_menu[1].contains("View private chats (1 unread)"),
+        "{at_menu:?}"
+    );
+    s.choose(Choice::Main(MainChoice::Compose));
+    s.text("alice");
+    s.reply(Reply::Dialogue {
+        with: "alice".into(),
+        history: vec![],
+    });
+    let in_chat = s.event(pm("alice", "bob"));
+    assert_eq!(
+        in_chat,
+        [
+            "show: [22:13] alice: hi",
+            "send: MarkRead { with: \"alice\" }"
+        ]
+    );
+    assert_eq!(
+        s.net(NetInput::Answer(error(
+            ErrorCode::TooLong,
+            "that message is too long"
+        ))),
+        ["show: That message is too long."]
+    );
+}
+
+#[test]
+fn creating_a_room_asks_the_name_then_the_capacity() {
+    let mut s = Script::logged_in("alice");
+    let asked = s.choose(Choice::Main(MainChoice::CreateRoom));
+    assert_eq!(asked.last().unwrap(), "ask line: Room name: ");
+    assert_eq!(
+        s.text("Lobby"),
+        ["ask line: Most participants, 2 to 1000 [10]: "]
+    );
+    assert_eq!(
+        s.text("1"),
+        [
+            "show: A room holds 2 to 1000 people: type a number in that range.",
+            "ask line: Most participants, 2 to 1000 [10]: "
+        ]
+    );
+    assert_eq!(
+        s.text(""),
+        ["call: CreateRoom { name: \"Lobby\", capacity: 10 }"]
+    );
+    assert_eq!(
+        s.reply(error(
+            ErrorCode::RoomNameTaken,
+            "an open room has that name"
+        )),
+        ["show: An open room has that name.", "ask line: Room name: "]
+    );
+    // Esc goes back to the menu.
+    assert_eq!(s.user(UserInput::Cancel), ["call: Inbox"]);
+}
