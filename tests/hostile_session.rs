@@ -489,3 +489,227 @@ fn two_hundred_hostile_sessions_leave_the_servers_memory_flat() {
         after as i64 - before as i64
     );
 }
+
+// ---- requests that name someone else as their sender ----
+
+/// MessagePack written by hand: requests with fields the library would
+/// never encode.
+enum Mp {
+    Str(String),
+    Uint(u64),
+    Map(Vec<(&'static str, Mp)>),
+}
+
+fn s(text: &str) -> Mp {
+    Mp::Str(text.to_string())
+}
+
+impl Mp {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Mp::Str(text) => {
+                match text.len() {
+                    n @ 0..32 => out.push(0xa0 | n as u8),
+                    n @ 32..256 => out.extend([0xd9, n as u8]),
+                    n => panic!("a test string of {n} bytes"),
+                }
+                out.extend_from_slice(text.as_bytes());
+            }
+            Mp::Uint(n @ 0..128) => out.push(*n as u8),
+            Mp::Uint(n) => {
+                out.push(0xcf);
+                out.extend_from_slice(&n.to_be_bytes());
+            }
+            Mp::Map(entries) => {
+                assert!(entries.len() < 16, "a fixmap");
+                out.push(0x80 | entries.len() as u8);
+                for (key, value) in entries {
+                    s(key).encode(out);
+                    value.encode(out);
+                }
+            }
+        }
+    }
+}
+
+/// What the server made of a request naming another sender. Today the
+/// decoder ignores keys it does not know, so every such request is
+/// `Delivered`, as the session's own; a decoder that refuses them (with an
+/// error, or a `bye` and a close) passes as well.
+#[derive(Debug)]
+enum Outcome {
+    /// Accepted; the line must appear as the session's own.
+    Delivered,
+    /// Refused with an error reply; the connection goes on.
+    Refused,
+    /// Refused with `bye` and a close.
+    Closed,
+}
+
+#[test]
+fn a_request_naming_another_sender_is_never_shown_as_theirs() {
+    let server = TestServer::start();
+    let (room, mut pair) = server.room_with("ann", &["bob"], 10);
+    server.register("mallory");
+
+    // Each names ann (the first account, so user id 1) as the sender in
+    // another way; each text is unique, to find where it went.
+    let said = |text: &str, extra: Vec<(&'static str, Mp)>| {
+        let mut req = vec![("type", s("say")), ("text", s(text))];
+        req.extend(extra);
+        Mp::Map(req)
+    };
+    let spoofs: Vec<(&str, Mp, Vec<(&'static str, Mp)>)> = vec![
+        ("spoof 0", said("spoof 0", vec![("from", s("ann"))]), vec![]),
+        (
+            "spoof 1",
+            said(
+                "spoof 1",
+                vec![
+                    ("sender", s("ann")),
+                    ("user", s("ann")),
+                    ("user_id", Mp::Uint(1)),
+                ],
+            ),
+            vec![],
+        ),
+        (
+            "spoof 2",
+            said(
+                "spoof 2",
+                vec![(
+                    "sender",
+                    Mp::Map(vec![("name", s("ann")), ("id", Mp::Uint(1))]),
+                )],
+            ),
+            vec![],
+        ),
+        (
+            "spoof 3",
+            said("spoof 3", vec![]),
+            vec![("from", s("ann")), ("user_id", Mp::Uint(1))],
+        ),
+        (
+            "spoof 4",
+            Mp::Map(vec![
+                ("type", s("send_private")),
+                ("to", s("bob")),
+                ("text", s("spoof 4")),
+                ("from", s("ann")),
+                ("sender", s("ann")),
+                ("user_id", Mp::Uint(1)),
+            ]),
+            vec![],
+        ),
+    ];
+
+    let mut session: Option<RawClient> = None;
+    let mut outcomes = Vec::new();
+    for (n, (text, req, frame_extra)) in spoofs.into_iter().enumerate() {
+        let raw = session.get_or_insert_with(|| {
+            let mut raw = RawClient::open(&server.addr());
+            let reply = raw.request(Request::Login {
+                name: "mallory".into(),
+                password: PASSWORD.into(),
+            });
+            assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
+            let reply = raw.request(Request::JoinRoom { room });
+            assert!(matches!(reply, Reply::Room { .. }), "{reply:?}");
+            raw
+        });
+        let id = 1000 + n as u32;
+        let mut frame = vec![("id", Mp::Uint(id.into())), ("req", req)];
+        frame.extend(frame_extra);
+        let mut plain = Vec::new();
+        Mp::Map(frame).encode(&mut plain);
+        let mut sealed = Vec::new();
+        raw.seal_plaintext(&plain, &mut sealed);
+        raw.stream.write_all(&sealed).expect("send a request");
+
+        let deadline = Instant::now() + WAIT;
+        let outcome = loop {
+            match raw.read(deadline.saturating_duration_since(Instant::now())) {
+                Got::Frame(ServerFrame::Reply { id: got, result }) if got == id => match result {
+                    Reply::Ok => break Outcome::Delivered,
+                    Reply::Error { message, .. } => {
+                        assert!(!message.trim().is_empty(), "{text}: an error says why");
+                        println!("{text}: refused: {message}");
+                        break Outcome::Refused;
+                    }
+                    other => panic!("{text}: {other:?}"),
+                },
+                Got::Frame(ServerFrame::Event {
+                    event: Event::Bye { reason },
+                }) => {
+                    assert!(reason.contains("malformed"), "{text}: {reason}");
+                    let closed = raw.read(WAIT);
+                    assert_eq!(closed, Got::Closed, "{text}: a bye, then the close");
+                    session = None;
+                    println!("{text}: bye: {reason}");
+                    break Outcome::Closed;
+                }
+                Got::Frame(ServerFrame::Event {
+                    event: Event::RoomMessage { line, .. },
+                }) => assert_eq!(&*line.from, "mallory", "{text}: the sender sees {line:?}"),
+                Got::Frame(ServerFrame::Event {
+                    event: Event::PrivateMessage { line },
+                }) => assert_eq!(&*line.from, "mallory", "{text}: the sender sees {line:?}"),
+                other => panic!("{text}: waiting for the reply: {other:?}"),
+            }
+        };
+        println!("{text}: {outcome:?}");
+        outcomes.push((text, outcome));
+    }
+
+    // A line from ann ends what the members heard; everything before it
+    // has been delivered (each spoof was answered, so committed, first).
+    pair[0].say("the real ann");
+    let heard: Vec<Vec<Event>> = pair
+        .iter_mut()
+        .map(|member| {
+            let mut heard = Vec::new();
+            loop {
+                let event = member.next_event();
+                let end = matches!(&event, Event::RoomMessage { line, .. }
+                    if &*line.text == "the real ann");
+                heard.push(event);
+                if end {
+                    return heard;
+                }
+            }
+        })
+        .collect();
+    for (member, heard) in pair.iter().zip(&heard) {
+        let lines: Vec<(&str, &str)> = heard
+            .iter()
+            .filter_map(|e| match e {
+                Event::RoomMessage { line, .. } => Some((&*line.from, &*line.text)),
+                Event::PrivateMessage { line } => Some((&*line.from, &*line.text)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            lines.iter().filter(|(from, _)| *from == "ann").count(),
+            1,
+            "{}: ann is shown saying only what she said: {lines:?}",
+            member.name
+        );
+        for (text, outcome) in &outcomes {
+            let private = *text == "spoof 4";
+            let shown: Vec<&str> = lines
+                .iter()
+                .filter(|(_, said)| said == text)
+                .map(|(from, _)| *from)
+                .collect();
+            let expected = match outcome {
+                Outcome::Delivered if !private || member.name == "bob" => vec!["mallory"],
+                _ => vec![],
+            };
+            assert_eq!(
+                shown, expected,
+                "{}: who {text:?} is shown from",
+                member.name
+            );
+        }
+    }
+}
