@@ -47,7 +47,10 @@ fn line(name: &str, n: usize) -> String {
 }
 
 /// A member's thread: says what it is told to, keeping every event it hears.
-fn member(mut client: Client, cmds: mpsc::Receiver<Cmd>) -> Vec<Event> {
+/// It gives its client back rather than closing it, so that the other
+/// member, perhaps still checking that nothing more comes, does not hear it
+/// leave.
+fn member(mut client: Client, cmds: mpsc::Receiver<Cmd>) -> (Vec<Event>, Client) {
     let mut heard = Vec::new();
     let mut said = 0;
     for cmd in cmds {
@@ -72,18 +75,21 @@ fn member(mut client: Client, cmds: mpsc::Receiver<Cmd>) -> Vec<Event> {
                 // Nothing trails the partner's last line: no late copy of
                 // anything, no replayed frame delivered after the fact.
                 client.expect_quiet();
-                return heard;
+                return (heard, client);
             }
         }
     }
-    panic!("{}: the test ended without finishing", client.name);
+    // The test failed before the finish; it reports why.
+    (heard, client)
 }
 
 /// A member chatting on a thread of its own.
 struct Member {
     name: String,
     cmds: mpsc::Sender<Cmd>,
-    thread: Option<JoinHandle<Vec<Event>>>,
+    thread: Option<JoinHandle<(Vec<Event>, Client)>>,
+    /// The connection, open until the member is dropped.
+    client: Option<Client>,
     said: usize,
 }
 
@@ -96,6 +102,7 @@ impl Member {
             name,
             cmds,
             thread: Some(thread),
+            client: None,
             said: 0,
         }
     }
@@ -128,7 +135,10 @@ impl Member {
     fn join(&mut self) -> Vec<Event> {
         let thread = self.thread.take().expect("joined once");
         match thread.join() {
-            Ok(heard) => heard,
+            Ok((heard, client)) => {
+                self.client = Some(client);
+                heard
+            }
             Err(panic) => std::panic::resume_unwind(panic),
         }
     }
