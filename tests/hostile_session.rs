@@ -507,8 +507,11 @@ fn two_hundred_hostile_sessions_leave_the_servers_memory_flat() {
 enum Mp {
     Str(String),
     Uint(u64),
-    Map(Vec<(&'static str, Mp)>),
+    Map(Fields),
 }
+
+/// A map's entries, in order.
+type Fields = Vec<(&'static str, Mp)>;
 
 fn s(text: &str) -> Mp {
     Mp::Str(text.to_string())
@@ -564,12 +567,13 @@ fn a_request_naming_another_sender_is_never_shown_as_theirs() {
 
     // Each names ann (the first account, so user id 1) as the sender in
     // another way; each text is unique, to find where it went.
-    let said = |text: &str, extra: Vec<(&'static str, Mp)>| {
+    let said = |text: &str, extra: Fields| {
         let mut req = vec![("type", s("say")), ("text", s(text))];
         req.extend(extra);
         Mp::Map(req)
     };
-    let spoofs: Vec<(&str, Mp, Vec<(&'static str, Mp)>)> = vec![
+    // (text, request, extra keys of the frame around it)
+    let spoofs: Vec<(&str, Mp, Fields)> = vec![
         ("spoof 0", said("spoof 0", vec![("from", s("ann"))]), vec![]),
         (
             "spoof 1",
