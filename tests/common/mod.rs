@@ -738,3 +738,14 @@ pub fn connect_with_mss(addr: std::net::SocketAddrV4, mss: i32) -> std::net::Tcp
         std::net::TcpStream::from_raw_fd(fd)
     }
 }
+
+// ---- helpers for the hostile-session tests ----
+
+impl RawClient {
+    /// Seals a plaintext made by hand (bytes the library would never
+    /// encode: extra fields, wrong types) into `out` as one frame, using
+    /// this channel's next nonce.
+    pub fn seal_plaintext(&mut self, plaintext: &[u8], out: &mut Vec<u8>) {
+        self.transport.seal_into(plaintext, out).expect("seal");
+    }
+}
