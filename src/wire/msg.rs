@@ -928,6 +928,19 @@ mod tests {
     }
 
     #[test]
+    fn a_key_given_twice_is_refused() {
+        // {"id": 1, "id": 2, "req": {"type": "ping"}}
+        let err = refused(b"\x83\xa2id\x01\xa2id\x02\xa3req\x81\xa4type\xa4ping");
+        assert!(err.contains("duplicate"), "{err}");
+        // {"id": 1, "req": {"type": "say", "text": "a", "text": "b"}}
+        let err = refused(b"\x82\xa2id\x01\xa3req\x83\xa4type\xa3say\xa4text\xa1a\xa4text\xa1b");
+        assert!(err.contains("duplicate"), "{err}");
+        // {"id": 1, "req": {"type": "ping", "type": "logout"}}
+        let err = refused(b"\x82\xa2id\x01\xa3req\x82\xa4type\xa4ping\xa4type\xa6logout");
+        assert!(err.contains("duplicate"), "{err}");
+    }
+
+    #[test]
     fn eight_levels_of_maps_and_arrays_are_accepted_and_nine_refused() {
         // The outer map is level 1, the request map level 2, so junk of
         // `n` nested arrays reaches level 2 + n.
