@@ -259,7 +259,7 @@ pub fn encode_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), WireE
 /// name. A client relying on that would work with this server and no
 /// other, so it is refused.
 pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, WireError> {
-    let len = check_formats(bytes, 1).map_err(Refusal::into_error)?;
+    let len = check_formats(bytes, 1).map_err(|refusal| (*refusal).into_error())?;
     if len < bytes.len() {
         return Err(WireError::Decode(format!(
             "{} bytes after the end of the message",
@@ -275,7 +275,7 @@ pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, WireEr
         canonical.clear();
         rmp_serde::encode::write_named(canonical, &value)
             .map_err(|e| WireError::Decode(e.to_string()))?;
-        same_shape(bytes, canonical).map_err(Refusal::into_error)
+        same_shape(bytes, canonical).map_err(|refusal| (*refusal).into_error())
     })?;
     Ok(value)
 }
@@ -390,7 +390,7 @@ impl Refusal {
         self
     }
 
-    fn into_error(self: Box<Self>) -> WireError {
+    fn into_error(self) -> WireError {
         if self.path.is_empty() {
             return WireError::Decode(self.what);
         }
