@@ -879,6 +879,12 @@ mod tests {
     }
 
     #[test]
+    fn a_string_that_is_not_utf8_is_refused() {
+        // {"id": 1, "req": {"type": "say", "text": "\xff\xfe"}}
+        refused(b"\x82\xa2id\x01\xa3req\x82\xa4type\xa3say\xa4text\xa2\xff\xfe");
+    }
+
+    #[test]
     fn arrays_where_maps_are_expected_are_refused() {
         // [1, {"type": "ping"}]
         let err = refused(b"\x92\x01\x81\xa4type\xa4ping");
