@@ -67,6 +67,25 @@ struct Closing {
 /// How long a closing connection may take to read its last bytes.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// How soon `accept` is tried again after it failed for want of
+/// resources (out of file descriptors, say). The listener is
+/// edge-triggered: it reports readiness only when a new connection
+/// arrives, so connections already queued would wait for the next
+/// newcomer unless the loop tries again by itself. Often enough that a
+/// queued client is answered well within a second of descriptors freeing;
+/// seldom enough that a server out of them does not spin.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// `accept` failed and connections may still be queued on the listener.
+struct AcceptBlocked {
+    since: Instant,
+    /// When to try again, unless a connection closes before.
+    retry_at: Instant,
+    /// Connections open at the last failure: fewer means descriptors were
+    /// freed, and the queue is worth trying at once.
+    conns: usize,
+}
+
 enum Phase {
     /// Boxed: a handshake state is large and lives only for one message.
     Handshake(Box<ServerHandshake>),
@@ -180,6 +199,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
         limits,
         per_address: HashMap::new(),
         lingering: Vec::new(),
+        accept_blocked: None,
     };
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 64 * 1024];
@@ -197,6 +217,10 @@ pub fn run(parts: Parts) -> io::Result<()> {
         }
         if let Some(at) = net.workers.dispatch_at() {
             let wait = at.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+        }
+        if let Some(blocked) = &net.accept_blocked {
+            let wait = blocked.retry_at.saturating_duration_since(Instant::now());
             timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
         }
         if net.can_read_more() {
@@ -247,6 +271,8 @@ pub fn run(parts: Parts) -> io::Result<()> {
             break;
         }
         net.flush(&poll);
+        // After the flush, which drops the connections that closed.
+        net.accept_again(&listener, &poll);
         net.workers.dispatch(Instant::now());
     }
     net.shut_down(&mut poll, &mut listener, &inputs);
@@ -271,6 +297,9 @@ struct Net {
     per_address: HashMap<IpAddr, usize>,
     /// Closing connections still writing their last bytes.
     lingering: Vec<ConnId>,
+    /// Set while `accept` cannot take the connections queued on the
+    /// listener (see [`ACCEPT_RETRY`]).
+    accept_blocked: Option<AcceptBlocked>,
 }
 
 fn now_millis() -> i64 {
@@ -331,15 +360,66 @@ impl Net {
                         ip: ip.to_string(),
                     });
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some(blocked) = self.accept_blocked.take() {
+                        self.log(
+                            Level::Warn,
+                            format!(
+                                "accepting connections again after {} ms",
+                                blocked.since.elapsed().as_millis()
+                            ),
+                        );
+                    }
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A queued connection that was reset before it was taken:
+                // it alone is gone, the rest of the queue is still there.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionAborted => continue,
                 Err(e) => {
-                    // Out of file descriptors, for one: log it, keep serving
-                    // the connections we have, and try again next turn.
-                    self.log(Level::Error, format!("accept failed: {e}"));
+                    // Out of file descriptors (EMFILE, ENFILE) or kernel
+                    // memory (ENOBUFS, ENOMEM), for the most part: keep
+                    // serving the connections we have, and try the queue
+                    // again soon (see ACCEPT_RETRY). Logged once per
+                    // episode, not once per try.
+                    let now = Instant::now();
+                    let conns = self.conns.len();
+                    match &mut self.accept_blocked {
+                        Some(blocked) => {
+                            blocked.retry_at = now + ACCEPT_RETRY;
+                            blocked.conns = conns;
+                        }
+                        None => {
+                            self.log(
+                                Level::Error,
+                                format!(
+                                    "accept failed: {e}: {conns} connections open; \
+                                     trying again every {} ms and whenever one closes",
+                                    ACCEPT_RETRY.as_millis()
+                                ),
+                            );
+                            self.accept_blocked = Some(AcceptBlocked {
+                                since: now,
+                                retry_at: now + ACCEPT_RETRY,
+                                conns,
+                            });
+                        }
+                    }
                     return;
                 }
             }
+        }
+    }
+
+    /// Tries the listener's queue again while `accept` is blocked, once
+    /// [`ACCEPT_RETRY`] has passed or a connection has closed since the
+    /// last failure.
+    fn accept_again(&mut self, listener: &TcpListener, poll: &Poll) {
+        let Some(blocked) = &self.accept_blocked else {
+            return;
+        };
+        if Instant::now() >= blocked.retry_at || self.conns.len() < blocked.conns {
+            self.accept(listener, poll);
         }
     }
 

@@ -245,21 +245,311 @@ pub fn encode_into<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), WireE
     Ok(())
 }
 
-/// Decodes exactly one message. Refuses trailing bytes and nesting past
-/// [`MAX_DEPTH`]; string and array lengths are checked against the bytes
-/// actually present before anything is allocated for them.
-pub fn decode<T: DeserializeOwned>(mut bytes: &[u8]) -> Result<T, WireError> {
-    let mut de = rmp_serde::Deserializer::new(&mut bytes);
-    de.set_max_depth(MAX_DEPTH);
-    let value = T::deserialize(&mut de).map_err(|e| WireError::Decode(e.to_string()))?;
-    drop(de);
-    if !bytes.is_empty() {
+/// Decodes exactly one message, accepting only what `docs/PROTOCOL.md`
+/// (section 4) allows: the formats our own encoder writes (maps with
+/// string keys, arrays, `str` strings, integers), nested at most
+/// [`MAX_DEPTH`] deep, in the shape of the message (a map where it has a
+/// map, a string where a string), with no bytes after it. Keys the type
+/// does not have are skipped, but they too must keep to those formats.
+/// String and array lengths are checked against the bytes actually present
+/// before anything is allocated for them.
+///
+/// serde and rmp-serde alone accept more: a `bin` for a string, an array
+/// for a struct, integer keys for field names, a variant's index for its
+/// name. A client relying on that would work with this server and no
+/// other, so it is refused.
+pub fn decode<T: DeserializeOwned + Serialize>(bytes: &[u8]) -> Result<T, WireError> {
+    let len = check_formats(bytes, 1).map_err(|refusal| (*refusal).into_error())?;
+    if len < bytes.len() {
         return Err(WireError::Decode(format!(
             "{} bytes after the end of the message",
-            bytes.len()
+            bytes.len() - len
         )));
     }
+    let mut rest = bytes;
+    let mut de = rmp_serde::Deserializer::new(&mut rest);
+    // Already checked; kept as a second guard against a recursion.
+    de.set_max_depth(MAX_DEPTH + 1);
+    let value = T::deserialize(&mut de).map_err(|e| WireError::Decode(e.to_string()))?;
+    CANONICAL.with_borrow_mut(|canonical| {
+        canonical.clear();
+        rmp_serde::encode::write_named(canonical, &value)
+            .map_err(|e| WireError::Decode(e.to_string()))?;
+        same_shape(bytes, canonical).map_err(|refusal| (*refusal).into_error())
+    })?;
     Ok(value)
+}
+
+thread_local! {
+    /// [`decode`]'s buffer for its own encoding of what it decoded.
+    static CANONICAL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The kinds of MessagePack value a message is made of, and the others by
+/// name, for the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Map,
+    Array,
+    Str,
+    Int,
+    Other(&'static str),
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Map => "map",
+            Kind::Array => "array",
+            Kind::Str => "string",
+            Kind::Int => "integer",
+            Kind::Other(name) => name,
+        }
+    }
+}
+
+/// The start of the value `bytes` begins with: its kind, the bytes of its
+/// type and length fields, the bytes of its payload (after those), and
+/// how many values are nested in it (two per map entry). `None` if the
+/// fields are cut short or the type byte is never used.
+struct Head {
+    kind: Kind,
+    fields: usize,
+    payload: usize,
+    items: usize,
+}
+
+fn head(bytes: &[u8]) -> Option<Head> {
+    let &marker = bytes.first()?;
+    let len = |n: usize| -> Option<usize> {
+        let field = bytes.get(1..1 + n)?;
+        Some(field.iter().fold(0, |acc, &b| acc << 8 | usize::from(b)))
+    };
+    let (kind, fields, payload, items) = match marker {
+        0x00..=0x7f | 0xe0..=0xff => (Kind::Int, 1, 0, 0),
+        0xcc | 0xd0 => (Kind::Int, 1, 1, 0),
+        0xcd | 0xd1 => (Kind::Int, 1, 2, 0),
+        0xce | 0xd2 => (Kind::Int, 1, 4, 0),
+        0xcf | 0xd3 => (Kind::Int, 1, 8, 0),
+        0xa0..=0xbf => (Kind::Str, 1, usize::from(marker & 0x1f), 0),
+        0xd9 => (Kind::Str, 2, len(1)?, 0),
+        0xda => (Kind::Str, 3, len(2)?, 0),
+        0xdb => (Kind::Str, 5, len(4)?, 0),
+        0x80..=0x8f => (Kind::Map, 1, 0, 2 * usize::from(marker & 0x0f)),
+        0xde => (Kind::Map, 3, 0, 2 * len(2)?),
+        0xdf => (Kind::Map, 5, 0, 2 * len(4)?),
+        0x90..=0x9f => (Kind::Array, 1, 0, usize::from(marker & 0x0f)),
+        0xdc => (Kind::Array, 3, 0, len(2)?),
+        0xdd => (Kind::Array, 5, 0, len(4)?),
+        0xc0 => (Kind::Other("nil"), 1, 0, 0),
+        0xc2 | 0xc3 => (Kind::Other("boolean"), 1, 0, 0),
+        0xca => (Kind::Other("float"), 1, 4, 0),
+        0xcb => (Kind::Other("float"), 1, 8, 0),
+        0xc4 => (Kind::Other("bin"), 2, len(1)?, 0),
+        0xc5 => (Kind::Other("bin"), 3, len(2)?, 0),
+        0xc6 => (Kind::Other("bin"), 5, len(4)?, 0),
+        0xc7..=0xc9 | 0xd4..=0xd8 => (Kind::Other("ext"), 1, 0, 0),
+        0xc1 => return None,
+    };
+    if fields + payload > bytes.len() {
+        return None;
+    }
+    Some(Head {
+        kind,
+        fields,
+        payload,
+        items,
+    })
+}
+
+/// Why [`decode`] refused a message, and where in it (keys and indexes,
+/// outermost first, collected as the check returns). Boxed where it is
+/// returned, so that the checks' `Ok` path stays small.
+struct Refusal {
+    what: String,
+    path: Vec<String>,
+}
+
+impl Refusal {
+    #[cold]
+    fn new(what: impl Into<String>) -> Box<Refusal> {
+        Box::new(Refusal {
+            what: what.into(),
+            path: Vec::new(),
+        })
+    }
+
+    #[cold]
+    fn cut_short() -> Box<Refusal> {
+        Refusal::new("the message is cut short or malformed")
+    }
+
+    #[cold]
+    fn at(mut self: Box<Self>, step: String) -> Box<Refusal> {
+        self.path.push(step);
+        self
+    }
+
+    fn into_error(self) -> WireError {
+        if self.path.is_empty() {
+            return WireError::Decode(self.what);
+        }
+        let mut path = String::new();
+        for step in self.path.iter().rev() {
+            if !step.starts_with('[') && !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(step);
+        }
+        WireError::Decode(format!("{} at {path}", self.what))
+    }
+}
+
+/// The step of a path that leads to the `n`th value nested in a map or an
+/// array: the key for a map's value, the index for an array's element.
+fn step(kind: Kind, n: usize, key: Option<&[u8]>) -> String {
+    match (kind, key) {
+        (Kind::Map, Some(key)) => String::from_utf8_lossy(key).into_owned(),
+        (Kind::Map, None) => format!("key {}", n / 2),
+        _ => format!("[{n}]"),
+    }
+}
+
+/// The payload of a string (the bytes after its type and length fields).
+fn str_payload<'a>(bytes: &'a [u8], h: &Head) -> Option<&'a [u8]> {
+    (h.kind == Kind::Str).then(|| &bytes[h.fields..h.fields + h.payload])
+}
+
+/// Checks what a message may not hold anywhere, ignored keys included:
+/// formats other than maps, arrays, `str` and integers; map keys that are
+/// not strings; maps or arrays nested more than [`MAX_DEPTH`] deep (the
+/// outermost at `level` 1). Returns the length of the value `bytes` starts
+/// with. A lying count runs out of bytes, as every value takes one.
+fn check_formats(bytes: &[u8], level: usize) -> Result<usize, Box<Refusal>> {
+    let h = head(bytes).ok_or_else(Refusal::cut_short)?;
+    match h.kind {
+        Kind::Other(name) => {
+            return Err(Refusal::new(format!(
+                "a {name} value, which the protocol does not use \
+                 (messages are maps with string keys, arrays, str strings and integers)"
+            )));
+        }
+        Kind::Map | Kind::Array if level > MAX_DEPTH => {
+            return Err(Refusal::new(format!(
+                "maps and arrays nested more than {MAX_DEPTH} deep"
+            )));
+        }
+        _ => {}
+    }
+    let mut used = h.fields + h.payload;
+    let mut key = None;
+    for n in 0..h.items {
+        let rest = &bytes[used..];
+        let is_key = h.kind == Kind::Map && n % 2 == 0;
+        // Small integers and short strings (most keys and values) are
+        // measured here, without a call.
+        match rest.first() {
+            Some(&(0x00..=0x7f | 0xe0..=0xff)) if !is_key => {
+                used += 1;
+                continue;
+            }
+            Some(&m @ 0xa0..=0xbf) if rest.len() > usize::from(m & 0x1f) => {
+                if is_key {
+                    key = Some(&rest[1..1 + usize::from(m & 0x1f)]);
+                }
+                used += 1 + usize::from(m & 0x1f);
+                continue;
+            }
+            _ => {}
+        }
+        if is_key {
+            let key_head = head(rest).ok_or_else(Refusal::cut_short)?;
+            if key_head.kind != Kind::Str {
+                return Err(Refusal::new(format!(
+                    "a map key that is {} {}: keys are strings (field names)",
+                    article(key_head.kind),
+                    key_head.kind.name()
+                ))
+                .at(format!("key {}", n / 2)));
+            }
+            key = str_payload(rest, &key_head);
+        }
+        let len = check_formats(rest, level + 1).map_err(|e| e.at(step(h.kind, n, key)))?;
+        used += len;
+    }
+    Ok(used)
+}
+
+/// The entries of a map that [`check_formats`] passed, (key, value), in
+/// the order they are written.
+fn entries<'a>(bytes: &'a [u8], h: &Head) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    let mut at = h.fields;
+    (0..h.items / 2).map(move |_| {
+        let key_at = at;
+        at += value_len(&bytes[at..], MAX_DEPTH).unwrap_or(0);
+        let key: &[u8] = head(&bytes[key_at..])
+            .and_then(|k| str_payload(&bytes[key_at..], &k))
+            .unwrap_or(&[]);
+        let value_at = at;
+        at += value_len(&bytes[at..], MAX_DEPTH).unwrap_or(0);
+        (key, &bytes[value_at..at])
+    })
+}
+
+/// Whether `input` has the shape of `canonical`, our own encoding of the
+/// value decoded from it: a map where that has a map (its entries found
+/// by key; keys only `input` has were skipped by the decoder), an array of
+/// as many elements where an array, a string where a string, an integer
+/// where an integer. Both passed [`check_formats`].
+fn same_shape(input: &[u8], canonical: &[u8]) -> Result<(), Box<Refusal>> {
+    // The usual case, a client that encodes as we do: nothing to compare.
+    if input == canonical {
+        return Ok(());
+    }
+    let (Some(found), Some(expected)) = (head(input), head(canonical)) else {
+        return Err(Refusal::cut_short());
+    };
+    if found.kind != expected.kind {
+        return Err(Refusal::new(format!(
+            "{} {} where the protocol has {} {}",
+            article(found.kind),
+            found.kind.name(),
+            article(expected.kind),
+            expected.kind.name()
+        )));
+    }
+    match expected.kind {
+        Kind::Map => {
+            for (key, value) in entries(canonical, &expected) {
+                let name = || String::from_utf8_lossy(key).into_owned();
+                let given = entries(input, &found).find(|&(k, _)| k == key);
+                let Some((_, input_value)) = given else {
+                    return Err(Refusal::new("a field is missing").at(name()));
+                };
+                same_shape(input_value, value).map_err(|e| e.at(name()))?;
+            }
+        }
+        Kind::Array => {
+            if found.items != expected.items {
+                return Err(Refusal::new("an array of the wrong length"));
+            }
+            let (mut a, mut b) = (found.fields, expected.fields);
+            for n in 0..expected.items {
+                same_shape(&input[a..], &canonical[b..]).map_err(|e| e.at(format!("[{n}]")))?;
+                a += value_len(&input[a..], MAX_DEPTH).unwrap_or(0);
+                b += value_len(&canonical[b..], MAX_DEPTH).unwrap_or(0);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn article(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Array | Kind::Int => "an",
+        _ => "a",
+    }
 }
 
 /// The MessagePack values packed back to back in one frame's plaintext,
@@ -274,7 +564,7 @@ pub fn values(bytes: &[u8]) -> Values<'_> {
 /// The messages packed in one frame's plaintext, each split out with
 /// [`values`] and decoded with [`decode`]: an error ends with the first
 /// message that is cut short, malformed, or not a `T`.
-pub fn decode_each<T: DeserializeOwned>(
+pub fn decode_each<T: DeserializeOwned + Serialize>(
     bytes: &[u8],
 ) -> impl Iterator<Item = Result<T, WireError>> + '_ {
     values(bytes).map(|value| value.and_then(decode))
@@ -554,6 +844,188 @@ mod tests {
         ] {
             assert!(decode::<ClientFrame>(bytes).is_err());
         }
+    }
+
+    /// Decodes a client frame that must be refused; the reason.
+    fn refused(bytes: &[u8]) -> String {
+        match decode::<ClientFrame>(bytes) {
+            Ok(frame) => panic!("{bytes:02x?} was accepted as {frame:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// `{"id": 1, "req": {"type": "say", "text": "hi", "junk": <junk>}}`
+    fn say_with_junk(junk: &[u8]) -> Vec<u8> {
+        let mut bytes = b"\x82\xa2id\x01\xa3req\x83\xa4type\xa3say\xa4text\xa2hi\xa4junk".to_vec();
+        bytes.extend_from_slice(junk);
+        bytes
+    }
+
+    fn say_hi() -> ClientFrame {
+        ClientFrame {
+            id: 1,
+            req: Request::Say { text: "hi".into() },
+        }
+    }
+
+    #[test]
+    fn bin_where_a_string_is_expected_is_refused() {
+        // {"id": 1, "req": {"type": "say", "text": bin "hi"}}
+        let err = refused(b"\x82\xa2id\x01\xa3req\x82\xa4type\xa3say\xa4text\xc4\x02hi");
+        assert!(err.contains("bin") && err.contains("at req.text"), "{err}");
+        // And as the type's name.
+        let err = refused(b"\x82\xa2id\x01\xa3req\x81\xa4type\xc4\x04ping");
+        assert!(err.contains("bin") && err.contains("at req.type"), "{err}");
+    }
+
+    #[test]
+    fn a_string_that_is_not_utf8_is_refused() {
+        // {"id": 1, "req": {"type": "say", "text": "\xff\xfe"}}
+        refused(b"\x82\xa2id\x01\xa3req\x82\xa4type\xa3say\xa4text\xa2\xff\xfe");
+    }
+
+    #[test]
+    fn arrays_where_maps_are_expected_are_refused() {
+        // [1, {"type": "ping"}]
+        let err = refused(b"\x92\x01\x81\xa4type\xa4ping");
+        assert!(
+            err.contains("an array where the protocol has a map"),
+            "{err}"
+        );
+        // {"id": 1, "req": ["say", "hi"]}
+        let err = refused(b"\x82\xa2id\x01\xa3req\x92\xa3say\xa2hi");
+        assert!(err.contains("array") && err.contains("at req"), "{err}");
+    }
+
+    #[test]
+    fn keys_that_are_not_strings_are_refused() {
+        // {0: 1, 1: {"type": "ping"}}
+        let err = refused(b"\x82\x00\x01\x01\x81\xa4type\xa4ping");
+        assert!(err.contains("map key that is an integer"), "{err}");
+        // {"id": 1, "req": {"type": "ping", 7: "x"}}
+        let err = refused(b"\x82\xa2id\x01\xa3req\x82\xa4type\xa4ping\x07\xa1x");
+        assert!(err.contains("map key") && err.contains("at req"), "{err}");
+    }
+
+    #[test]
+    fn a_variant_index_for_its_name_is_refused() {
+        // {"id": 1, "req": {"type": 13}}: 13 is `ping`'s index.
+        let err = refused(b"\x82\xa2id\x01\xa3req\x81\xa4type\x0d");
+        assert!(err.contains("integer"), "{err}");
+    }
+
+    #[test]
+    fn values_of_the_wrong_kind_are_refused() {
+        // "id" as a string, "text" as an integer.
+        refused(b"\x82\xa2id\xa11\xa3req\x81\xa4type\xa4ping");
+        refused(b"\x82\xa2id\x01\xa3req\x82\xa4type\xa3say\xa4text\x05");
+        // An id out of range.
+        refused(b"\x82\xa2id\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xa3req\x81\xa4type\xa4ping");
+        refused(b"\x82\xa2id\xff\xa3req\x81\xa4type\xa4ping");
+    }
+
+    #[test]
+    fn unknown_keys_are_skipped_if_they_keep_to_the_formats() {
+        // A string, an integer, a map, an array: skipped.
+        for junk in [
+            &b"\xa1x"[..],
+            &b"\xcd\x01\x00"[..],
+            &b"\x81\xa1k\x92\x01\xa1v"[..],
+            &b"\x90"[..],
+        ] {
+            assert_eq!(
+                decode::<ClientFrame>(&say_with_junk(junk)).unwrap(),
+                say_hi()
+            );
+        }
+        // Any other format is refused, also where it would be skipped.
+        for (junk, name) in [
+            (&b"\xc0"[..], "nil"),
+            (&b"\xc3"[..], "boolean"),
+            (&b"\xcb\x3f\xf0\x00\x00\x00\x00\x00\x00"[..], "float"),
+            (&b"\xc4\x01x"[..], "bin"),
+            (&b"\xd4\x01\x02"[..], "ext"),
+        ] {
+            let err = refused(&say_with_junk(junk));
+            assert!(
+                err.contains(&format!("a {name} value")) && err.contains("at req.junk"),
+                "{err}"
+            );
+        }
+        // Keys may come in any order.
+        let bytes = b"\x82\xa3req\x82\xa4text\xa2hi\xa4type\xa3say\xa2id\x01";
+        assert_eq!(decode::<ClientFrame>(bytes).unwrap(), say_hi());
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused() {
+        // {"id": 1, "id": 2, "req": {"type": "ping"}}
+        let err = refused(b"\x83\xa2id\x01\xa2id\x02\xa3req\x81\xa4type\xa4ping");
+        assert!(err.contains("duplicate"), "{err}");
+        // {"id": 1, "req": {"type": "say", "text": "a", "text": "b"}}
+        let err = refused(b"\x82\xa2id\x01\xa3req\x83\xa4type\xa3say\xa4text\xa1a\xa4text\xa1b");
+        assert!(err.contains("duplicate"), "{err}");
+        // {"id": 1, "req": {"type": "ping", "type": "logout"}}
+        let err = refused(b"\x82\xa2id\x01\xa3req\x82\xa4type\xa4ping\xa4type\xa6logout");
+        assert!(err.contains("duplicate"), "{err}");
+    }
+
+    #[test]
+    fn eight_levels_of_maps_and_arrays_are_accepted_and_nine_refused() {
+        // The outer map is level 1, the request map level 2, so junk of
+        // `n` nested arrays reaches level 2 + n.
+        let junk = |n: usize| {
+            let mut bytes = vec![0x91; n - 1];
+            bytes.push(0x90);
+            bytes
+        };
+        let deepest = say_with_junk(&junk(MAX_DEPTH - 2));
+        assert_eq!(decode::<ClientFrame>(&deepest).unwrap(), say_hi());
+        let err = refused(&say_with_junk(&junk(MAX_DEPTH - 1)));
+        assert!(err.contains("nested more than 8 deep"), "{err}");
+        // An empty map counts as a level too.
+        let mut too_deep = say_with_junk(&junk(MAX_DEPTH - 1));
+        *too_deep.last_mut().unwrap() = 0x80;
+        refused(&too_deep);
+    }
+
+    #[test]
+    fn replies_with_arrays_round_trip_through_the_strict_decoder() {
+        let line = RoomLine {
+            id: 4,
+            from: "ann".into(),
+            text: "hello".into(),
+            time: 5,
+        };
+        round_trip(ServerFrame::Reply {
+            id: 2,
+            result: Reply::Room {
+                room: RoomInfo {
+                    id: 3,
+                    name: "lobby".into(),
+                    admin: "ann".into(),
+                    capacity: 10,
+                },
+                members: vec!["ann".into(), "bob".into()],
+                history: vec![line.clone(), line],
+            },
+        });
+        round_trip(ServerFrame::Reply {
+            id: 3,
+            result: Reply::Inbox {
+                conversations: vec![Conversation {
+                    with: "bob".into(),
+                    last_from: "ann".into(),
+                    last_text: "hi".into(),
+                    last_time: 1,
+                    unread: 0,
+                }],
+            },
+        });
+        round_trip(ServerFrame::Reply {
+            id: 4,
+            result: Reply::Members { members: vec![] },
+        });
     }
 
     #[test]
