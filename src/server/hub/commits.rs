@@ -87,7 +87,7 @@ impl Commits {
 
     /// The next item waiting at or below `seq`, in order, if any.
     pub fn release(&mut self, seq: u64) -> Option<Deferred> {
-        if !self.waiting.front().is_some_and(|(s, _)| *s <= seq) {
+        if self.waiting.front().is_none_or(|(s, _)| *s > seq) {
             return None;
         }
         let (_, deferred) = self.waiting.pop_front()?;

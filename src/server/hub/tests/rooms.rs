@@ -211,8 +211,8 @@ fn room_events_are_addressed_to_the_room_as_it_stands() {
         reason: LeaveReason::AdminLeft,
     };
     assert!(w.events(ann).is_empty());
-    assert_eq!(w.events(bob), [closed.clone()]);
-    assert_eq!(w.events(cat), [closed]);
+    assert_eq!(w.events(bob), vec![closed.clone()]);
+    assert_eq!(w.events(cat), vec![closed]);
     assert!(w.directory.room(lobby).is_empty());
 }
 
