@@ -6,7 +6,8 @@
 //!   first message: the handshake state made (which sets the static key)
 //!   and the reply written, then the reply alone;
 //! - `fanout`: the chat core taking one `say` in a room of 1,000 members,
-//!   through its commit, to the broadcast it hands the event loop; then the
+//!   through its commit, to the broadcast it hands the event loop, resolved
+//!   to the members' connections through the loop's directory; then the
 //!   same plus what the loop does with it (encode once, encrypt per member);
 //! - `store`: a batch of 100 room messages inserted and committed in one
 //!   transaction, with synchronous=FULL (the default) and NORMAL.
@@ -14,7 +15,8 @@
 //! The side-by-side load benchmark against IRC servers is `bench/run.sh`.
 
 use chatapp::model::{MessageId, RoomId, UserId};
-use chatapp::server::hub::{ConnId, Hub, Input, Limits, Output, StoreJob};
+use chatapp::server::directory::{Directory, Resolved};
+use chatapp::server::hub::{Caller, ConnId, Hub, Input, Limits, Output, StoreJob};
 use chatapp::store::{self, Snapshot, Store, UserRow, Write};
 use chatapp::wire::frame;
 use chatapp::wire::msg::{self, ClientFrame, Event, Request, RoomLine, ServerFrame};
@@ -107,9 +109,10 @@ fn handshake(c: &mut Criterion) {
     g.finish();
 }
 
-/// A hub with `MEMBERS` users logged in and in one room; returns it and
-/// the room's id. Limits are lifted so that the sender is never throttled.
-fn full_room() -> Hub {
+/// A hub with `MEMBERS` users logged in and in one room, and the event
+/// loop's directory of them. Limits are lifted so that the sender is never
+/// throttled.
+fn full_room() -> (Hub, Directory) {
     let users = (1..=MEMBERS as i64)
         .map(|i| UserRow {
             id: UserId(i),
@@ -132,12 +135,15 @@ fn full_room() -> Hub {
         ..Limits::default()
     };
     let mut hub = Hub::new(snapshot, limits);
+    let mut directory = Directory::default();
     let now = 1_000;
-    let drain = |hub: &mut Hub| {
+    let mut drain = |hub: &mut Hub| {
         let mut seqs = Vec::new();
         while let Some(out) = hub.poll_output() {
-            if let Output::Store(StoreJob::Write { seq, .. }) = out {
-                seqs.push(seq);
+            match out {
+                Output::Store(StoreJob::Write { seq, .. }) => seqs.push(seq),
+                Output::Directory(change) => directory.apply(change),
+                _ => {}
             }
         }
         seqs
@@ -167,8 +173,7 @@ fn full_room() -> Hub {
         hub.handle(
             now,
             Input::Verified {
-                conn,
-                id: 1,
+                caller: Caller { conn, id: 1 },
                 name,
                 user: Some(UserId(i as i64)),
             },
@@ -194,11 +199,15 @@ fn full_room() -> Hub {
             drain(&mut hub);
         }
     }
-    hub
+    (hub, directory)
 }
 
 /// One `say` from member 2, committed; returns the outputs' fan-out size.
-fn say(hub: &mut Hub, id: u32, on_broadcast: &mut impl FnMut(&[ConnId], &ServerFrame)) -> usize {
+fn say(
+    (hub, directory): &mut (Hub, Directory),
+    id: u32,
+    on_broadcast: &mut impl FnMut(Resolved<'_>, &ServerFrame),
+) -> usize {
     let now = 2_000;
     let req = Request::Say { text: TEXT.into() };
     hub.handle(
@@ -217,10 +226,15 @@ fn say(hub: &mut Hub, id: u32, on_broadcast: &mut impl FnMut(&[ConnId], &ServerF
     hub.handle(now, Input::Committed { seq, ok: true });
     let mut fanout = 0;
     while let Some(out) = hub.poll_output() {
-        if let Output::Broadcast { conns, frame } = out {
-            on_broadcast(&conns, &frame);
-            fanout += conns.len();
-            hub.recycle(conns); // as the event loop does
+        // As the event loop does.
+        match out {
+            Output::Broadcast { audience, frame } => {
+                let conns = directory.resolve(&audience);
+                fanout += conns.len();
+                on_broadcast(conns, &frame);
+            }
+            Output::Directory(change) => directory.apply(change),
+            _ => {}
         }
     }
     fanout
@@ -250,9 +264,9 @@ fn fanout(c: &mut Criterion) {
     g.bench_function("hub + encode + encrypt for 1,000 members", |b| {
         b.iter(|| {
             id += 1;
-            let mut seal = |conns: &[ConnId], frame: &ServerFrame| {
+            let mut seal = |conns: Resolved<'_>, frame: &ServerFrame| {
                 msg::encode_into(frame, &mut encoded).unwrap();
-                for (conn, (tr, out)) in conns.iter().zip(transports.iter_mut()) {
+                for (conn, (tr, out)) in conns.zip(transports.iter_mut()) {
                     black_box(conn);
                     out.clear();
                     tr.seal_into(&encoded, out).unwrap();

@@ -12,7 +12,10 @@
 #![allow(dead_code)]
 
 use chatapp::model::{MAX_TEXT_BYTES, MessageId, Millis, RoomId, UserId};
-use chatapp::server::hub::{Answer, AuthJob, ConnId, Hub, Input, Limits, Output, Query, StoreJob};
+use chatapp::server::directory::Directory;
+use chatapp::server::hub::{
+    Answer, AuthJob, Caller, ConnId, Hub, Input, Limits, Output, Query, StoreJob,
+};
 use chatapp::store::{self, Snapshot, UserRow, Write};
 use chatapp::wire::msg::{self, ClientFrame, Event, Reply, Request, ServerFrame};
 use chatapp::wire::noise::{ClientHandshake, ServerHandshake, StaticKey};
@@ -372,7 +375,7 @@ fn request(input: &mut Bytes) -> Request {
 /// A reply the workers owe the hub.
 enum Job {
     Auth(AuthJob),
-    Query { conn: ConnId, id: u32, query: Query },
+    Query { caller: Caller, query: Query },
 }
 
 /// The world around the hub: connections that come and go, workers that
@@ -402,6 +405,9 @@ struct Sim {
     /// Request ids each connection sent, and the replies they got.
     asked: HashMap<ConnId, Vec<u32>>,
     replied: HashMap<(ConnId, u32), u32>,
+    /// Who is connected where, kept from the hub's outputs as the event
+    /// loop keeps it; broadcasts are resolved through it.
+    directory: Directory,
 }
 
 impl Sim {
@@ -441,6 +447,7 @@ impl Sim {
             delivered: HashSet::new(),
             asked: HashMap::new(),
             replied: HashMap::new(),
+            directory: Directory::default(),
         }
     }
 
@@ -553,31 +560,27 @@ impl Sim {
     fn answer(&mut self, job: Job, input: &mut Bytes) {
         let answer = match job {
             Job::Auth(AuthJob::Hash {
-                conn,
-                id,
+                caller,
                 name,
                 password,
             }) => Input::Hashed {
-                conn,
-                id,
+                caller,
                 name,
                 hash: fake_hash(&password),
             },
             Job::Auth(AuthJob::Verify {
-                conn,
-                id,
+                caller,
                 name,
                 user,
                 password,
             }) => Input::Verified {
-                conn,
-                id,
+                caller,
                 name,
                 user: user
                     .filter(|(_, hash)| *hash == fake_hash(&password))
                     .map(|(u, _)| u),
             },
-            Job::Query { conn, id, query } => {
+            Job::Query { caller, query } => {
                 let answer = match (input.u8() % 8, query) {
                     (0, _) => Answer::Failed("disk I/O error".into()),
                     (_, Query::Inbox { user }) => Answer::Inbox(inbox(input, user)),
@@ -586,7 +589,7 @@ impl Sim {
                         rows: dialogue(input, user, other),
                     },
                 };
-                Input::Answered { conn, id, answer }
+                Input::Answered { caller, answer }
             }
         };
         self.handle(answer);
@@ -622,8 +625,10 @@ impl Sim {
                     }
                     fits(&frame);
                 }
-                Output::Broadcast { conns, frame } => {
-                    assert!(!conns.is_empty(), "a broadcast to nobody");
+                Output::Broadcast { audience, frame } => {
+                    // Resolved as the event loop resolves it.
+                    let conns: Vec<ConnId> = self.directory.resolve(&audience).collect();
+                    assert!(!conns.is_empty(), "a broadcast to nobody: {audience:?}");
                     let distinct: HashSet<_> = conns.iter().collect();
                     assert_eq!(
                         distinct.len(),
@@ -642,6 +647,7 @@ impl Sim {
                     self.check_event(event);
                     fits(&frame);
                 }
+                Output::Directory(change) => self.directory.apply(change),
                 Output::Close { conn } => {
                     assert!(
                         self.ever.contains(&conn),
@@ -650,8 +656,8 @@ impl Sim {
                     self.closing.insert(conn);
                 }
                 Output::Auth(job) => self.jobs.push(Job::Auth(job)),
-                Output::Store(StoreJob::Query { conn, id, query }) => {
-                    self.jobs.push(Job::Query { conn, id, query })
+                Output::Store(StoreJob::Query { caller, query }) => {
+                    self.jobs.push(Job::Query { caller, query })
                 }
                 Output::Store(StoreJob::Write { seq, write }) => {
                     assert_eq!(seq, self.last_seq + 1, "writes are numbered in order");

@@ -10,6 +10,8 @@
 //! - [`store`]: SQLite schema and queries; scrypt password hashing.
 //! - [`server::hub`]: the chat core: accounts, rooms, private messages. Pure:
 //!   fed inputs, drained of outputs; no sockets, clock or SQLite.
+//! - [`server::directory`]: who is connected where; resolves a broadcast's
+//!   audience to connections for the event loop. Pure.
 //! - [`server::net`]: the mio event loop, the only code that touches sockets.
 //! - [`server::workers`]: the threads for scrypt and for SQLite writes.
 //! - [`server`]: configuration, data directory, key and lock files; `serve`.

@@ -5,6 +5,7 @@
 //! whole file runs in seconds; `PROPTEST_CASES=10000` runs more.
 
 use chatapp::model::{MessageId, Millis, RoomId, UserId};
+use chatapp::server::directory::Directory;
 use chatapp::server::hub::{AuthJob, ConnId, Hub, Input, Limits, Output, StoreJob};
 use chatapp::store::{Snapshot, UserRow};
 use chatapp::wire::frame;
@@ -381,6 +382,8 @@ struct World {
     now: Millis,
     seen: HashMap<ConnId, Vec<ServerFrame>>,
     next_id: u32,
+    /// Broadcasts are resolved through it, as the event loop does.
+    directory: Directory,
 }
 
 impl World {
@@ -402,6 +405,7 @@ impl World {
             now: 1_000_000,
             seen: HashMap::new(),
             next_id: 1,
+            directory: Directory::default(),
         }
     }
 
@@ -413,20 +417,19 @@ impl World {
             while let Some(out) = self.hub.poll_output() {
                 match out {
                     Output::Send { conn, frame } => self.seen.entry(conn).or_default().push(frame),
-                    Output::Broadcast { conns, frame } => {
-                        for conn in conns {
+                    Output::Broadcast { audience, frame } => {
+                        for conn in self.directory.resolve(&audience) {
                             self.seen.entry(conn).or_default().push(frame.clone());
                         }
                     }
+                    Output::Directory(change) => self.directory.apply(change),
                     Output::Auth(AuthJob::Verify {
-                        conn,
-                        id,
+                        caller,
                         name,
                         user,
                         password,
                     }) => answers.push(Input::Verified {
-                        conn,
-                        id,
+                        caller,
                         name,
                         user: user
                             .filter(|(_, hash)| *hash == format!("fake${password}"))

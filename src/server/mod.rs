@@ -7,6 +7,7 @@
 //! command line, stopped by SIGINT or SIGTERM.
 
 pub mod args;
+pub mod directory;
 pub mod hub;
 pub mod limits;
 pub mod net;

@@ -10,6 +10,7 @@
 //! connection, not one per message. Write interest is derived from the
 //! queue after every turn (registered only while bytes are left unsent).
 
+use super::directory::Directory;
 use super::hub::{ConnId, ConnMap, Hub, Input, Level, Output};
 use super::workers::Workers;
 use crate::wire::msg::{self, ClientFrame, ServerFrame};
@@ -190,6 +191,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
         next: FIRST_CONN,
         key,
         hub,
+        directory: Directory::default(),
         workers,
         log_level,
         plain: Vec::new(),
@@ -284,6 +286,9 @@ struct Net {
     next: u64,
     key: StaticKey,
     hub: Hub,
+    /// Who is connected where, for resolving broadcasts; kept up to date
+    /// by the hub's [`Output::Directory`] changes.
+    directory: Directory,
     workers: Workers,
     log_level: Level,
     /// Reused buffers: decrypted input, encoded output.
@@ -617,16 +622,18 @@ impl Net {
         while let Some(output) = self.hub.poll_output() {
             match output {
                 Output::Send { conn, frame } => self.queue(conn, &frame),
-                Output::Broadcast { conns, frame } => {
+                Output::Broadcast { audience, frame } => {
                     if msg::encode_into(&frame, &mut self.encoded).is_err() {
                         self.log(Level::Error, format!("cannot encode {frame:?}"));
                         continue;
                     }
-                    for &conn in &conns {
-                        self.pack(conn);
+                    // The directory lends the audience's connections (a
+                    // room's own list): nothing is copied or allocated.
+                    for conn in self.directory.resolve(&audience) {
+                        pack(&mut self.conns, &self.encoded, &mut self.dirty, conn);
                     }
-                    self.hub.recycle(conns);
                 }
+                Output::Directory(change) => self.directory.apply(change),
                 Output::Close { conn } => self.close(conn, "closed by the server".into()),
                 Output::Auth(job) => self.workers.auth(job),
                 Output::Store(job) => self.workers.store(job),
@@ -642,30 +649,9 @@ impl Net {
         }
     }
 
-    /// Adds the encoded message to what the connection is sent this turn;
-    /// [`Connection::seal`] encrypts it, with the rest, at the flush.
+    /// Adds the encoded message to what the connection is sent this turn.
     fn pack(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if !matches!(c.phase, Some(Phase::Open(_))) || c.closing.is_some() {
-            return;
-        }
-        if c.plain.len() + self.encoded.len() > frame::MAX_PLAINTEXT {
-            c.seal();
-        }
-        c.plain.extend_from_slice(&self.encoded);
-        if c.unsent() > MAX_UNSENT {
-            // Nothing more is owed to a client this far behind: it catches
-            // up from history when it comes back.
-            c.plain.clear();
-            c.outbox.clear();
-            c.closing = Some(Closing {
-                reason: format!("too slow: more than {MAX_UNSENT} bytes waiting to be sent"),
-                by: Instant::now(),
-            });
-        }
-        mark(c, &mut self.dirty, conn);
+        pack(&mut self.conns, &self.encoded, &mut self.dirty, conn);
     }
 
     /// Queues a connection for the end-of-turn flush.
@@ -804,6 +790,33 @@ impl Net {
             eprintln!("chatapp: {}: {line}", format!("{level:?}").to_lowercase());
         }
     }
+}
+
+/// Adds the encoded message to what the connection is sent this turn;
+/// [`Connection::seal`] encrypts it, with the rest, at the flush. Apart
+/// from [`Net`] so that a broadcast can pack while it borrows the directory.
+fn pack(conns: &mut ConnMap<Connection>, encoded: &[u8], dirty: &mut Vec<ConnId>, conn: ConnId) {
+    let Some(c) = conns.get_mut(&conn) else {
+        return;
+    };
+    if !matches!(c.phase, Some(Phase::Open(_))) || c.closing.is_some() {
+        return;
+    }
+    if c.plain.len() + encoded.len() > frame::MAX_PLAINTEXT {
+        c.seal();
+    }
+    c.plain.extend_from_slice(encoded);
+    if c.unsent() > MAX_UNSENT {
+        // Nothing more is owed to a client this far behind: it catches
+        // up from history when it comes back.
+        c.plain.clear();
+        c.outbox.clear();
+        c.closing = Some(Closing {
+            reason: format!("too slow: more than {MAX_UNSENT} bytes waiting to be sent"),
+            by: Instant::now(),
+        });
+    }
+    mark(c, dirty, conn);
 }
 
 fn later(c: &mut Connection, unread: &mut Vec<ConnId>, conn: ConnId) {

@@ -169,22 +169,15 @@ fn hash_loop(jobs: &Mutex<Receiver<AuthJob>>, cost: HashCost, dummy: &str, reply
         let Ok(job) = job else { return };
         match job {
             AuthJob::Hash {
-                conn,
-                id,
+                caller,
                 name,
                 password,
             } => {
                 let hash = password::hash(&password, cost);
-                reply.send(Input::Hashed {
-                    conn,
-                    id,
-                    name,
-                    hash,
-                });
+                reply.send(Input::Hashed { caller, name, hash });
             }
             AuthJob::Verify {
-                conn,
-                id,
+                caller,
                 name,
                 user,
                 password,
@@ -195,8 +188,7 @@ fn hash_loop(jobs: &Mutex<Receiver<AuthJob>>, cost: HashCost, dummy: &str, reply
                 };
                 let ok = password::verify(&password, hash);
                 reply.send(Input::Verified {
-                    conn,
-                    id,
+                    caller,
                     name,
                     user: user.filter(|_| ok),
                 });
@@ -255,10 +247,10 @@ impl Batch {
                         self.commit(store, reply);
                     }
                 }
-                StoreJob::Query { conn, id, query } => {
+                StoreJob::Query { caller, query } => {
                     self.commit(store, reply);
                     let answer = answer(store, query);
-                    reply.send(Input::Answered { conn, id, answer });
+                    reply.send(Input::Answered { caller, answer });
                 }
             }
         }

@@ -1,0 +1,360 @@
+//! The chat core: accounts, rooms, membership, private messages and the
+//! inbox, as a state machine. It is fed [`Input`]s and drained of
+//! [`Output`]s; it never touches a socket, the clock or SQLite. The time
+//! comes in with every call, slow work (scrypt, SQLite) leaves as an output
+//! and comes back as an input, so the event loop around it never waits.
+//!
+//! Durability rule: a room or private message is handed to the store as a
+//! [`Write`] with a sequence number, and is delivered to anyone (and
+//! acknowledged to its sender) only once the store reports that sequence
+//! committed. The store commits in order and in groups, so one number is
+//! enough to release everything behind it.
+//!
+//! Layout, by the state each part owns (none of them imports another; this
+//! root holds them together and carries out what a commit releases and
+//! what a worker answers):
+//! - [`effects`]: inputs, outputs, jobs, and the addresses [`Caller`] and
+//!   [`Audience`].
+//! - `connections`: each connection's state, deadlines and budgets.
+//! - `accounts`: users, who is logged in where, login throttling.
+//! - `rooms`: open rooms, their members and recent history.
+//! - `private`: unread counts, inbox and dialogue replies.
+//! - `commits`: sequence numbers and what waits for a commit.
+//! - `requests` and `sessions`: the handlers of requests and of sessions
+//!   beginning and ending, over all of the above.
+
+mod accounts;
+mod commits;
+mod connections;
+pub mod effects;
+mod private;
+mod requests;
+mod rooms;
+mod sessions;
+
+pub use super::limits::Limits;
+pub use effects::{
+    Answer, Audience, AuthJob, Caller, Change, ConnHasher, ConnId, ConnMap, Input, Level, Output,
+    Query, StoreJob,
+};
+pub use private::{INBOX_LIMIT, PREVIEW_CHARS};
+
+use crate::model::{MAX_TEXT_BYTES, MessageId, Millis, RoomId};
+use crate::store::{Snapshot, Write};
+use crate::wire::msg::{ErrorCode, Event, LeaveReason, Reply, RoomLine, ServerFrame};
+use accounts::Accounts;
+use commits::{Commits, Deferred};
+use connections::{Connections, State};
+use effects::Refusal;
+use private::Unread;
+use rooms::Rooms;
+use std::collections::VecDeque;
+
+/// Bytes of history a reply may carry, leaving room in a 64 KiB frame for
+/// the rest of it (a member list of 1,000 names fits in the remainder).
+const HISTORY_BUDGET: usize = 24 * 1024;
+
+pub struct Hub {
+    conns: Connections,
+    accounts: Accounts,
+    rooms: Rooms,
+    unread: Unread,
+    commits: Commits,
+    next_message: i64,
+    out: VecDeque<Output>,
+    limits: Limits,
+    next_sweep: Millis,
+}
+
+impl Hub {
+    pub fn new(snapshot: Snapshot, limits: Limits) -> Hub {
+        Hub {
+            conns: Connections::default(),
+            accounts: Accounts::new(snapshot.users, snapshot.next_user),
+            rooms: Rooms::new(snapshot.next_room),
+            unread: Unread::new(snapshot.unread),
+            commits: Commits::default(),
+            next_message: snapshot.next_message.0,
+            out: VecDeque::new(),
+            limits,
+            next_sweep: 0,
+        }
+    }
+
+    /// The next effect to carry out, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// When [`Hub::handle_timeout`] wants to be called next.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        let held = self.accounts.next_due();
+        let sweep = (!self.conns.is_empty()).then_some(self.next_sweep);
+        held.into_iter().chain(sweep).min()
+    }
+
+    /// Deadlines: logins held back whose time came, connections that did
+    /// not log in in time, silent ones (pinged, then dropped).
+    pub fn handle_timeout(&mut self, now: Millis) {
+        let due = self.accounts.due(now);
+        self.out.extend(due.into_iter().map(Output::Auth));
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + self.limits.sweep;
+        let overdue = self.conns.overdue(now, &self.limits);
+        let login_secs = seconds(self.limits.login_timeout);
+        for conn in overdue.late {
+            self.conns.set_state(conn, State::Anonymous);
+            self.bye(
+                conn,
+                &format!("no login within {login_secs} s: connect again and log in"),
+            );
+        }
+        let idle_secs = seconds(self.limits.idle_close);
+        for conn in overdue.silent {
+            self.end_session(now, conn, LeaveReason::Disconnected);
+            self.conns.set_state(conn, State::Anonymous);
+            self.bye(conn, &format!("nothing heard from you for {idle_secs} s"));
+        }
+        for conn in overdue.ping {
+            let event = Event::Ping;
+            self.send(conn, ServerFrame::Event { event });
+        }
+    }
+
+    pub fn handle(&mut self, now: Millis, input: Input) {
+        match input {
+            Input::Connected { conn, peer, ip } => {
+                self.log(Level::Info, format!("{peer}: connected as {}", conn.0));
+                if self.conns.is_empty() {
+                    self.next_sweep = now + self.limits.sweep;
+                }
+                self.conns.connect(now, conn, peer, ip, &self.limits);
+            }
+            Input::Request { conn, frame } => self.request(now, conn, frame),
+            Input::Disconnected { conn, reason } => self.disconnected(now, conn, &reason),
+            Input::Hashed { caller, name, hash } => self.hashed(now, caller, name, hash),
+            Input::Verified { caller, name, user } => self.verified(now, caller, &name, user),
+            Input::Committed { seq, ok } => self.committed(now, seq, ok),
+            Input::Answered { caller, answer } => self.answered(caller, answer),
+        }
+    }
+
+    /// Closes every room and says goodbye to everyone: the server is
+    /// stopping. The caller then flushes outputs and waits for the store.
+    pub fn shutdown(&mut self, now: Millis) {
+        for room in self.rooms.ids() {
+            self.close_room(now, room, LeaveReason::Shutdown);
+        }
+        for conn in self.conns.ids() {
+            self.bye(conn, "the server is shutting down");
+        }
+    }
+
+    /// Bytes of messages handed to the store and not yet committed (text
+    /// plus a frame's overhead each): what will be delivered at once when
+    /// the commit comes. The event loop reads no more requests while this
+    /// is high, so neither the store's queue nor the deliveries it will
+    /// release can grow without bound.
+    pub fn uncommitted(&self) -> usize {
+        self.commits.uncommitted()
+    }
+
+    /// [`Hub::uncommitted`] for the room `conn` is in (0 outside rooms):
+    /// every member gets all of it when the commit comes, so the loop stops
+    /// reading a busy room's members before their output can overflow.
+    pub fn room_uncommitted(&self, conn: ConnId) -> usize {
+        match self.conns.state(conn) {
+            Some(State::Online {
+                room: Some(room), ..
+            }) => self.commits.room_backlog(room),
+            _ => 0,
+        }
+    }
+
+    // ---- released work ----
+
+    /// The store committed (or failed to commit) everything up to `seq`:
+    /// what waited for it is shown, or undone.
+    fn committed(&mut self, now: Millis, seq: u64, ok: bool) {
+        while let Some(deferred) = self.commits.release(seq) {
+            match (ok, deferred) {
+                (true, Deferred::Account { caller, user }) => {
+                    let name = self.accounts.name_of(user);
+                    self.reply(caller, Reply::LoggedIn { name, unread: 0 });
+                }
+                (false, Deferred::Account { caller, user }) => {
+                    self.undo_account(now, caller.conn, user);
+                    self.reply(caller, unavailable());
+                }
+                (true, Deferred::RoomCreated { caller, reply, .. }) => self.reply(caller, reply),
+                (false, Deferred::RoomCreated { caller, room, .. }) => {
+                    self.drop_room(room, LeaveReason::StoreFailed);
+                    self.reply(caller, unavailable());
+                }
+                (true, Deferred::Reply { caller, reply }) => self.reply(caller, reply),
+                (false, Deferred::Reply { caller, .. }) => self.reply(caller, unavailable()),
+                (true, Deferred::Room { room, line }) => self.deliver_room(room, line),
+                (
+                    true,
+                    Deferred::Private {
+                        sender,
+                        recipient,
+                        line,
+                    },
+                ) => {
+                    self.unread.add(recipient, sender);
+                    if self.accounts.is_online(sender) || self.accounts.is_online(recipient) {
+                        let audience = Audience::Users([sender, recipient]);
+                        self.broadcast(audience, Event::PrivateMessage { line });
+                    }
+                }
+                (false, _) => {}
+            }
+        }
+        if !ok {
+            self.log(Level::Error, format!("store writes up to {seq} failed"));
+        }
+    }
+
+    /// A store read answered: the reply it was for goes out.
+    fn answered(&mut self, caller: Caller, answer: Answer) {
+        let name_of = |u| self.accounts.name_of(u);
+        let reply = match answer {
+            Answer::Inbox(rows) => Reply::Inbox {
+                conversations: private::inbox(rows, name_of),
+            },
+            Answer::Dialogue { other, rows } => Reply::Dialogue {
+                with: name_of(other),
+                history: fit_newest(private::dialogue(rows, name_of), |l| l.text.len() + 64),
+            },
+            Answer::Failed(e) => {
+                self.log(Level::Error, format!("store read failed: {e}"));
+                Reply::Error {
+                    code: ErrorCode::Unavailable,
+                    message: "the server could not read its store: try again later".to_string(),
+                }
+            }
+        };
+        self.reply(caller, reply);
+    }
+
+    fn deliver_room(&mut self, room: RoomId, line: RoomLine) {
+        if self.rooms.record(room, &line) {
+            let event = Event::RoomMessage {
+                room: room.0 as u64,
+                line,
+            };
+            self.broadcast(Audience::Room(room), event);
+        }
+    }
+
+    // ---- effects ----
+
+    fn take_message_id(&mut self) -> MessageId {
+        let id = MessageId(self.next_message);
+        self.next_message += 1;
+        id
+    }
+
+    fn persist(&mut self, write: Write) -> u64 {
+        let seq = self.commits.next_seq();
+        self.out
+            .push_back(Output::Store(StoreJob::Write { seq, write }));
+        seq
+    }
+
+    fn reply(&mut self, caller: Caller, result: Reply) {
+        let id = caller.id;
+        self.send(caller.conn, ServerFrame::Reply { id, result });
+    }
+
+    fn send(&mut self, conn: ConnId, frame: ServerFrame) {
+        self.out.push_back(Output::Send { conn, frame });
+    }
+
+    /// The event to its audience. Callers make sure the audience is not
+    /// empty (the hub knows who is where as well as the directory does).
+    fn broadcast(&mut self, audience: Audience, event: Event) {
+        self.out.push_back(Output::Broadcast {
+            audience,
+            frame: ServerFrame::Event { event },
+        });
+    }
+
+    fn directory(&mut self, change: Change) {
+        self.out.push_back(Output::Directory(change));
+    }
+
+    fn bye(&mut self, conn: ConnId, reason: &str) {
+        self.send(
+            conn,
+            ServerFrame::Event {
+                event: Event::Bye {
+                    reason: reason.to_string(),
+                },
+            },
+        );
+        self.out.push_back(Output::Close { conn });
+    }
+
+    fn log(&mut self, level: Level, line: String) {
+        self.out.push_back(Output::Log { level, line });
+    }
+}
+
+/// `10`, or `1.5` where the milliseconds are not whole seconds.
+fn seconds(ms: Millis) -> String {
+    if ms % 1000 == 0 {
+        (ms / 1000).to_string()
+    } else {
+        format!("{:.1}", ms as f64 / 1000.0)
+    }
+}
+
+fn unavailable() -> Reply {
+    Reply::Error {
+        code: ErrorCode::Unavailable,
+        message: "the server could not store that: try again later".to_string(),
+    }
+}
+
+fn check_text(text: &str) -> Result<(), Refusal> {
+    if text.len() > MAX_TEXT_BYTES {
+        return Err((
+            ErrorCode::TooLong,
+            format!(
+                "that message is {} bytes; the most is {MAX_TEXT_BYTES}: split it up",
+                text.len()
+            ),
+        ));
+    }
+    if text.trim().is_empty() {
+        return Err((ErrorCode::Empty, "an empty message is not sent".to_string()));
+    }
+    Ok(())
+}
+
+/// Keeps the newest items (the list's tail) whose estimated encoded sizes
+/// add up to no more than the history budget, so a reply fits one frame.
+fn fit_newest<T>(mut items: Vec<T>, size: impl Fn(&T) -> usize) -> Vec<T> {
+    let mut total = 0;
+    let keep = items
+        .iter()
+        .rev()
+        .take_while(|item| {
+            total += size(item);
+            total <= HISTORY_BUDGET
+        })
+        .count();
+    items.drain(..items.len() - keep);
+    items
+}
+
+#[cfg(test)]
+mod tests;

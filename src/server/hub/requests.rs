@@ -1,0 +1,368 @@
+//! The hub's handlers, one for each request and for each way a session or
+//! a room ends. They belong to the root (they reach over every part of
+//! the state), and are kept here so that each file stays readable.
+
+use super::commits::Deferred;
+use super::connections::{OverBudget, State};
+use super::effects::Refusal;
+use super::{Audience, AuthJob, Caller, Change, ConnId, Hub, Level, Output, Query, StoreJob};
+use super::{check_text, fit_newest};
+use crate::model::{self, MessageId, Millis, RoomId, UserId};
+use crate::store::Write;
+use crate::store::password;
+use crate::wire::msg::{
+    ClientFrame, ErrorCode, Event, LeaveReason, PrivateLine, Reply, Request, RoomInfo, RoomLine,
+    ServerFrame,
+};
+use std::sync::Arc;
+
+/// What a request handler returns: a reply now, none (it comes later), or
+/// an error reply.
+type Answered = Result<Option<Reply>, Refusal>;
+
+impl Hub {
+    pub(super) fn request(&mut self, now: Millis, conn: ConnId, frame: ClientFrame) {
+        let caller = Caller { conn, id: frame.id };
+        let is_message = matches!(frame.req, Request::Say { .. } | Request::SendPrivate { .. });
+        let state = match self.conns.heard(now, conn, is_message, &self.limits) {
+            None => return,
+            Some(Ok(state)) => state,
+            Some(Err(over)) => {
+                let message = match over {
+                    OverBudget::Requests => {
+                        let per_sec = self.limits.requests_per_second;
+                        format!("too many requests: at most {per_sec} a second, slow down")
+                    }
+                    OverBudget::Messages => {
+                        let per_sec = self.limits.messages_per_second;
+                        format!(
+                            "too many messages: at most {per_sec} a second; this one was not sent"
+                        )
+                    }
+                };
+                let code = ErrorCode::RateLimited;
+                return self.reply(caller, Reply::Error { code, message });
+            }
+        };
+        let result = match (state, frame.req) {
+            (_, Request::Ping) => Ok(Some(Reply::Pong)),
+            (State::Authenticating, _) => Err((
+                ErrorCode::NotAllowed,
+                "wait for the answer to your login first".to_string(),
+            )),
+            (State::Anonymous, Request::Register { name, password }) => {
+                self.register(caller, name, password)
+            }
+            (State::Anonymous, Request::Login { name, password }) => {
+                self.login(now, caller, name, password)
+            }
+            (State::Anonymous, _) => Err((
+                ErrorCode::NotAllowed,
+                "log in or create an account first".to_string(),
+            )),
+            (State::Online { .. }, Request::Register { .. } | Request::Login { .. }) => Err((
+                ErrorCode::AlreadyLoggedIn,
+                "you are already logged in: log out first".to_string(),
+            )),
+            (State::Online { user, room }, req) => self.online(now, caller, user, room, req),
+        };
+        match result {
+            Ok(Some(reply)) => self.reply(caller, reply),
+            Ok(None) => {}
+            Err((code, message)) => self.reply(caller, Reply::Error { code, message }),
+        }
+    }
+
+    fn register(&mut self, caller: Caller, name: String, password: String) -> Answered {
+        model::check_user_name(&name).map_err(|e| (ErrorCode::InvalidName, e.to_string()))?;
+        let key = model::user_key(&name);
+        if !self.accounts.is_free(&key) {
+            return Err((ErrorCode::NameTaken, "that name is taken".to_string()));
+        }
+        password::check(&name, &password).map_err(|e| (ErrorCode::WeakPassword, e.to_string()))?;
+        self.accounts.reserve(key);
+        self.conns.set_state(caller.conn, State::Authenticating);
+        self.out.push_back(Output::Auth(AuthJob::Hash {
+            caller,
+            name,
+            password,
+        }));
+        Ok(None)
+    }
+
+    fn login(&mut self, now: Millis, caller: Caller, name: String, password: String) -> Answered {
+        let key = model::user_key(&name);
+        let user = self.accounts.with_hash(&key);
+        self.conns.set_state(caller.conn, State::Authenticating);
+        let verify = AuthJob::Verify {
+            caller,
+            name,
+            user,
+            password,
+        };
+        let ip = &self.conns.get(caller.conn).expect("the caller").ip;
+        let delay = self.accounts.login_delay(now, &key, ip, &self.limits);
+        if delay > 0 {
+            self.accounts.hold(now + delay, verify);
+        } else {
+            self.out.push_back(Output::Auth(verify));
+        }
+        Ok(None)
+    }
+
+    fn online(
+        &mut self,
+        now: Millis,
+        caller: Caller,
+        user: UserId,
+        room: Option<RoomId>,
+        req: Request,
+    ) -> Answered {
+        let conn = caller.conn;
+        match (room, req) {
+            (_, Request::Logout) => {
+                self.end_session(now, conn, LeaveReason::Left);
+                self.conns.set_state(conn, State::Anonymous);
+                Ok(Some(Reply::Ok))
+            }
+            (_, Request::Inbox) => {
+                let query = Query::Inbox { user };
+                self.out
+                    .push_back(Output::Store(StoreJob::Query { caller, query }));
+                Ok(None)
+            }
+            (_, Request::OpenDialogue { with }) => {
+                let other = self.correspondent(user, &with)?;
+                self.mark_read(user, other);
+                let query = Query::Dialogue { user, other };
+                self.out
+                    .push_back(Output::Store(StoreJob::Query { caller, query }));
+                Ok(None)
+            }
+            (_, Request::MarkRead { with }) => {
+                let other = self.correspondent(user, &with)?;
+                self.mark_read(user, other);
+                Ok(Some(Reply::Ok))
+            }
+            (_, Request::SendPrivate { to, text }) => {
+                let recipient = self.correspondent(user, &to)?;
+                check_text(&text)?;
+                let text: Arc<str> = text.into();
+                let line = PrivateLine {
+                    id: self.take_message_id().0 as u64,
+                    from: self.accounts.name(user).clone(),
+                    to: self.accounts.name(recipient).clone(),
+                    text: text.clone(),
+                    time: now,
+                };
+                let seq = self.persist(Write::PrivateMessage {
+                    id: MessageId(line.id as i64),
+                    sender: user,
+                    recipient,
+                    text,
+                    sent: now,
+                });
+                let sender = user;
+                let private = Deferred::Private {
+                    sender,
+                    recipient,
+                    line,
+                };
+                self.commits.defer(seq, private);
+                let reply = Reply::Ok;
+                self.commits.defer(seq, Deferred::Reply { caller, reply });
+                Ok(None)
+            }
+            (Some(_), Request::CreateRoom { .. } | Request::JoinRoom { .. }) => Err((
+                ErrorCode::NotAllowed,
+                "you are in a room already: leave it first".to_string(),
+            )),
+            (None, Request::CreateRoom { name, capacity }) => {
+                self.create_room(now, caller, user, &name, capacity)
+            }
+            (None, Request::JoinRoom { room }) => self.join_room(conn, user, room),
+            (None, Request::LeaveRoom | Request::Say { .. } | Request::Members)
+            | (None, Request::Kick { .. }) => Err((
+                ErrorCode::NotMember,
+                "you are not in a room: create or join one first".to_string(),
+            )),
+            (Some(room), Request::LeaveRoom) => {
+                self.leave_room(now, conn, room, LeaveReason::Left);
+                Ok(Some(Reply::Ok))
+            }
+            (Some(room), Request::Members) => Ok(Some(Reply::Members {
+                members: self.member_names(room),
+            })),
+            (Some(room), Request::Say { text }) => {
+                check_text(&text)?;
+                let text: Arc<str> = text.into();
+                let line = RoomLine {
+                    id: self.take_message_id().0 as u64,
+                    from: self.accounts.name(user).clone(),
+                    text: text.clone(),
+                    time: now,
+                };
+                let seq = self.persist(Write::RoomMessage {
+                    id: MessageId(line.id as i64),
+                    room,
+                    sender: user,
+                    text,
+                    sent: now,
+                });
+                self.commits.defer(seq, Deferred::Room { room, line });
+                let reply = Reply::Ok;
+                self.commits.defer(seq, Deferred::Reply { caller, reply });
+                Ok(None)
+            }
+            (Some(room), Request::Kick { name }) => self.kick(user, room, &name),
+            (_, Request::Register { .. } | Request::Login { .. } | Request::Ping) => {
+                unreachable!("handled before")
+            }
+        }
+    }
+
+    fn create_room(
+        &mut self,
+        now: Millis,
+        caller: Caller,
+        user: UserId,
+        name: &str,
+        capacity: u32,
+    ) -> Answered {
+        let conn = caller.conn;
+        let (room, name) = self.rooms.create(name, capacity, user, conn)?;
+        let seq = self.persist(Write::Room {
+            id: room,
+            name: name.clone(),
+            admin: user,
+            capacity,
+            created: now,
+        });
+        let state = State::Online {
+            user,
+            room: Some(room),
+        };
+        self.conns.set_state(conn, state);
+        self.directory(Change::Entered { conn, room });
+        let admin = self.accounts.name(user).to_string();
+        self.log(
+            Level::Info,
+            format!("room #{room} \"{name}\" created by {admin} for {capacity}"),
+        );
+        let reply = Reply::Room {
+            room: RoomInfo {
+                id: room.0 as u64,
+                name,
+                admin: admin.clone(),
+                capacity,
+            },
+            members: vec![admin],
+            history: Vec::new(),
+        };
+        let created = Deferred::RoomCreated {
+            caller,
+            room,
+            reply,
+        };
+        self.commits.defer(seq, created);
+        Ok(None)
+    }
+
+    fn join_room(&mut self, conn: ConnId, user: UserId, room_no: u64) -> Answered {
+        let room_id = self.rooms.join(room_no, user, conn)?;
+        let room = self.rooms.get(room_id).expect("joined");
+        let history = fit_newest(room.history.iter().cloned().collect(), |l: &RoomLine| {
+            l.text.len() + l.from.len() + 32
+        });
+        let info = RoomInfo {
+            id: room_no,
+            name: room.name.clone(),
+            admin: self.accounts.name(room.admin).to_string(),
+            capacity: room.capacity,
+        };
+        let name = self.accounts.name(user).to_string();
+        let state = State::Online {
+            user,
+            room: Some(room_id),
+        };
+        self.conns.set_state(conn, state);
+        // Told to the room as it was: the joiner enters it only after.
+        let joined = Event::Joined {
+            room: room_no,
+            name: name.clone(),
+        };
+        self.broadcast(Audience::Room(room_id), joined);
+        self.directory(Change::Entered {
+            conn,
+            room: room_id,
+        });
+        self.log(Level::Info, format!("{name} joined room #{room_no}"));
+        Ok(Some(Reply::Room {
+            room: info,
+            members: self.member_names(room_id),
+            history,
+        }))
+    }
+
+    fn kick(&mut self, user: UserId, room_id: RoomId, name: &str) -> Answered {
+        let named = self.accounts.named(name);
+        let (target, target_conn) = self.rooms.kick(room_id, user, named, name)?;
+        let admin = self.accounts.name(user).to_string();
+        let target_name = self.accounts.name(target).to_string();
+        let state = State::Online {
+            user: target,
+            room: None,
+        };
+        self.conns.set_state(target_conn, state);
+        self.directory(Change::Left { conn: target_conn });
+        let room_no = room_id.0 as u64;
+        self.send(
+            target_conn,
+            ServerFrame::Event {
+                event: Event::Kicked {
+                    room: room_no,
+                    by: admin.clone(),
+                },
+            },
+        );
+        self.announce_left(room_id, target_name.clone(), LeaveReason::Kicked);
+        self.log(
+            Level::Info,
+            format!("{admin} kicked {target_name} from room #{room_no}"),
+        );
+        Ok(Some(Reply::Ok))
+    }
+
+    fn correspondent(&self, user: UserId, name: &str) -> Result<UserId, Refusal> {
+        let Some(other) = self.accounts.named(name) else {
+            return Err((
+                ErrorCode::NoSuchUser,
+                format!("there is no user named \"{name}\": check the spelling"),
+            ));
+        };
+        if other == user {
+            return Err((
+                ErrorCode::NotAllowed,
+                "that is you: choose someone else to write to".to_string(),
+            ));
+        }
+        Ok(other)
+    }
+
+    fn mark_read(&mut self, user: UserId, other: UserId) {
+        if self.unread.clear(user, other) > 0 {
+            self.persist(Write::MarkRead {
+                recipient: user,
+                sender: other,
+            });
+        }
+    }
+
+    fn member_names(&self, room: RoomId) -> Vec<String> {
+        let members = &self.rooms.get(room).expect("an open room").members;
+        members
+            .iter()
+            .map(|&(u, _)| self.accounts.name(u).to_string())
+            .collect()
+    }
+}

@@ -1,0 +1,175 @@
+//! The open rooms: names (unique among open rooms, without regard to
+//! case), admins, capacities, members in order of joining, and the recent
+//! history a joiner is shown. It checks joins and kicks and says why one
+//! is refused; telling the members is the hub root's job.
+
+use super::effects::{ConnId, Refusal};
+use crate::model::{self, MAX_CAPACITY, MIN_CAPACITY, ROOM_HISTORY, RoomId, UserId};
+use crate::wire::msg::{ErrorCode, RoomLine};
+use std::collections::{HashMap, VecDeque};
+
+pub(super) struct Room {
+    pub name: String,
+    key: String,
+    pub admin: UserId,
+    pub capacity: u32,
+    /// In order of joining; the admin first.
+    pub members: Vec<(UserId, ConnId)>,
+    pub history: VecDeque<RoomLine>,
+}
+
+pub(super) struct Rooms {
+    rooms: HashMap<RoomId, Room>,
+    open_names: HashMap<String, RoomId>,
+    next_room: i64,
+}
+
+impl Rooms {
+    pub fn new(next_room: RoomId) -> Rooms {
+        Rooms {
+            rooms: HashMap::new(),
+            open_names: HashMap::new(),
+            next_room: next_room.0,
+        }
+    }
+
+    pub fn get(&self, room: RoomId) -> Option<&Room> {
+        self.rooms.get(&room)
+    }
+
+    pub fn ids(&self) -> Vec<RoomId> {
+        self.rooms.keys().copied().collect()
+    }
+
+    /// Opens a room with its admin as its only member, after checking the
+    /// name and the capacity. Returns its id and its trimmed name.
+    pub fn create(
+        &mut self,
+        name: &str,
+        capacity: u32,
+        admin: UserId,
+        conn: ConnId,
+    ) -> Result<(RoomId, String), Refusal> {
+        model::check_room_name(name).map_err(|e| (ErrorCode::InvalidName, e.to_string()))?;
+        if !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+            return Err((
+                ErrorCode::InvalidCapacity,
+                format!("a room holds {MIN_CAPACITY} to {MAX_CAPACITY} people, not {capacity}"),
+            ));
+        }
+        let name = name.trim().to_string();
+        let key = model::room_key(&name);
+        if self.open_names.contains_key(&key) {
+            return Err((
+                ErrorCode::RoomNameTaken,
+                format!("a room named \"{name}\" is open already: choose another name"),
+            ));
+        }
+        let room = RoomId(self.next_room);
+        self.next_room += 1;
+        self.open_names.insert(key.clone(), room);
+        self.rooms.insert(
+            room,
+            Room {
+                name: name.clone(),
+                key,
+                admin,
+                capacity,
+                members: vec![(admin, conn)],
+                history: VecDeque::new(),
+            },
+        );
+        Ok((room, name))
+    }
+
+    /// Adds a member to the room the client typed the number of, if it is
+    /// open and has space.
+    pub fn join(&mut self, room_no: u64, user: UserId, conn: ConnId) -> Result<RoomId, Refusal> {
+        let room_id = RoomId(i64::try_from(room_no).unwrap_or(i64::MAX));
+        let Some(room) = self.rooms.get_mut(&room_id) else {
+            return Err(if room_id.0 >= 1 && room_id.0 < self.next_room {
+                (
+                    ErrorCode::RoomClosed,
+                    format!("room #{room_no} is closed: its admin left"),
+                )
+            } else {
+                (
+                    ErrorCode::NoSuchRoom,
+                    format!("there is no room #{room_no}: check the number"),
+                )
+            });
+        };
+        if room.members.len() >= room.capacity as usize {
+            return Err((
+                ErrorCode::RoomFull,
+                format!(
+                    "room #{room_no} is full ({} of {}): try again later",
+                    room.members.len(),
+                    room.capacity
+                ),
+            ));
+        }
+        room.members.push((user, conn));
+        Ok(room_id)
+    }
+
+    /// Checks that `by` may kick `target` (the user `name` means, if any)
+    /// and takes the target out; returns the target and its connection.
+    pub fn kick(
+        &mut self,
+        room_id: RoomId,
+        by: UserId,
+        target: Option<UserId>,
+        name: &str,
+    ) -> Result<(UserId, ConnId), Refusal> {
+        let room = self.rooms.get_mut(&room_id).expect("the kicker's room");
+        if room.admin != by {
+            return Err((
+                ErrorCode::NotAdmin,
+                "only the room's admin can kick".to_string(),
+            ));
+        }
+        let Some(pos) = room.members.iter().position(|&(u, _)| Some(u) == target) else {
+            return Err((
+                ErrorCode::NoSuchUser,
+                format!("{name} is not in this room: /l lists who is"),
+            ));
+        };
+        let (target, conn) = room.members[pos];
+        if target == by {
+            return Err((
+                ErrorCode::NotAllowed,
+                "you cannot kick yourself: /q leaves and closes the room".to_string(),
+            ));
+        }
+        room.members.remove(pos);
+        Ok((target, conn))
+    }
+
+    /// Takes a member out of a room (not its admin: that closes it).
+    pub fn remove_member(&mut self, room: RoomId, user: UserId) {
+        if let Some(room) = self.rooms.get_mut(&room) {
+            room.members.retain(|&(u, _)| u != user);
+        }
+    }
+
+    /// Takes a room out of memory, its name free again.
+    pub fn close(&mut self, room: RoomId) -> Option<Room> {
+        let room = self.rooms.remove(&room)?;
+        self.open_names.remove(&room.key);
+        Some(room)
+    }
+
+    /// Adds a line to the room's recent history; false if the room closed
+    /// while the line was being stored (kept, but shown to nobody).
+    pub fn record(&mut self, room: RoomId, line: &RoomLine) -> bool {
+        let Some(room) = self.rooms.get_mut(&room) else {
+            return false;
+        };
+        if room.history.len() == ROOM_HISTORY {
+            room.history.pop_front();
+        }
+        room.history.push_back(line.clone());
+        true
+    }
+}

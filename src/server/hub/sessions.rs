@@ -1,0 +1,215 @@
+//! The hub's handlers for sessions beginning and ending: the workers'
+//! answers to a registration or a login, leaving a room, a room closing,
+//! logging out and disconnecting. Like `requests`, they belong to the root
+//! and reach over every part of the state.
+
+use super::commits::Deferred;
+use super::connections::State;
+use super::{Audience, Caller, Change, ConnId, Hub, Level};
+use crate::model::{self, Millis, RoomId, UserId};
+use crate::store::Write;
+use crate::wire::msg::{ErrorCode, Event, LeaveReason, Reply};
+
+impl Hub {
+    pub(super) fn hashed(&mut self, now: Millis, caller: Caller, name: String, hash: String) {
+        let key = model::user_key(&name);
+        self.accounts.unreserve(&key);
+        if !self.conns.contains(caller.conn) {
+            return; // gone before the hash was ready: no account is made
+        }
+        let user = self.accounts.create(key, &name, hash.clone());
+        let seq = self.persist(Write::User {
+            id: user,
+            name: name.clone(),
+            password_hash: hash,
+            created: now,
+        });
+        self.go_online(caller.conn, user);
+        self.log(Level::Info, format!("account {name} created"));
+        self.commits.defer(seq, Deferred::Account { caller, user });
+    }
+
+    pub(super) fn verified(
+        &mut self,
+        now: Millis,
+        caller: Caller,
+        name: &str,
+        user: Option<UserId>,
+    ) {
+        let conn = caller.conn;
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
+        let peer = c.peer.clone();
+        let ip = c.ip.clone();
+        // An account whose store write failed while its password was being
+        // checked is gone: a failed login.
+        let user = user.filter(|&u| self.accounts.exists(u));
+        let key = model::user_key(name);
+        let Some(user) = user else {
+            self.conns.set_state(conn, State::Anonymous);
+            // The typed name is logged only when it names an account: a
+            // password typed into the name field must not reach the log.
+            let who = match self.accounts.named(name) {
+                Some(uid) => self.accounts.name(uid).to_string(),
+                None => "an unknown name".to_string(),
+            };
+            self.log(Level::Warn, format!("{peer}: failed login for {who}"));
+            self.accounts.failed(now, &key, &ip);
+            let code = ErrorCode::BadCredentials;
+            let message = "wrong user name or password".to_string();
+            self.reply(caller, Reply::Error { code, message });
+            return;
+        };
+        if let Some(old) = self.accounts.online(user) {
+            // The newest login wins: a half-open old connection must not
+            // lock its owner out.
+            self.end_session(now, old, LeaveReason::Disconnected);
+            self.conns.set_state(old, State::Anonymous);
+            self.bye(old, "you logged in from another place");
+        }
+        self.accounts.succeeded(&key);
+        self.go_online(conn, user);
+        let name = self.accounts.name(user).to_string();
+        self.log(Level::Info, format!("{peer}: {name} logged in"));
+        let unread = self.unread.total(user);
+        self.reply(caller, Reply::LoggedIn { name, unread });
+    }
+
+    fn go_online(&mut self, conn: ConnId, user: UserId) {
+        self.accounts.go_online(user, conn);
+        self.conns
+            .set_state(conn, State::Online { user, room: None });
+        self.directory(Change::Online { conn, user });
+    }
+
+    /// Ends a logged-in session: out of its room, no longer online.
+    pub(super) fn end_session(&mut self, now: Millis, conn: ConnId, why: LeaveReason) {
+        let Some(State::Online { user, room }) = self.conns.state(conn) else {
+            return;
+        };
+        if let Some(room) = room {
+            self.leave_room(now, conn, room, why);
+        }
+        self.accounts.go_offline(user, conn);
+        self.directory(Change::Offline { conn });
+    }
+
+    pub(super) fn disconnected(&mut self, now: Millis, conn: ConnId, reason: &str) {
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
+        let who = match c.state {
+            State::Online { user, .. } => format!("{} ({})", self.accounts.name(user), c.peer),
+            _ => c.peer.clone(),
+        };
+        self.log(Level::Info, format!("{who}: disconnected: {reason}"));
+        self.end_session(now, conn, LeaveReason::Disconnected);
+        self.conns.remove(conn);
+    }
+
+    /// A new account that could not be stored: forget it and log its
+    /// connection out again.
+    pub(super) fn undo_account(&mut self, now: Millis, conn: ConnId, user: UserId) {
+        // Wherever the account is logged in: on the connection that made it
+        // or, if a login with the new password came first, on that one.
+        let mut sessions = vec![conn];
+        sessions.extend(self.accounts.online(user));
+        for c in sessions {
+            if let Some(State::Online { user: u, .. }) = self.conns.state(c)
+                && u == user
+            {
+                self.end_session(now, c, LeaveReason::Disconnected);
+                self.conns.set_state(c, State::Anonymous);
+            }
+        }
+        self.accounts.forget(user);
+    }
+
+    /// Takes the connection's user out of their room, if any; an admin's
+    /// leaving closes the room.
+    pub(super) fn leave_room(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        room_id: RoomId,
+        why: LeaveReason,
+    ) {
+        let Some(State::Online { user, .. }) = self.conns.state(conn) else {
+            return;
+        };
+        self.conns
+            .set_state(conn, State::Online { user, room: None });
+        let Some(room) = self.rooms.get(room_id) else {
+            return;
+        };
+        if room.admin == user {
+            let reason = if why == LeaveReason::Disconnected {
+                LeaveReason::AdminDisconnected
+            } else {
+                LeaveReason::AdminLeft
+            };
+            self.close_room(now, room_id, reason);
+            return;
+        }
+        self.rooms.remove_member(room_id, user);
+        self.directory(Change::Left { conn });
+        let name = self.accounts.name(user).to_string();
+        self.log(
+            Level::Info,
+            format!("{name} left room #{room_id} ({why:?})"),
+        );
+        self.announce_left(room_id, name, why);
+    }
+
+    pub(super) fn close_room(&mut self, now: Millis, room_id: RoomId, reason: LeaveReason) {
+        if self.drop_room(room_id, reason) {
+            self.persist(Write::CloseRoom {
+                id: room_id,
+                closed: now,
+            });
+        }
+    }
+
+    /// Takes a room out of memory and tells its members (all but its
+    /// admin, who closed it); false if it was not open.
+    pub(super) fn drop_room(&mut self, room_id: RoomId, reason: LeaveReason) -> bool {
+        let Some(room) = self.rooms.close(room_id) else {
+            return false;
+        };
+        let (admin, others): (Vec<_>, Vec<_>) =
+            room.members.iter().partition(|&&(u, _)| u == room.admin);
+        for &(_, conn) in admin.iter().chain(&others) {
+            self.conns.clear_room(conn);
+        }
+        // The admin leaves the audience first, the others after hearing it.
+        for &(_, conn) in &admin {
+            self.directory(Change::Left { conn });
+        }
+        if !others.is_empty() {
+            let closed = Event::RoomClosed {
+                room: room_id.0 as u64,
+                reason,
+            };
+            self.broadcast(Audience::Room(room_id), closed);
+        }
+        for &(_, conn) in &others {
+            self.directory(Change::Left { conn });
+        }
+        self.log(
+            Level::Info,
+            format!("room #{room_id} \"{}\" closed ({reason:?})", room.name),
+        );
+        true
+    }
+
+    /// Tells a room that someone left it (they are out of it already).
+    pub(super) fn announce_left(&mut self, room_id: RoomId, name: String, reason: LeaveReason) {
+        let left = Event::Left {
+            room: room_id.0 as u64,
+            name,
+            reason,
+        };
+        self.broadcast(Audience::Room(room_id), left);
+    }
+}
