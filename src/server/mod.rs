@@ -13,7 +13,7 @@ pub mod net;
 pub mod workers;
 
 use crate::store::password::HashCost;
-use crate::store::{Snapshot, Store};
+use crate::store::{self, Snapshot, Store};
 use crate::wire::noise::StaticKey;
 use anyhow::{Context, bail};
 use hub::{Hub, Level};
@@ -170,7 +170,7 @@ struct Server {
     fingerprint: String,
     listener: TcpListener,
     key: StaticKey,
-    store: Store,
+    store: Box<dyn Store>,
     /// Loaded before the address is announced, so a client that sees the
     /// announcement finds every account in place.
     snapshot: Snapshot,
@@ -191,7 +191,7 @@ impl Server {
         let lock = lock_dir(dir)?;
         let key = load_or_create_key(dir)?;
         let db = dir.join(DATABASE_FILE);
-        let mut store = Store::open(&db)
+        let mut store = store::open(&store::Location::Sqlite(db.clone()), store::Sync::Full)
             .with_context(|| format!("cannot open the database {}", db.display()))?;
         let closed = store.close_open_rooms(now_millis())?;
         let snapshot = store.load()?;

@@ -1,5 +1,6 @@
 //! The threads that do what would stall the event loop: scrypt (a pool of
-//! hashers) and SQLite (one store thread that owns the database). Each takes
+//! hashers) and the store (one thread that owns the database, through the
+//! backend-neutral [`Store`] interface). Each takes
 //! jobs from a channel and answers with a hub [`Input`] on another, then
 //! wakes the loop through its `mio::Waker`.
 //!
@@ -63,7 +64,7 @@ pub struct Workers {
 
 impl Workers {
     /// Starts `hashers` scrypt threads and the store thread.
-    pub fn start(store: Store, cost: HashCost, hashers: usize, reply: Reply) -> Workers {
+    pub fn start(store: Box<dyn Store>, cost: HashCost, hashers: usize, reply: Reply) -> Workers {
         let (auth_tx, auth_rx) = mpsc::channel();
         let auth_rx = Arc::new(Mutex::new(auth_rx));
         // Unknown users are checked against this, so they cost what real ones do.
@@ -221,17 +222,17 @@ fn yield_to_the_loop() {
 /// Most writes taken into one transaction.
 const MAX_BATCH: usize = 4096;
 
-fn store_loop(mut store: Store, jobs: &Receiver<Vec<StoreJob>>, reply: &Reply) {
+fn store_loop(mut store: Box<dyn Store>, jobs: &Receiver<Vec<StoreJob>>, reply: &Reply) {
     let mut batch = Batch::default();
     while let Ok(first) = jobs.recv() {
         // Everything waiting, in order, as one transaction (or a few, past
         // MAX_BATCH writes); a query first commits the writes before it.
         let mut next = Some(first);
         while let Some(group) = next.take() {
-            batch.take(group, &mut store, reply);
+            batch.take(group, store.as_mut(), reply);
             next = jobs.try_recv().ok();
         }
-        batch.commit(&mut store, reply);
+        batch.commit(store.as_mut(), reply);
     }
 }
 
@@ -245,7 +246,7 @@ struct Batch {
 impl Batch {
     /// Adds a group of jobs: writes join the batch, a query is answered
     /// after committing the writes before it.
-    fn take(&mut self, group: Vec<StoreJob>, store: &mut Store, reply: &Reply) {
+    fn take(&mut self, group: Vec<StoreJob>, store: &mut dyn Store, reply: &Reply) {
         for job in group {
             match job {
                 StoreJob::Write { seq, write } => {
@@ -267,7 +268,7 @@ impl Batch {
     /// Commits the batch as one transaction. If that fails, each write is
     /// tried alone, so one bad write (or one that depends on it) fails by
     /// itself instead of taking its neighbours down with it.
-    fn commit(&mut self, store: &mut Store, reply: &Reply) {
+    fn commit(&mut self, store: &mut dyn Store, reply: &Reply) {
         let Some(&last) = self.seqs.last() else {
             return;
         };
@@ -301,7 +302,7 @@ impl Batch {
     }
 }
 
-fn answer(store: &Store, query: Query) -> Answer {
+fn answer(store: &mut dyn Store, query: Query) -> Answer {
     let result = match query {
         Query::Inbox { user } => store.conversations(user).map(Answer::Inbox),
         Query::Dialogue { user, other } => store
@@ -339,7 +340,8 @@ mod tests {
     #[test]
     fn writes_wait_for_the_commit_in_flight_and_the_window_then_go_as_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("chatapp.db")).unwrap();
+        let location = crate::store::Location::Sqlite(dir.path().join("chatapp.db"));
+        let store = crate::store::open(&location, crate::store::Sync::Full).unwrap();
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
         let (tx, rx) = mpsc::channel();

@@ -1,7 +1,265 @@
-//! Storage: the SQLite backend (`sqlite`) and scrypt password hashing
-//! (`password`).
+//! Storage behind one interface: the [`Store`] trait, the rows it reads and
+//! writes, its error type, and [`open`], the one place that picks a backend.
+//!
+//! The server owns all ids and all state in memory; the store only makes it
+//! durable. A batch of [`Write`]s is applied as one transaction, and once
+//! [`Store::apply`] returns the writes survive a crash (and, with
+//! [`Sync::Full`], a power loss). The store runs on its own thread
+//! (`server::workers`), so every call may block.
+//!
+//! The interface is a trait rather than an enum of backends: a backend is
+//! then a module that implements it plus one arm in [`open`], and nothing
+//! else (the store thread, start-up, the group-commit scheduler) changes or
+//! has to match on backends. The one dynamic call per batch or query is
+//! nothing beside the I/O behind it.
+//!
+//! Backends:
+//!
+//! - [`sqlite`]: one SQLite file in the data directory. The default and,
+//!   for now, the only one. A PostgreSQL backend (the sync `postgres` crate,
+//!   on the same store thread) plugs in as `store/postgres.rs` and a
+//!   `Location::Postgres` arm.
+//!
+//! `password` is scrypt hashing into PHC strings; it belongs to the store's
+//! side of the server (the password standard itself is `crate::password`).
 
 pub mod password;
 pub mod sqlite;
 
-pub use sqlite::*;
+use std::error::Error;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::model::{MessageId, Millis, RoomId, UserId};
+
+/// Where the data lives, and so which backend keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite database file, created if missing.
+    Sqlite(PathBuf),
+}
+
+/// Opens the store at `location`: creates or migrates its schema, or
+/// refuses a database that is not chatapp's, or is newer than this build.
+pub fn open(location: &Location, sync: Sync) -> Result<Box<dyn Store>, StoreError> {
+    match location {
+        Location::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open_with(path, sync)?)),
+    }
+}
+
+/// A durable home for the chat. Every method may block; errors say what
+/// the store was doing.
+pub trait Store: Send {
+    /// What the server loads at start: every user, unread private-message
+    /// counts, and the next free ids, read as one consistent view.
+    fn load(&mut self) -> Result<Snapshot, StoreError>;
+
+    /// At start no room can be open (their admins are gone): sets
+    /// `closed = now` on every open room and returns how many there were.
+    fn close_open_rooms(&mut self, now: Millis) -> Result<usize, StoreError>;
+
+    /// Applies all writes in one transaction and commits: either all of them
+    /// are saved, or (on error) none.
+    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError>;
+
+    /// The user's private conversations, newest first: the other user, the
+    /// last message either way, and how many messages from the other user to
+    /// `user` are unread.
+    fn conversations(&mut self, user: UserId) -> Result<Vec<Conversation>, StoreError>;
+
+    /// The last `limit` private messages between `a` and `b` (both
+    /// directions), oldest first.
+    fn dialogue(
+        &mut self,
+        a: UserId,
+        b: UserId,
+        limit: usize,
+    ) -> Result<Vec<PrivateRow>, StoreError>;
+
+    /// The last `limit` messages of a room, oldest first.
+    fn room_history(&mut self, room: RoomId, limit: usize) -> Result<Vec<RoomRow>, StoreError>;
+
+    /// One line for the operator's log saying what this store is and the
+    /// settings it runs with, as read back from the database itself (so the
+    /// line shows what is in force, not what was asked for).
+    fn describe(&mut self) -> Result<String, StoreError>;
+}
+
+/// What the server loads at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// Every user, in id order.
+    pub users: Vec<UserRow>,
+    /// `(recipient, sender, count)` of unread private messages, counts > 0.
+    pub unread: Vec<(UserId, UserId, u32)>,
+    /// One more than the highest id in use (1 in an empty database).
+    pub next_user: UserId,
+    pub next_room: RoomId,
+    pub next_message: MessageId,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRow {
+    pub id: UserId,
+    pub name: String,
+    pub password_hash: String,
+}
+
+/// One change to make durable. Ids are allocated by the server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    User {
+        id: UserId,
+        name: String,
+        password_hash: String,
+        created: Millis,
+    },
+    Room {
+        id: RoomId,
+        name: String,
+        admin: UserId,
+        capacity: u32,
+        created: Millis,
+    },
+    /// Closing an already closed room keeps the first closing time.
+    CloseRoom { id: RoomId, closed: Millis },
+    RoomMessage {
+        id: MessageId,
+        room: RoomId,
+        sender: UserId,
+        /// Shared with the line the server delivers.
+        text: Arc<str>,
+        sent: Millis,
+    },
+    PrivateMessage {
+        id: MessageId,
+        sender: UserId,
+        recipient: UserId,
+        text: Arc<str>,
+        sent: Millis,
+    },
+    /// Marks every private message from `sender` to `recipient` read.
+    MarkRead { recipient: UserId, sender: UserId },
+}
+
+/// One entry of a user's list of private conversations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub other: UserId,
+    pub other_name: String,
+    pub last_sender: UserId,
+    pub last_text: String,
+    pub last_time: Millis,
+    /// Messages from `other` to the user not yet read.
+    pub unread: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivateRow {
+    pub id: MessageId,
+    pub sender: UserId,
+    pub sender_name: String,
+    pub recipient: UserId,
+    pub text: String,
+    pub sent: Millis,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomRow {
+    pub id: MessageId,
+    pub sender: UserId,
+    pub sender_name: String,
+    pub text: String,
+    pub sent: Millis,
+}
+
+/// How hard a commit works to survive a crash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sync {
+    /// Every commit is on disk before it is acknowledged: it survives the
+    /// process being killed and the machine losing power. The default.
+    #[default]
+    Full,
+    /// No wait for the disk at each commit: survives the process being
+    /// killed, but the last commits before a power loss or kernel crash may
+    /// vanish. (SQLite: `synchronous=NORMAL` in WAL mode.)
+    Normal,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The database failed; `context` says what the store was doing at the
+    /// time, and `source` is the backend's own error.
+    Failed {
+        context: String,
+        /// The database refused a write for breaking a constraint (a taken
+        /// name, a missing user or room, a bad capacity).
+        constraint: bool,
+        source: Box<dyn Error + Send + std::marker::Sync>,
+    },
+    /// The database was written by a newer chatapp, whose schema this one
+    /// would misread.
+    TooNew {
+        database: String,
+        found: i32,
+        known: i32,
+    },
+    /// The database is one that chatapp did not create.
+    NotOurs { database: String, reason: String },
+    /// A [`Write::CloseRoom`] named a room that was never saved.
+    NoSuchRoom(RoomId),
+}
+
+impl StoreError {
+    /// Whether the database refused a write for breaking a constraint (a
+    /// taken name, a missing user or room, a bad capacity), rather than
+    /// failing for reasons outside the data such as a full disk.
+    pub fn is_constraint_violation(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Failed {
+                constraint: true,
+                ..
+            }
+        )
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Failed {
+                context, source, ..
+            } => write!(f, "{context}: {source}"),
+            StoreError::TooNew {
+                database,
+                found,
+                known,
+            } => write!(
+                f,
+                "database {database} has schema version {found}, newer than this chatapp \
+                 understands ({known}): run a newer chatapp, or point --data-dir elsewhere"
+            ),
+            StoreError::NotOurs { database, reason } => write!(
+                f,
+                "database {database} was not made by chatapp ({reason}): point --data-dir elsewhere"
+            ),
+            StoreError::NoSuchRoom(id) => write!(
+                f,
+                "could not close room #{id}: no such room was ever saved (a bug in chatapp: \
+                 please report it); nothing of the batch was saved"
+            ),
+        }
+    }
+}
+
+impl Error for StoreError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            StoreError::Failed { source, .. } => Some(source.as_ref()),
+            _ => None,
+        }
+    }
+}

@@ -1,21 +1,23 @@
-//! The SQLite store: opens and versions the database file, loads what the
-//! server needs at start, applies batches of writes atomically, and answers
-//! the history queries (conversations, dialogues, room history).
+//! The SQLite backend of [`Store`]: opens and versions the database file,
+//! loads what the server needs at start, applies batches of writes
+//! atomically, and answers the history queries (conversations, dialogues,
+//! room history).
 //!
-//! The server owns all ids and all state in memory; the store only makes it
-//! durable. Every batch is one transaction committed with `synchronous=FULL`,
-//! so once [`Store::apply`] returns the writes survive a crash or power loss.
+//! Every batch is one transaction, committed with `synchronous=FULL` (or
+//! `NORMAL`, when the operator chose [`Sync::Normal`]), so once
+//! [`Store::apply`] returns the writes survive a crash (with `FULL`, a power
+//! loss as well). This module is the only code that knows SQLite; its
+//! errors leave it as [`StoreError`]s.
 
 #[cfg(target_env = "musl")]
 mod malloc;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
+use super::{Conversation, PrivateRow, RoomRow, Snapshot, Store, StoreError, Sync, UserRow, Write};
 use crate::model::{MessageId, Millis, RoomId, UserId, room_key, user_key};
 
 /// The schema version this build writes and understands, kept in
@@ -30,68 +32,16 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why the store could not do what was asked.
-#[derive(Debug)]
-pub enum StoreError {
-    /// SQLite failed; `context` says what the store was doing at the time.
-    Sqlite {
-        context: String,
-        source: rusqlite::Error,
-    },
-    /// The file was written by a newer chatapp, whose schema this one would
-    /// misread.
-    TooNew { path: PathBuf, found: i32 },
-    /// The file is an SQLite database that chatapp did not create.
-    NotOurs { path: PathBuf, reason: String },
-    /// A [`Write::CloseRoom`] named a room that was never saved.
-    NoSuchRoom(RoomId),
-}
-
-impl StoreError {
-    /// Whether SQLite refused a write for breaking a constraint (a taken
-    /// name, a missing user or room, a bad capacity), rather than failing
-    /// for reasons outside the data such as a full disk.
-    pub fn is_constraint_violation(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Sqlite {
-                source: rusqlite::Error::SqliteFailure(e, _),
-                ..
-            } if e.code == ErrorCode::ConstraintViolation
-        )
-    }
-}
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Sqlite { context, source } => write!(f, "{context}: {source}"),
-            StoreError::TooNew { path, found } => write!(
-                f,
-                "database {} has schema version {found}, newer than this chatapp understands \
-                 ({SCHEMA_VERSION}): run a newer chatapp, or point --data-dir elsewhere",
-                path.display()
-            ),
-            StoreError::NotOurs { path, reason } => write!(
-                f,
-                "database {} was not made by chatapp ({reason}): point --data-dir elsewhere",
-                path.display()
-            ),
-            StoreError::NoSuchRoom(id) => write!(
-                f,
-                "could not close room #{id}: no such room was ever saved (a bug in chatapp: \
-                 please report it); nothing of the batch was saved"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StoreError::Sqlite { source, .. } => Some(source),
-            _ => None,
-        }
+/// A SQLite error as the store's, with what the store was doing.
+fn failed(context: String, source: rusqlite::Error) -> StoreError {
+    let constraint = matches!(
+        &source,
+        rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::ConstraintViolation
+    );
+    StoreError::Failed {
+        context,
+        constraint,
+        source: Box::new(source),
     }
 }
 
@@ -102,99 +52,8 @@ trait Context<T> {
 
 impl<T> Context<T> for rusqlite::Result<T> {
     fn context(self, what: impl FnOnce() -> String) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Sqlite {
-            context: what(),
-            source,
-        })
+        self.map_err(|source| failed(what(), source))
     }
-}
-
-/// What the server loads at start.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    /// Every user, in id order.
-    pub users: Vec<UserRow>,
-    /// `(recipient, sender, count)` of unread private messages, counts > 0.
-    pub unread: Vec<(UserId, UserId, u32)>,
-    /// One more than the highest id in use (1 in an empty database).
-    pub next_user: UserId,
-    pub next_room: RoomId,
-    pub next_message: MessageId,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct UserRow {
-    pub id: UserId,
-    pub name: String,
-    pub password_hash: String,
-}
-
-/// One change to make durable. Ids are allocated by the server.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Write {
-    User {
-        id: UserId,
-        name: String,
-        password_hash: String,
-        created: Millis,
-    },
-    Room {
-        id: RoomId,
-        name: String,
-        admin: UserId,
-        capacity: u32,
-        created: Millis,
-    },
-    /// Closing an already closed room keeps the first closing time.
-    CloseRoom { id: RoomId, closed: Millis },
-    RoomMessage {
-        id: MessageId,
-        room: RoomId,
-        sender: UserId,
-        /// Shared with the line the server delivers.
-        text: Arc<str>,
-        sent: Millis,
-    },
-    PrivateMessage {
-        id: MessageId,
-        sender: UserId,
-        recipient: UserId,
-        text: Arc<str>,
-        sent: Millis,
-    },
-    /// Marks every private message from `sender` to `recipient` read.
-    MarkRead { recipient: UserId, sender: UserId },
-}
-
-/// One entry of a user's list of private conversations.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Conversation {
-    pub other: UserId,
-    pub other_name: String,
-    pub last_sender: UserId,
-    pub last_text: String,
-    pub last_time: Millis,
-    /// Messages from `other` to the user not yet read.
-    pub unread: u32,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct PrivateRow {
-    pub id: MessageId,
-    pub sender: UserId,
-    pub sender_name: String,
-    pub recipient: UserId,
-    pub text: String,
-    pub sent: Millis,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoomRow {
-    pub id: MessageId,
-    pub sender: UserId,
-    pub sender_name: String,
-    pub text: String,
-    pub sent: Millis,
 }
 
 /// A private message's dialogue key as `messages_dialogue` spells it, for
@@ -279,24 +138,11 @@ FROM (
 JOIN users AS u ON u.id = page.sender
 ORDER BY page.id";
 
-/// How hard a commit works to survive a crash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Sync {
-    /// Every commit is on disk before it is acknowledged: it survives the
-    /// process being killed and the machine losing power. The default.
-    #[default]
-    Full,
-    /// WAL without an fsync per commit: survives the process being killed,
-    /// but the last commits before a power loss or kernel crash may vanish.
-    Normal,
-}
-
-impl Sync {
-    fn pragma(self) -> &'static str {
-        match self {
-            Sync::Full => "FULL",
-            Sync::Normal => "NORMAL",
-        }
+/// `PRAGMA synchronous` for a durability level.
+fn synchronous(sync: Sync) -> &'static str {
+    match sync {
+        Sync::Full => "FULL",
+        Sync::Normal => "NORMAL",
     }
 }
 
@@ -310,27 +156,28 @@ const CHECKPOINT_PAGES: i64 = 16 * 1024;
 
 /// An open database file.
 #[derive(Debug)]
-pub struct Store {
+pub struct SqliteStore {
     conn: Connection,
+    path: PathBuf,
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens or creates the database file. journal_mode=WAL, foreign_keys=ON,
     /// synchronous=FULL, busy_timeout 5 s. A fresh file gets schema
     /// [`SCHEMA_VERSION`]; a file from a newer chatapp, or from another
     /// program, is refused untouched.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with(path, Sync::Full)
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, Sync::Full)
     }
 
-    /// [`Store::open`] with a chosen durability level.
-    pub fn open_with(path: &Path, sync: Sync) -> Result<Store, StoreError> {
+    /// [`SqliteStore::open`] with a chosen durability level.
+    pub fn open_with(path: &Path, sync: Sync) -> Result<SqliteStore, StoreError> {
         let opening = || format!("could not open database {}", path.display());
         #[cfg(target_env = "musl")]
         malloc::use_mimalloc();
         let mut conn = Connection::open(path).context(opening)?;
         conn.busy_timeout(BUSY_TIMEOUT).context(opening)?;
-        conn.pragma_update(None, "synchronous", sync.pragma())
+        conn.pragma_update(None, "synchronous", synchronous(sync))
             .context(opening)?;
         conn.pragma_update(None, "foreign_keys", true)
             .context(opening)?;
@@ -354,12 +201,15 @@ impl Store {
         let _mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .context(opening)?;
-        Ok(Store { conn })
+        Ok(SqliteStore {
+            conn,
+            path: path.to_owned(),
+        })
     }
+}
 
-    /// What the server loads at start: every user, unread private-message
-    /// counts, and the next free ids.
-    pub fn load(&self) -> Result<Snapshot, StoreError> {
+impl Store for SqliteStore {
+    fn load(&mut self) -> Result<Snapshot, StoreError> {
         let loading = || "could not load the database".to_owned();
         // One read transaction, so the parts agree with one another.
         let tx = self.conn.unchecked_transaction().context(loading)?;
@@ -414,9 +264,7 @@ impl Store {
         })
     }
 
-    /// At start no room can be open (their admins are gone): sets
-    /// `closed = now` on every open room and returns how many there were.
-    pub fn close_open_rooms(&mut self, now: Millis) -> Result<usize, StoreError> {
+    fn close_open_rooms(&mut self, now: Millis) -> Result<usize, StoreError> {
         self.conn
             .execute(
                 "UPDATE rooms SET closed = ?1 WHERE closed IS NULL",
@@ -425,9 +273,7 @@ impl Store {
             .context(|| "could not close the rooms left open by the last run".to_owned())
     }
 
-    /// Applies all writes in one transaction and commits: either all of them
-    /// are saved, or (on error) none.
-    pub fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
         if writes.is_empty() {
             return Ok(());
         }
@@ -441,8 +287,13 @@ impl Store {
             .context(batch("could not start a transaction".to_owned()))?;
         for write in writes {
             apply_one(&tx, write).map_err(|e| match e {
-                StoreError::Sqlite { context, source } => StoreError::Sqlite {
+                StoreError::Failed {
+                    context,
+                    constraint,
+                    source,
+                } => StoreError::Failed {
                     context: batch(context)(),
+                    constraint,
                     source,
                 },
                 other => other,
@@ -451,10 +302,7 @@ impl Store {
         tx.commit().context(batch("could not commit".to_owned()))
     }
 
-    /// The user's private conversations, newest first: the other user, the
-    /// last message either way, and how many messages from the other user to
-    /// `user` are unread.
-    pub fn conversations(&self, user: UserId) -> Result<Vec<Conversation>, StoreError> {
+    fn conversations(&mut self, user: UserId) -> Result<Vec<Conversation>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached(CONVERSATIONS)
@@ -473,10 +321,8 @@ impl Store {
         .context(|| format!("could not list the conversations of user {user}"))
     }
 
-    /// The last `limit` private messages between `a` and `b` (both
-    /// directions), oldest first.
-    pub fn dialogue(
-        &self,
+    fn dialogue(
+        &mut self,
         a: UserId,
         b: UserId,
         limit: usize,
@@ -497,8 +343,7 @@ impl Store {
         .context(reading)
     }
 
-    /// The last `limit` messages of a room, oldest first.
-    pub fn room_history(&self, room: RoomId, limit: usize) -> Result<Vec<RoomRow>, StoreError> {
+    fn room_history(&mut self, room: RoomId, limit: usize) -> Result<Vec<RoomRow>, StoreError> {
         let reading = || format!("could not read the history of room #{room}");
         let mut stmt = self.conn.prepare_cached(ROOM_HISTORY).context(reading)?;
         stmt.query_map(params![room.0, sql_limit(limit)], |row| {
@@ -512,6 +357,30 @@ impl Store {
         })
         .and_then(Iterator::collect)
         .context(reading)
+    }
+
+    fn describe(&mut self) -> Result<String, StoreError> {
+        let reading = || "could not read the database settings".to_owned();
+        let sync: i64 = self
+            .conn
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .context(reading)?;
+        let journal: String = self
+            .conn
+            .pragma_query_value(None, "journal_mode", |row| row.get(0))
+            .context(reading)?;
+        let sync_name = match sync {
+            0 => "OFF",
+            1 => "NORMAL",
+            2 => "FULL",
+            3 => "EXTRA",
+            _ => "unknown",
+        };
+        Ok(format!(
+            "SQLite {} database {}, synchronous={sync} ({sync_name}), journal_mode={journal}",
+            rusqlite::version(),
+            self.path.display()
+        ))
     }
 }
 
@@ -535,7 +404,7 @@ fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<(), StoreError> 
                 .context(opening)?;
             if objects > 0 {
                 return Err(StoreError::NotOurs {
-                    path: path.to_owned(),
+                    database: path.display().to_string(),
                     reason: format!("it holds {objects} tables or indexes but no schema version"),
                 });
             }
@@ -545,13 +414,14 @@ fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<(), StoreError> 
         found if (1..SCHEMA_VERSION).contains(&found) => migrate(tx, found, path)?,
         found if found > SCHEMA_VERSION => {
             return Err(StoreError::TooNew {
-                path: path.to_owned(),
+                database: path.display().to_string(),
                 found,
+                known: SCHEMA_VERSION,
             });
         }
         found => {
             return Err(StoreError::NotOurs {
-                path: path.to_owned(),
+                database: path.display().to_string(),
                 reason: format!("its schema version is {found}"),
             });
         }
@@ -583,7 +453,7 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-/// One write inside [`Store::apply`]'s transaction. Statements are cached on
+/// One write inside [`SqliteStore::apply`]'s transaction. Statements are cached on
 /// the connection, so a batch of thousands compiles each one once.
 fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
     match write {
@@ -688,10 +558,10 @@ mod tests {
     use crate::store::password;
     use tempfile::TempDir;
 
-    fn fresh() -> (TempDir, PathBuf, Store) {
+    fn fresh() -> (TempDir, PathBuf, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chat.db");
-        let store = Store::open(&path).unwrap();
+        let store = SqliteStore::open(&path).unwrap();
         (dir, path, store)
     }
 
@@ -735,7 +605,7 @@ mod tests {
     }
 
     /// Users 1 ann, 2 bob, 3 cat.
-    fn with_users() -> (TempDir, PathBuf, Store) {
+    fn with_users() -> (TempDir, PathBuf, SqliteStore) {
         let (dir, path, mut store) = fresh();
         store
             .apply(&[user(1, "ann"), user(2, "Bob"), user(3, "cat")])
@@ -743,7 +613,7 @@ mod tests {
         (dir, path, store)
     }
 
-    fn pragma_i64(store: &Store, name: &str) -> i64 {
+    fn pragma_i64(store: &SqliteStore, name: &str) -> i64 {
         store
             .conn
             .pragma_query_value(None, name, |row| row.get(0))
@@ -766,11 +636,11 @@ mod tests {
         assert_eq!(pragma_i64(&store, "user_version"), SCHEMA_VERSION as i64);
         drop(store);
 
-        let mut store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         assert_eq!(pragma_i64(&store, "user_version"), SCHEMA_VERSION as i64);
         store.apply(&[user(1, "ann")]).unwrap();
         drop(store);
-        let store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.load().unwrap().users.len(), 1);
     }
 
@@ -779,7 +649,7 @@ mod tests {
         let (_dir, path, store) = fresh();
         store.conn.pragma_update(None, "user_version", 7).unwrap();
         drop(store);
-        let err = Store::open(&path).unwrap_err();
+        let err = SqliteStore::open(&path).unwrap_err();
         assert!(matches!(err, StoreError::TooNew { found: 7, .. }));
         assert_eq!(
             err.to_string(),
@@ -798,7 +668,7 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch("CREATE TABLE users (x)").unwrap();
         drop(conn);
-        let err = Store::open(&path).unwrap_err();
+        let err = SqliteStore::open(&path).unwrap_err();
         assert!(matches!(err, StoreError::NotOurs { .. }), "{err}");
         assert!(err.to_string().contains("not made by chatapp"), "{err}");
         let conn = Connection::open(&path).unwrap();
@@ -821,7 +691,7 @@ mod tests {
             .unwrap();
         drop(store);
 
-        let store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         let snap = store.load().unwrap();
         assert_eq!(
             snap.users,
@@ -864,7 +734,7 @@ mod tests {
 
     #[test]
     fn empty_database_snapshot() {
-        let (_dir, _path, store) = fresh();
+        let (_dir, _path, mut store) = fresh();
         let snap = store.load().unwrap();
         assert!(snap.users.is_empty() && snap.unread.is_empty());
         assert_eq!(
@@ -891,7 +761,7 @@ mod tests {
         );
         drop(store);
 
-        let store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         let snap = store.load().unwrap();
         assert_eq!(snap.users.len(), 3);
         assert_eq!(snap.next_user, UserId(4));
@@ -961,7 +831,7 @@ mod tests {
         assert_eq!(store.close_open_rooms(999).unwrap(), 2);
         assert_eq!(store.close_open_rooms(1000).unwrap(), 0);
         drop(store);
-        let store = Store::open(&path).unwrap();
+        let store = SqliteStore::open(&path).unwrap();
         let closed: Vec<i64> = store
             .conn
             .prepare("SELECT closed FROM rooms ORDER BY id")
@@ -1050,7 +920,7 @@ mod tests {
             }])
             .unwrap();
         drop(store);
-        let store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         assert_eq!(
             store.load().unwrap().unread,
             vec![(UserId(1), UserId(3), 1), (UserId(2), UserId(1), 1)]
@@ -1059,7 +929,6 @@ mod tests {
         let unread: Vec<(i64, u32)> = ann.iter().map(|c| (c.other.0, c.unread)).collect();
         assert_eq!(unread, vec![(3, 1), (2, 0)]);
         // What comes after the mark is unread again.
-        let mut store = store;
         store.apply(&[pm(5, 2, 1, "b3")]).unwrap();
         assert_eq!(
             store.load().unwrap().unread,
@@ -1088,7 +957,7 @@ mod tests {
         .unwrap();
         drop(conn);
 
-        let store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         assert_eq!(pragma_i64(&store, "user_version"), SCHEMA_VERSION as i64);
         assert_eq!(
             store.load().unwrap().unread,
@@ -1201,7 +1070,7 @@ mod tests {
         writes.extend((1..=5000).map(|id| rm(id, 1, 1 + id % 3, "spam")));
         store.apply(&writes).unwrap();
         drop(store);
-        let store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         assert_eq!(store.load().unwrap().next_message, MessageId(5001));
     }
 
@@ -1232,7 +1101,7 @@ mod tests {
         assert!(!contains(&scan(), secret.as_bytes()));
         drop(store);
         assert!(!contains(&scan(), secret.as_bytes()));
-        let store = Store::open(&path).unwrap();
+        let mut store = SqliteStore::open(&path).unwrap();
         let stored = &store.load().unwrap().users[0].password_hash;
         assert!(password::verify(secret, stored));
     }
