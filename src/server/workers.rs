@@ -137,9 +137,14 @@ impl Workers {
         Some(self.ready)
     }
 
-    /// The store reported writes up to `seq` committed (or failed).
-    pub fn committed(&mut self, seq: u64) {
-        if self.writing.is_some_and(|last| seq >= last) {
+    /// Shows the scheduler an input on its way from the workers to the hub;
+    /// the loop passes every one through here. A commit report (of writes up
+    /// to `seq`, saved or failed) frees the store for the next batch: what
+    /// a batch's end looks like is the workers' business, not the loop's.
+    pub fn observe(&mut self, input: &Input) {
+        if let Input::Committed { seq, .. } = *input
+            && self.writing.is_some_and(|last| seq >= last)
+        {
             self.writing = None;
         }
     }
@@ -330,9 +335,14 @@ mod tests {
         }
     }
 
-    fn committed(rx: &Receiver<Input>) -> (u64, bool) {
+    /// Waits for the next commit report and shows it to the scheduler, as
+    /// the loop does.
+    fn committed(rx: &Receiver<Input>, workers: &mut Workers) -> (u64, bool) {
         match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Input::Committed { seq, ok }) => (seq, ok),
+            Ok(input @ Input::Committed { seq, ok }) => {
+                workers.observe(&input);
+                (seq, ok)
+            }
             other => panic!("waiting for a commit: {other:?}"),
         }
     }
@@ -370,13 +380,15 @@ mod tests {
             "a commit holds them, not the clock"
         );
 
-        assert_eq!(committed(&rx), (1, true));
-        workers.committed(1);
+        assert_eq!(committed(&rx, &mut workers), (1, true));
         workers.dispatch(later);
         assert!(workers.pending.is_empty());
-        assert_eq!(committed(&rx), (3, true), "2 and 3 in one commit");
+        assert_eq!(
+            committed(&rx, &mut workers),
+            (3, true),
+            "2 and 3 in one commit"
+        );
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
-        workers.committed(3);
 
         // Committed at once, but the next batch waits out the window.
         workers.store(user(4, 4));
@@ -386,17 +398,16 @@ mod tests {
         assert_eq!(workers.dispatch_at(), Some(later + COMMIT_WINDOW));
         workers.dispatch(later + COMMIT_WINDOW);
         assert!(workers.pending.is_empty(), "sent when the window ends");
-        assert_eq!(committed(&rx), (4, true));
-        workers.committed(4);
+        assert_eq!(committed(&rx, &mut workers), (4, true));
 
         // What is left when the loop stops is handed over and committed.
         workers.store(user(5, 5));
         workers.dispatch(later + COMMIT_WINDOW * 2);
         workers.store(user(6, 6));
         workers.finish();
-        let mut last = committed(&rx);
+        let mut last = committed(&rx, &mut workers);
         while last.0 < 6 {
-            last = committed(&rx);
+            last = committed(&rx, &mut workers);
         }
         assert_eq!(last, (6, true));
     }
