@@ -645,6 +645,20 @@ mod tests {
     }
 
     #[test]
+    fn sync_normal_is_in_force_and_described() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chat.db");
+        let mut store = SqliteStore::open_with(&path, Sync::Normal).unwrap();
+        assert_eq!(pragma_i64(&store, "synchronous"), 1); // NORMAL
+        let line = store.describe().unwrap();
+        assert!(line.contains("synchronous=1 (NORMAL)"), "{line}");
+        assert!(line.contains("journal_mode=wal"), "{line}");
+        assert!(line.contains(&path.display().to_string()), "{line}");
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert!(store.describe().unwrap().contains("synchronous=2 (FULL)"));
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let (_dir, path, store) = fresh();
         store.conn.pragma_update(None, "user_version", 7).unwrap();
