@@ -17,7 +17,7 @@
 use chatapp::model::{MessageId, RoomId, UserId};
 use chatapp::server::directory::{Directory, Resolved};
 use chatapp::server::hub::{Caller, ConnId, Hub, Input, Limits, Output, StoreJob};
-use chatapp::store::{self, Snapshot, Store, UserRow, Write};
+use chatapp::store::{self, Snapshot, UserRow, Write};
 use chatapp::wire::frame;
 use chatapp::wire::msg::{self, ClientFrame, Event, Request, RoomLine, ServerFrame};
 use chatapp::wire::noise::{ClientHandshake, ServerHandshake, StaticKey, Transport};
@@ -288,7 +288,8 @@ fn store_batches(c: &mut Criterion) {
         ("synchronous=NORMAL", store::Sync::Normal),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut db = Store::open_with(&dir.path().join("bench.db"), sync).unwrap();
+        let mut db =
+            store::open(&store::Location::Sqlite(dir.path().join("bench.db")), sync).unwrap();
         db.apply(&[
             Write::User {
                 id: UserId(1),

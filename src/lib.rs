@@ -7,13 +7,13 @@
 //! - [`model`]: ids, names and limits shared by the hub and the store.
 //! - [`wire`]: framing, the Noise handshake and transport, MessagePack messages. Pure.
 //! - [`password`]: the password standard, shared by the server and the client.
-//! - [`store`]: SQLite schema and queries; scrypt password hashing.
+//! - [`store`]: the storage interface and its SQLite backend; scrypt password hashing.
 //! - [`server::hub`]: the chat core: accounts, rooms, private messages. Pure:
 //!   fed inputs, drained of outputs; no sockets, clock or SQLite.
 //! - [`server::directory`]: who is connected where; resolves a broadcast's
 //!   audience to connections for the event loop. Pure.
 //! - [`server::net`]: the mio event loop, the only code that touches sockets.
-//! - [`server::workers`]: the threads for scrypt and for SQLite writes.
+//! - [`server::workers`]: the threads for scrypt and for the store.
 //! - [`server`]: configuration, data directory, key and lock files; `serve`.
 //! - [`pause`]: the double-click pause before a console window closes.
 //! - [`client`]: the blocking client-side protocol and the terminal client.

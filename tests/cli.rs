@@ -92,10 +92,16 @@ impl Serve {
     /// Starts `chatapp serve` on `data_dir` and waits for its
     /// `chatapp listening on ADDR with key SHA256:...` line.
     fn start(home: &Path, data_dir: &Path) -> Serve {
+        Serve::start_with(home, data_dir, &[])
+    }
+
+    /// [`Serve::start`] with more options for `chatapp serve`.
+    fn start_with(home: &Path, data_dir: &Path, options: &[&str]) -> Serve {
         let mut child = chatapp(home)
             .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(options)
             .spawn()
             .expect("start chatapp serve");
         let stderr = Some(drain(child.stderr.take().unwrap()));
@@ -280,6 +286,33 @@ fn sigterm_says_goodbye_to_clients_keeps_their_messages_and_exits_0() {
         )
         .unwrap();
     assert_eq!(stored, 1, "the acknowledged message is stored");
+}
+
+/// `--sync normal` used to be parsed and then ignored: the database always
+/// ran with `synchronous=FULL`. The store logs the setting it reads back
+/// from the running database at start.
+#[test]
+fn sync_option_sets_the_running_databases_synchronous_pragma() {
+    for (options, expected) in [
+        (&[][..], "synchronous=2 (FULL)"),
+        (&["--sync", "full"][..], "synchronous=2 (FULL)"),
+        (&["--sync", "normal"][..], "synchronous=1 (NORMAL)"),
+    ] {
+        let home = TempDir::new().unwrap();
+        let data = TempDir::new().unwrap();
+        let serve = Serve::start_with(home.path(), data.path(), options);
+        let (status, log) = serve.terminate();
+        assert_eq!(status.code(), Some(0), "{options:?}; log:\n{log}");
+        let store: Vec<&str> = lines(&log)
+            .into_iter()
+            .filter(|line| line.starts_with("chatapp: info: store: "))
+            .collect();
+        assert_eq!(store.len(), 1, "{options:?}: one store line; log:\n{log}");
+        assert!(
+            store[0].contains(expected),
+            "{options:?}: expected {expected}; log:\n{log}"
+        );
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ pub mod net;
 pub mod workers;
 
 use crate::store::password::HashCost;
-use crate::store::{Snapshot, Store};
+use crate::store::{self, Snapshot, Store};
 use crate::wire::noise::StaticKey;
 use anyhow::{Context, bail};
 use hub::{Hub, Level};
@@ -171,7 +171,7 @@ struct Server {
     fingerprint: String,
     listener: TcpListener,
     key: StaticKey,
-    store: Store,
+    store: Box<dyn Store>,
     /// Loaded before the address is announced, so a client that sees the
     /// announcement finds every account in place.
     snapshot: Snapshot,
@@ -192,7 +192,7 @@ impl Server {
         let lock = lock_dir(dir)?;
         let key = load_or_create_key(dir)?;
         let db = dir.join(DATABASE_FILE);
-        let mut store = Store::open(&db)
+        let mut store = store::open(&store::Location::Sqlite(db.clone()), config.sync)
             .with_context(|| format!("cannot open the database {}", db.display()))?;
         let closed = store.close_open_rooms(now_millis())?;
         let snapshot = store.load()?;
@@ -200,6 +200,12 @@ impl Server {
             eprintln!("chatapp: info: closed {closed} rooms left open by the last run");
         }
         let listener = TcpListener::bind(addr).map_err(|e| bind_error(addr, &e))?;
+        if config.log_level >= Level::Info {
+            // After the bind, so that a bad address stays a one-line error.
+            // Read back from the database: the operator sees the durability
+            // in force, not merely the one asked for.
+            eprintln!("chatapp: info: store: {}", store.describe()?);
+        }
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let poll = mio::Poll::new()?;

@@ -612,9 +612,7 @@ impl Net {
     }
 
     fn feed(&mut self, input: Input) {
-        if let Input::Committed { seq, .. } = input {
-            self.workers.committed(seq);
-        }
+        self.workers.observe(&input);
         self.hub_input(input);
     }
 

@@ -1,5 +1,6 @@
 //! The threads that do what would stall the event loop: scrypt (a pool of
-//! hashers) and SQLite (one store thread that owns the database). Each takes
+//! hashers) and the store (one thread that owns the database, through the
+//! backend-neutral [`Store`] interface). Each takes
 //! jobs from a channel and answers with a hub [`Input`] on another, then
 //! wakes the loop through its `mio::Waker`.
 //!
@@ -63,7 +64,7 @@ pub struct Workers {
 
 impl Workers {
     /// Starts `hashers` scrypt threads and the store thread.
-    pub fn start(store: Store, cost: HashCost, hashers: usize, reply: Reply) -> Workers {
+    pub fn start(store: Box<dyn Store>, cost: HashCost, hashers: usize, reply: Reply) -> Workers {
         let (auth_tx, auth_rx) = mpsc::channel();
         let auth_rx = Arc::new(Mutex::new(auth_rx));
         // Unknown users are checked against this, so they cost what real ones do.
@@ -136,9 +137,14 @@ impl Workers {
         Some(self.ready)
     }
 
-    /// The store reported writes up to `seq` committed (or failed).
-    pub fn committed(&mut self, seq: u64) {
-        if self.writing.is_some_and(|last| seq >= last) {
+    /// Shows the scheduler an input on its way from the workers to the hub;
+    /// the loop passes every one through here. A commit report (of writes up
+    /// to `seq`, saved or failed) frees the store for the next batch: what
+    /// a batch's end looks like is the workers' business, not the loop's.
+    pub fn observe(&mut self, input: &Input) {
+        if let Input::Committed { seq, .. } = *input
+            && self.writing.is_some_and(|last| seq >= last)
+        {
             self.writing = None;
         }
     }
@@ -213,17 +219,17 @@ fn yield_to_the_loop() {
 /// Most writes taken into one transaction.
 const MAX_BATCH: usize = 4096;
 
-fn store_loop(mut store: Store, jobs: &Receiver<Vec<StoreJob>>, reply: &Reply) {
+fn store_loop(mut store: Box<dyn Store>, jobs: &Receiver<Vec<StoreJob>>, reply: &Reply) {
     let mut batch = Batch::default();
     while let Ok(first) = jobs.recv() {
         // Everything waiting, in order, as one transaction (or a few, past
         // MAX_BATCH writes); a query first commits the writes before it.
         let mut next = Some(first);
         while let Some(group) = next.take() {
-            batch.take(group, &mut store, reply);
+            batch.take(group, store.as_mut(), reply);
             next = jobs.try_recv().ok();
         }
-        batch.commit(&mut store, reply);
+        batch.commit(store.as_mut(), reply);
     }
 }
 
@@ -237,7 +243,7 @@ struct Batch {
 impl Batch {
     /// Adds a group of jobs: writes join the batch, a query is answered
     /// after committing the writes before it.
-    fn take(&mut self, group: Vec<StoreJob>, store: &mut Store, reply: &Reply) {
+    fn take(&mut self, group: Vec<StoreJob>, store: &mut dyn Store, reply: &Reply) {
         for job in group {
             match job {
                 StoreJob::Write { seq, write } => {
@@ -259,7 +265,7 @@ impl Batch {
     /// Commits the batch as one transaction. If that fails, each write is
     /// tried alone, so one bad write (or one that depends on it) fails by
     /// itself instead of taking its neighbours down with it.
-    fn commit(&mut self, store: &mut Store, reply: &Reply) {
+    fn commit(&mut self, store: &mut dyn Store, reply: &Reply) {
         let Some(&last) = self.seqs.last() else {
             return;
         };
@@ -293,7 +299,7 @@ impl Batch {
     }
 }
 
-fn answer(store: &Store, query: Query) -> Answer {
+fn answer(store: &mut dyn Store, query: Query) -> Answer {
     let result = match query {
         Query::Inbox { user } => store.conversations(user).map(Answer::Inbox),
         Query::Dialogue { user, other } => store
@@ -321,9 +327,14 @@ mod tests {
         }
     }
 
-    fn committed(rx: &Receiver<Input>) -> (u64, bool) {
+    /// Waits for the next commit report and shows it to the scheduler, as
+    /// the loop does.
+    fn committed(rx: &Receiver<Input>, workers: &mut Workers) -> (u64, bool) {
         match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(Input::Committed { seq, ok }) => (seq, ok),
+            Ok(input @ Input::Committed { seq, ok }) => {
+                workers.observe(&input);
+                (seq, ok)
+            }
             other => panic!("waiting for a commit: {other:?}"),
         }
     }
@@ -331,7 +342,8 @@ mod tests {
     #[test]
     fn writes_wait_for_the_commit_in_flight_and_the_window_then_go_as_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("chatapp.db")).unwrap();
+        let location = crate::store::Location::Sqlite(dir.path().join("chatapp.db"));
+        let store = crate::store::open(&location, crate::store::Sync::Full).unwrap();
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
         let (tx, rx) = mpsc::channel();
@@ -360,13 +372,15 @@ mod tests {
             "a commit holds them, not the clock"
         );
 
-        assert_eq!(committed(&rx), (1, true));
-        workers.committed(1);
+        assert_eq!(committed(&rx, &mut workers), (1, true));
         workers.dispatch(later);
         assert!(workers.pending.is_empty());
-        assert_eq!(committed(&rx), (3, true), "2 and 3 in one commit");
+        assert_eq!(
+            committed(&rx, &mut workers),
+            (3, true),
+            "2 and 3 in one commit"
+        );
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
-        workers.committed(3);
 
         // Committed at once, but the next batch waits out the window.
         workers.store(user(4, 4));
@@ -376,17 +390,16 @@ mod tests {
         assert_eq!(workers.dispatch_at(), Some(later + COMMIT_WINDOW));
         workers.dispatch(later + COMMIT_WINDOW);
         assert!(workers.pending.is_empty(), "sent when the window ends");
-        assert_eq!(committed(&rx), (4, true));
-        workers.committed(4);
+        assert_eq!(committed(&rx, &mut workers), (4, true));
 
         // What is left when the loop stops is handed over and committed.
         workers.store(user(5, 5));
         workers.dispatch(later + COMMIT_WINDOW * 2);
         workers.store(user(6, 6));
         workers.finish();
-        let mut last = committed(&rx);
+        let mut last = committed(&rx, &mut workers);
         while last.0 < 6 {
-            last = committed(&rx);
+            last = committed(&rx, &mut workers);
         }
         assert_eq!(last, (6, true));
     }

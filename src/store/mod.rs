@@ -1,113 +1,89 @@
-//! The SQLite store: opens and versions the database file, loads what the
-//! server needs at start, applies batches of writes atomically, and answers
-//! the history queries (conversations, dialogues, room history).
+//! Storage behind one interface: the [`Store`] trait, the rows it reads and
+//! writes, its error type, and [`open`], the one place that picks a backend.
 //!
 //! The server owns all ids and all state in memory; the store only makes it
-//! durable. Every batch is one transaction committed with `synchronous=FULL`,
-//! so once [`Store::apply`] returns the writes survive a crash or power loss.
+//! durable. A batch of [`Write`]s is applied as one transaction, and once
+//! [`Store::apply`] returns the writes survive a crash (and, with
+//! [`Sync::Full`], a power loss). The store runs on its own thread
+//! (`server::workers`), so every call may block.
+//!
+//! The interface is a trait rather than an enum of backends: a backend is
+//! then a module that implements it plus one arm in [`open`], and nothing
+//! else (the store thread, start-up, the group-commit scheduler) changes or
+//! has to match on backends. The one dynamic call per batch or query is
+//! nothing beside the I/O behind it.
+//!
+//! Backends:
+//!
+//! - [`sqlite`]: one SQLite file in the data directory. The default and,
+//!   for now, the only one. A PostgreSQL backend (the sync `postgres` crate,
+//!   on the same store thread) plugs in as `store/postgres.rs` and a
+//!   `Location::Postgres` arm.
+//!
+//! `password` is scrypt hashing into PHC strings; it belongs to the store's
+//! side of the server (the password standard itself is `crate::password`).
 
-#[cfg(target_env = "musl")]
-mod malloc;
 pub mod password;
+pub mod sqlite;
 
+use std::error::Error;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
-use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
+use crate::model::{MessageId, Millis, RoomId, UserId};
 
-use crate::model::{MessageId, Millis, RoomId, UserId, room_key, user_key};
-
-/// The schema version this build writes and understands, kept in
-/// `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i32 = 2;
-
-/// Each version's script, run in order from the one after the file's
-/// version: version 1 creates the schema, later ones migrate it.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
-    [include_str!("schema.sql"), include_str!("schema2.sql")];
-
-/// How long a statement waits for another connection's lock before failing.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Why the store could not do what was asked.
-#[derive(Debug)]
-pub enum StoreError {
-    /// SQLite failed; `context` says what the store was doing at the time.
-    Sqlite {
-        context: String,
-        source: rusqlite::Error,
-    },
-    /// The file was written by a newer chatapp, whose schema this one would
-    /// misread.
-    TooNew { path: PathBuf, found: i32 },
-    /// The file is an SQLite database that chatapp did not create.
-    NotOurs { path: PathBuf, reason: String },
-    /// A [`Write::CloseRoom`] named a room that was never saved.
-    NoSuchRoom(RoomId),
+/// Where the data lives, and so which backend keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite database file, created if missing.
+    Sqlite(PathBuf),
 }
 
-impl StoreError {
-    /// Whether SQLite refused a write for breaking a constraint (a taken
-    /// name, a missing user or room, a bad capacity), rather than failing
-    /// for reasons outside the data such as a full disk.
-    pub fn is_constraint_violation(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Sqlite {
-                source: rusqlite::Error::SqliteFailure(e, _),
-                ..
-            } if e.code == ErrorCode::ConstraintViolation
-        )
+/// Opens the store at `location`: creates or migrates its schema, or
+/// refuses a database that is not chatapp's, or is newer than this build.
+pub fn open(location: &Location, sync: Sync) -> Result<Box<dyn Store>, StoreError> {
+    match location {
+        Location::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open_with(path, sync)?)),
     }
 }
 
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Sqlite { context, source } => write!(f, "{context}: {source}"),
-            StoreError::TooNew { path, found } => write!(
-                f,
-                "database {} has schema version {found}, newer than this chatapp understands \
-                 ({SCHEMA_VERSION}): run a newer chatapp, or point --data-dir elsewhere",
-                path.display()
-            ),
-            StoreError::NotOurs { path, reason } => write!(
-                f,
-                "database {} was not made by chatapp ({reason}): point --data-dir elsewhere",
-                path.display()
-            ),
-            StoreError::NoSuchRoom(id) => write!(
-                f,
-                "could not close room #{id}: no such room was ever saved (a bug in chatapp: \
-                 please report it); nothing of the batch was saved"
-            ),
-        }
-    }
-}
+/// A durable home for the chat. Every method may block; errors say what
+/// the store was doing.
+pub trait Store: Send {
+    /// What the server loads at start: every user, unread private-message
+    /// counts, and the next free ids, read as one consistent view.
+    fn load(&mut self) -> Result<Snapshot, StoreError>;
 
-impl std::error::Error for StoreError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StoreError::Sqlite { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+    /// At start no room can be open (their admins are gone): sets
+    /// `closed = now` on every open room and returns how many there were.
+    fn close_open_rooms(&mut self, now: Millis) -> Result<usize, StoreError>;
 
-/// Attaches what the store was doing to a SQLite error.
-trait Context<T> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T, StoreError>;
-}
+    /// Applies all writes in one transaction and commits: either all of them
+    /// are saved, or (on error) none.
+    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError>;
 
-impl<T> Context<T> for rusqlite::Result<T> {
-    fn context(self, what: impl FnOnce() -> String) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Sqlite {
-            context: what(),
-            source,
-        })
-    }
+    /// The user's private conversations, newest first: the other user, the
+    /// last message either way, and how many messages from the other user to
+    /// `user` are unread.
+    fn conversations(&mut self, user: UserId) -> Result<Vec<Conversation>, StoreError>;
+
+    /// The last `limit` private messages between `a` and `b` (both
+    /// directions), oldest first.
+    fn dialogue(
+        &mut self,
+        a: UserId,
+        b: UserId,
+        limit: usize,
+    ) -> Result<Vec<PrivateRow>, StoreError>;
+
+    /// The last `limit` messages of a room, oldest first.
+    fn room_history(&mut self, room: RoomId, limit: usize) -> Result<Vec<RoomRow>, StoreError>;
+
+    /// One line for the operator's log saying what this store is and the
+    /// settings it runs with, as read back from the database itself (so the
+    /// line shows what is in force, not what was asked for).
+    fn describe(&mut self) -> Result<String, StoreError>;
 }
 
 /// What the server loads at start.
@@ -198,88 +174,6 @@ pub struct RoomRow {
     pub sent: Millis,
 }
 
-/// A private message's dialogue key as `messages_dialogue` spells it, for
-/// the two users given as SQL expressions.
-macro_rules! dialogue_of {
-    ($a:literal, $b:literal) => {
-        concat!(
-            "min(sender, recipient) = min(",
-            $a,
-            ", ",
-            $b,
-            ") ",
-            "AND max(sender, recipient) = max(",
-            $a,
-            ", ",
-            $b,
-            ") ",
-            "AND recipient IS NOT NULL"
-        )
-    };
-}
-
-/// Messages from `d.other` to `d.user` after `d.read_upto`, for a row `d`
-/// of `dialogues`: a range of `messages_dialogue`, read from the index alone.
-macro_rules! unread_of_d {
-    () => {
-        concat!(
-            "(SELECT COUNT(*) FROM messages WHERE ",
-            dialogue_of!("d.user", "d.other"),
-            " AND id > d.read_upto AND sender = d.other)"
-        )
-    };
-}
-
-/// Unread private messages by recipient and sender, at start.
-const UNREAD: &str = concat!(
-    "SELECT user, other, n FROM (SELECT d.user, d.other, ",
-    unread_of_d!(),
-    " AS n FROM dialogues AS d) WHERE n > 0 ORDER BY user, other"
-);
-
-/// A user's conversations, newest first: one row of `dialogues` a partner,
-/// and the last message and the unread count from the dialogue's index.
-const CONVERSATIONS: &str = concat!(
-    "SELECT d.other, u.name, last.sender, last.body, last.sent, ",
-    unread_of_d!(),
-    " FROM dialogues AS d
-JOIN messages AS last ON last.id = (SELECT MAX(id) FROM messages WHERE ",
-    dialogue_of!("d.user", "d.other"),
-    ")
-JOIN users AS u ON u.id = d.other
-WHERE d.user = ?1
-ORDER BY last.id DESC"
-);
-
-/// The last ?3 messages between ?1 and ?2: the end of one index range.
-const DIALOGUE: &str = concat!(
-    "SELECT page.id, page.sender, u.name, page.recipient, page.body, page.sent
-FROM (
-    SELECT id, sender, recipient, body, sent FROM messages
-    WHERE ",
-    dialogue_of!("?1", "?2"),
-    " ORDER BY id DESC LIMIT ?3
-) AS page
-JOIN users AS u ON u.id = page.sender
-ORDER BY page.id"
-);
-
-/// Marks read what ?2 sent ?1 so far: every message of their dialogue.
-const MARK_READ: &str = concat!(
-    "UPDATE dialogues SET read_upto = (SELECT IFNULL(MAX(id), 0) FROM messages WHERE ",
-    dialogue_of!("?1", "?2"),
-    ") WHERE user = ?1 AND other = ?2"
-);
-
-/// The last ?2 messages of room ?1.
-const ROOM_HISTORY: &str = "SELECT page.id, page.sender, u.name, page.body, page.sent
-FROM (
-    SELECT id, sender, body, sent FROM messages
-    WHERE room = ?1 ORDER BY id DESC LIMIT ?2
-) AS page
-JOIN users AS u ON u.id = page.sender
-ORDER BY page.id";
-
 /// How hard a commit works to survive a crash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Sync {
@@ -287,980 +181,85 @@ pub enum Sync {
     /// process being killed and the machine losing power. The default.
     #[default]
     Full,
-    /// WAL without an fsync per commit: survives the process being killed,
-    /// but the last commits before a power loss or kernel crash may vanish.
+    /// No wait for the disk at each commit: survives the process being
+    /// killed, but the last commits before a power loss or kernel crash may
+    /// vanish. (SQLite: `synchronous=NORMAL` in WAL mode.)
     Normal,
 }
 
-impl Sync {
-    fn pragma(self) -> &'static str {
-        match self {
-            Sync::Full => "FULL",
-            Sync::Normal => "NORMAL",
-        }
-    }
-}
-
-/// Page size of a new database file (an existing one keeps its own).
-const PAGE_SIZE: i64 = 1024;
-/// SQLite's page cache, in KiB.
-const CACHE_KIB: i64 = 16 * 1024;
-/// Pages the write-ahead log may hold before it is copied into the
-/// database (SQLite's default is 1,000).
-const CHECKPOINT_PAGES: i64 = 16 * 1024;
-
-/// An open database file.
+/// Why the store could not do what was asked.
 #[derive(Debug)]
-pub struct Store {
-    conn: Connection,
+pub enum StoreError {
+    /// The database failed; `context` says what the store was doing at the
+    /// time, and `source` is the backend's own error.
+    Failed {
+        context: String,
+        /// The database refused a write for breaking a constraint (a taken
+        /// name, a missing user or room, a bad capacity).
+        constraint: bool,
+        source: Box<dyn Error + Send + std::marker::Sync>,
+    },
+    /// The database was written by a newer chatapp, whose schema this one
+    /// would misread.
+    TooNew {
+        database: String,
+        found: i32,
+        known: i32,
+    },
+    /// The database is one that chatapp did not create.
+    NotOurs { database: String, reason: String },
+    /// A [`Write::CloseRoom`] named a room that was never saved.
+    NoSuchRoom(RoomId),
 }
 
-impl Store {
-    /// Opens or creates the database file. journal_mode=WAL, foreign_keys=ON,
-    /// synchronous=FULL, busy_timeout 5 s. A fresh file gets schema
-    /// [`SCHEMA_VERSION`]; a file from a newer chatapp, or from another
-    /// program, is refused untouched.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with(path, Sync::Full)
-    }
-
-    /// [`Store::open`] with a chosen durability level.
-    pub fn open_with(path: &Path, sync: Sync) -> Result<Store, StoreError> {
-        let opening = || format!("could not open database {}", path.display());
-        #[cfg(target_env = "musl")]
-        malloc::use_mimalloc();
-        let mut conn = Connection::open(path).context(opening)?;
-        conn.busy_timeout(BUSY_TIMEOUT).context(opening)?;
-        conn.pragma_update(None, "synchronous", sync.pragma())
-            .context(opening)?;
-        conn.pragma_update(None, "foreign_keys", true)
-            .context(opening)?;
-        conn.pragma_update(None, "page_size", PAGE_SIZE)
-            .context(opening)?;
-        // A private message lands in the dialogue index, and a new
-        // conversation adds two `dialogues` rows, at places all over the
-        // file: keep those pages in memory (16 MiB at the most, taken only
-        // as the database grows) instead of reading them back from the file,
-        // and checkpoint less often, so a page written by many commits is
-        // copied into the database once.
-        conn.pragma_update(None, "cache_size", -CACHE_KIB)
-            .context(opening)?;
-        conn.pragma_update(None, "wal_autocheckpoint", CHECKPOINT_PAGES)
-            .context(opening)?;
-        // Before WAL, which is recorded in the file: a file that is refused
-        // must be left as it was found.
-        prepare_schema(&mut conn, path)?;
-        // If the file system cannot do WAL, SQLite keeps a rollback journal;
-        // that is slower but just as durable, so it is not an error.
-        let _mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-            .context(opening)?;
-        Ok(Store { conn })
-    }
-
-    /// What the server loads at start: every user, unread private-message
-    /// counts, and the next free ids.
-    pub fn load(&self) -> Result<Snapshot, StoreError> {
-        let loading = || "could not load the database".to_owned();
-        // One read transaction, so the parts agree with one another.
-        let tx = self.conn.unchecked_transaction().context(loading)?;
-
-        let mut stmt = tx
-            .prepare("SELECT id, name, password_hash FROM users ORDER BY id")
-            .context(loading)?;
-        let users = stmt
-            .query_map([], |row| {
-                Ok(UserRow {
-                    id: UserId(row.get(0)?),
-                    name: row.get(1)?,
-                    password_hash: row.get(2)?,
-                })
-            })
-            .and_then(Iterator::collect)
-            .context(loading)?;
-        drop(stmt);
-
-        let mut stmt = tx.prepare(UNREAD).context(loading)?;
-        let unread = stmt
-            .query_map([], |row| {
-                Ok((UserId(row.get(0)?), UserId(row.get(1)?), row.get(2)?))
-            })
-            .and_then(Iterator::collect)
-            .context(loading)?;
-        drop(stmt);
-
-        let (next_user, next_room, next_message) = tx
-            .query_row(
-                "SELECT (SELECT IFNULL(MAX(id), 0) + 1 FROM users),
-                        (SELECT IFNULL(MAX(id), 0) + 1 FROM rooms),
-                        (SELECT IFNULL(MAX(id), 0) + 1 FROM messages)",
-                [],
-                |row| {
-                    Ok((
-                        UserId(row.get(0)?),
-                        RoomId(row.get(1)?),
-                        MessageId(row.get(2)?),
-                    ))
-                },
-            )
-            .context(loading)?;
-        tx.finish().context(loading)?;
-
-        Ok(Snapshot {
-            users,
-            unread,
-            next_user,
-            next_room,
-            next_message,
-        })
-    }
-
-    /// At start no room can be open (their admins are gone): sets
-    /// `closed = now` on every open room and returns how many there were.
-    pub fn close_open_rooms(&mut self, now: Millis) -> Result<usize, StoreError> {
-        self.conn
-            .execute(
-                "UPDATE rooms SET closed = ?1 WHERE closed IS NULL",
-                params![now],
-            )
-            .context(|| "could not close the rooms left open by the last run".to_owned())
-    }
-
-    /// Applies all writes in one transaction and commits: either all of them
-    /// are saved, or (on error) none.
-    pub fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
-        if writes.is_empty() {
-            return Ok(());
-        }
-        let count = writes.len();
-        let batch = move |what: String| {
-            move || format!("{what}; none of the {count} writes in this batch were saved")
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .context(batch("could not start a transaction".to_owned()))?;
-        for write in writes {
-            apply_one(&tx, write).map_err(|e| match e {
-                StoreError::Sqlite { context, source } => StoreError::Sqlite {
-                    context: batch(context)(),
-                    source,
-                },
-                other => other,
-            })?;
-        }
-        tx.commit().context(batch("could not commit".to_owned()))
-    }
-
-    /// The user's private conversations, newest first: the other user, the
-    /// last message either way, and how many messages from the other user to
-    /// `user` are unread.
-    pub fn conversations(&self, user: UserId) -> Result<Vec<Conversation>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(CONVERSATIONS)
-            .context(|| format!("could not list the conversations of user {user}"))?;
-        stmt.query_map(params![user.0], |row| {
-            Ok(Conversation {
-                other: UserId(row.get(0)?),
-                other_name: row.get(1)?,
-                last_sender: UserId(row.get(2)?),
-                last_text: row.get(3)?,
-                last_time: row.get(4)?,
-                unread: row.get(5)?,
-            })
-        })
-        .and_then(Iterator::collect)
-        .context(|| format!("could not list the conversations of user {user}"))
-    }
-
-    /// The last `limit` private messages between `a` and `b` (both
-    /// directions), oldest first.
-    pub fn dialogue(
-        &self,
-        a: UserId,
-        b: UserId,
-        limit: usize,
-    ) -> Result<Vec<PrivateRow>, StoreError> {
-        let reading = || format!("could not read the messages between users {a} and {b}");
-        let mut stmt = self.conn.prepare_cached(DIALOGUE).context(reading)?;
-        stmt.query_map(params![a.0, b.0, sql_limit(limit)], |row| {
-            Ok(PrivateRow {
-                id: MessageId(row.get(0)?),
-                sender: UserId(row.get(1)?),
-                sender_name: row.get(2)?,
-                recipient: UserId(row.get(3)?),
-                text: row.get(4)?,
-                sent: row.get(5)?,
-            })
-        })
-        .and_then(Iterator::collect)
-        .context(reading)
-    }
-
-    /// The last `limit` messages of a room, oldest first.
-    pub fn room_history(&self, room: RoomId, limit: usize) -> Result<Vec<RoomRow>, StoreError> {
-        let reading = || format!("could not read the history of room #{room}");
-        let mut stmt = self.conn.prepare_cached(ROOM_HISTORY).context(reading)?;
-        stmt.query_map(params![room.0, sql_limit(limit)], |row| {
-            Ok(RoomRow {
-                id: MessageId(row.get(0)?),
-                sender: UserId(row.get(1)?),
-                sender_name: row.get(2)?,
-                text: row.get(3)?,
-                sent: row.get(4)?,
-            })
-        })
-        .and_then(Iterator::collect)
-        .context(reading)
-    }
-}
-
-/// Creates the schema in a fresh file, migrates an older one in one
-/// transaction, accepts the current version, and
-/// refuses anything else without changing it.
-fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let opening = || format!("could not open database {}", path.display());
-    // IMMEDIATE so that two processes opening a fresh file cannot both
-    // decide to create the schema.
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .context(opening)?;
-    let version: i32 = tx
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .context(opening)?;
-    match version {
-        0 => {
-            let objects: i64 = tx
-                .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |row| row.get(0))
-                .context(opening)?;
-            if objects > 0 {
-                return Err(StoreError::NotOurs {
-                    path: path.to_owned(),
-                    reason: format!("it holds {objects} tables or indexes but no schema version"),
-                });
+impl StoreError {
+    /// Whether the database refused a write for breaking a constraint (a
+    /// taken name, a missing user or room, a bad capacity), rather than
+    /// failing for reasons outside the data such as a full disk.
+    pub fn is_constraint_violation(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Failed {
+                constraint: true,
+                ..
             }
-            migrate(tx, 0, path)?;
-        }
-        SCHEMA_VERSION => {}
-        found if (1..SCHEMA_VERSION).contains(&found) => migrate(tx, found, path)?,
-        found if found > SCHEMA_VERSION => {
-            return Err(StoreError::TooNew {
-                path: path.to_owned(),
-                found,
-            });
-        }
-        found => {
-            return Err(StoreError::NotOurs {
-                path: path.to_owned(),
-                reason: format!("its schema version is {found}"),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Brings a file at schema version `from` (0: empty) to [`SCHEMA_VERSION`]
-/// in the caller's transaction: all of it, or nothing.
-fn migrate(tx: rusqlite::Transaction<'_>, from: i32, path: &Path) -> Result<(), StoreError> {
-    for (done, script) in MIGRATIONS.iter().enumerate().skip(from as usize) {
-        let version = done + 1;
-        let what = || {
-            format!(
-                "could not bring the schema of {} to version {version}",
-                path.display()
-            )
-        };
-        tx.execute_batch(script).context(what)?;
-        tx.pragma_update(None, "user_version", version as i32)
-            .context(what)?;
-    }
-    tx.commit()
-        .context(|| format!("could not save the schema of {}", path.display()))
-}
-
-/// SQLite limits are i64; a larger `usize` means "no limit" anyway.
-fn sql_limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-/// One write inside [`Store::apply`]'s transaction. Statements are cached on
-/// the connection, so a batch of thousands compiles each one once.
-fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
-    match write {
-        Write::User {
-            id,
-            name,
-            password_hash,
-            created,
-        } => conn
-            .prepare_cached(
-                "INSERT INTO users (id, name, name_key, password_hash, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![id.0, name, user_key(name), password_hash, created])
-            })
-            .context(|| format!("could not save new user {name} (id {id})"))?,
-        Write::Room {
-            id,
-            name,
-            admin,
-            capacity,
-            created,
-        } => conn
-            .prepare_cached(
-                "INSERT INTO rooms (id, name, name_key, admin, capacity, created)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    id.0,
-                    name,
-                    room_key(name),
-                    admin.0,
-                    capacity,
-                    created
-                ])
-            })
-            .context(|| format!("could not save new room #{id} {name:?}"))?,
-        Write::CloseRoom { id, closed } => {
-            let changed = conn
-                .prepare_cached("UPDATE rooms SET closed = IFNULL(closed, ?2) WHERE id = ?1")
-                .and_then(|mut s| s.execute(params![id.0, closed]))
-                .context(|| format!("could not close room #{id}"))?;
-            if changed == 0 {
-                return Err(StoreError::NoSuchRoom(*id));
-            }
-            changed
-        }
-        Write::RoomMessage {
-            id,
-            room,
-            sender,
-            text,
-            sent,
-        } => {
-            conn.prepare_cached(
-                "INSERT INTO messages (id, sender, room, body, sent)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| s.execute(params![id.0, sender.0, room.0, text, sent]))
-            .context(|| format!("could not save message {id} from user {sender} in room #{room}"))?
-        }
-        Write::PrivateMessage {
-            id,
-            sender,
-            recipient,
-            text,
-            sent,
-        } => conn
-            .prepare_cached(
-                "INSERT INTO messages (id, sender, recipient, body, sent)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .and_then(|mut s| s.execute(params![id.0, sender.0, recipient.0, text, sent]))
-            .and_then(|_| {
-                // Both ends list the dialogue; after the first message
-                // these find their rows and write nothing.
-                conn.prepare_cached(
-                    "INSERT OR IGNORE INTO dialogues (user, other) VALUES (?1, ?2), (?2, ?1)",
-                )?
-                .execute(params![sender.0, recipient.0])
-            })
-            .context(|| {
-                format!(
-                    "could not save private message {id} from user {sender} to user {recipient}"
-                )
-            })?,
-        Write::MarkRead { recipient, sender } => conn
-            .prepare_cached(MARK_READ)
-            .and_then(|mut s| s.execute(params![recipient.0, sender.0]))
-            .context(|| {
-                format!("could not mark the messages from user {sender} to user {recipient} read")
-            })?,
-    };
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tempfile::TempDir;
-
-    fn fresh() -> (TempDir, PathBuf, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("chat.db");
-        let store = Store::open(&path).unwrap();
-        (dir, path, store)
-    }
-
-    fn user(id: i64, name: &str) -> Write {
-        Write::User {
-            id: UserId(id),
-            name: name.to_owned(),
-            password_hash: format!("hash-of-{name}"),
-            created: 1000 + id,
-        }
-    }
-
-    fn room(id: i64, name: &str, admin: i64) -> Write {
-        Write::Room {
-            id: RoomId(id),
-            name: name.to_owned(),
-            admin: UserId(admin),
-            capacity: 10,
-            created: 2000 + id,
-        }
-    }
-
-    fn pm(id: i64, sender: i64, recipient: i64, text: &str) -> Write {
-        Write::PrivateMessage {
-            id: MessageId(id),
-            sender: UserId(sender),
-            recipient: UserId(recipient),
-            text: text.into(),
-            sent: 10_000 + id,
-        }
-    }
-
-    fn rm(id: i64, room: i64, sender: i64, text: &str) -> Write {
-        Write::RoomMessage {
-            id: MessageId(id),
-            room: RoomId(room),
-            sender: UserId(sender),
-            text: text.into(),
-            sent: 10_000 + id,
-        }
-    }
-
-    /// Users 1 ann, 2 bob, 3 cat.
-    fn with_users() -> (TempDir, PathBuf, Store) {
-        let (dir, path, mut store) = fresh();
-        store
-            .apply(&[user(1, "ann"), user(2, "Bob"), user(3, "cat")])
-            .unwrap();
-        (dir, path, store)
-    }
-
-    fn pragma_i64(store: &Store, name: &str) -> i64 {
-        store
-            .conn
-            .pragma_query_value(None, name, |row| row.get(0))
-            .unwrap()
-    }
-
-    #[test]
-    fn open_sets_pragmas_and_schema_persists() {
-        let (_dir, path, store) = fresh();
-        let mode: String = store
-            .conn
-            .pragma_query_value(None, "journal_mode", |row| row.get(0))
-            .unwrap();
-        assert_eq!(mode, "wal");
-        assert_eq!(pragma_i64(&store, "foreign_keys"), 1);
-        assert_eq!(pragma_i64(&store, "synchronous"), 2); // FULL
-        assert_eq!(pragma_i64(&store, "page_size"), PAGE_SIZE);
-        assert_eq!(pragma_i64(&store, "cache_size"), -CACHE_KIB);
-        assert_eq!(pragma_i64(&store, "wal_autocheckpoint"), CHECKPOINT_PAGES);
-        assert_eq!(pragma_i64(&store, "user_version"), SCHEMA_VERSION as i64);
-        drop(store);
-
-        let mut store = Store::open(&path).unwrap();
-        assert_eq!(pragma_i64(&store, "user_version"), SCHEMA_VERSION as i64);
-        store.apply(&[user(1, "ann")]).unwrap();
-        drop(store);
-        let store = Store::open(&path).unwrap();
-        assert_eq!(store.load().unwrap().users.len(), 1);
-    }
-
-    #[test]
-    fn newer_schema_is_refused() {
-        let (_dir, path, store) = fresh();
-        store.conn.pragma_update(None, "user_version", 7).unwrap();
-        drop(store);
-        let err = Store::open(&path).unwrap_err();
-        assert!(matches!(err, StoreError::TooNew { found: 7, .. }));
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "database {} has schema version 7, newer than this chatapp understands (2): \
-                 run a newer chatapp, or point --data-dir elsewhere",
-                path.display()
-            )
-        );
-    }
-
-    #[test]
-    fn foreign_database_is_refused_untouched() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("other.db");
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch("CREATE TABLE users (x)").unwrap();
-        drop(conn);
-        let err = Store::open(&path).unwrap_err();
-        assert!(matches!(err, StoreError::NotOurs { .. }), "{err}");
-        assert!(err.to_string().contains("not made by chatapp"), "{err}");
-        let conn = Connection::open(&path).unwrap();
-        let mode: String = conn
-            .pragma_query_value(None, "journal_mode", |row| row.get(0))
-            .unwrap();
-        assert_eq!(mode, "delete");
-    }
-
-    #[test]
-    fn batch_survives_reopening() {
-        let (_dir, path, mut store) = with_users();
-        store
-            .apply(&[
-                room(1, "Lobby", 1),
-                rm(1, 1, 1, "hello room"),
-                pm(2, 1, 2, "hi bob"),
-                pm(3, 2, 1, "hi ann"),
-            ])
-            .unwrap();
-        drop(store);
-
-        let store = Store::open(&path).unwrap();
-        let snap = store.load().unwrap();
-        assert_eq!(
-            snap.users,
-            vec![
-                UserRow {
-                    id: UserId(1),
-                    name: "ann".into(),
-                    password_hash: "hash-of-ann".into()
-                },
-                UserRow {
-                    id: UserId(2),
-                    name: "Bob".into(),
-                    password_hash: "hash-of-Bob".into()
-                },
-                UserRow {
-                    id: UserId(3),
-                    name: "cat".into(),
-                    password_hash: "hash-of-cat".into()
-                },
-            ]
-        );
-        assert_eq!(
-            snap.unread,
-            vec![(UserId(1), UserId(2), 1), (UserId(2), UserId(1), 1)]
-        );
-        assert_eq!(snap.next_user, UserId(4));
-        assert_eq!(snap.next_room, RoomId(2));
-        assert_eq!(snap.next_message, MessageId(4));
-        assert_eq!(
-            store.room_history(RoomId(1), 20).unwrap(),
-            vec![RoomRow {
-                id: MessageId(1),
-                sender: UserId(1),
-                sender_name: "ann".into(),
-                text: "hello room".into(),
-                sent: 10_001
-            }]
-        );
-    }
-
-    #[test]
-    fn empty_database_snapshot() {
-        let (_dir, _path, store) = fresh();
-        let snap = store.load().unwrap();
-        assert!(snap.users.is_empty() && snap.unread.is_empty());
-        assert_eq!(
-            (snap.next_user, snap.next_room, snap.next_message),
-            (UserId(1), RoomId(1), MessageId(1))
-        );
-    }
-
-    #[test]
-    fn duplicate_name_in_other_case_fails_whole_batch() {
-        let (_dir, path, mut store) = with_users();
-        let err = store
-            .apply(&[user(4, "dan"), pm(1, 1, 2, "lost"), user(5, "BOB")])
-            .unwrap_err();
-        assert!(err.is_constraint_violation(), "{err}");
-        let text = err.to_string();
-        assert!(
-            text.starts_with("could not save new user BOB (id 5)"),
-            "{text}"
-        );
-        assert!(
-            text.contains("none of the 3 writes in this batch were saved"),
-            "{text}"
-        );
-        drop(store);
-
-        let store = Store::open(&path).unwrap();
-        let snap = store.load().unwrap();
-        assert_eq!(snap.users.len(), 3);
-        assert_eq!(snap.next_user, UserId(4));
-        assert_eq!(snap.next_message, MessageId(1));
-    }
-
-    #[test]
-    fn room_name_unique_only_while_open() {
-        let (_dir, _path, mut store) = with_users();
-        store.apply(&[room(1, "Lobby", 1)]).unwrap();
-        let err = store.apply(&[room(2, "  lobby ", 2)]).unwrap_err();
-        assert!(err.is_constraint_violation(), "{err}");
-        store
-            .apply(&[Write::CloseRoom {
-                id: RoomId(1),
-                closed: 5000,
-            }])
-            .unwrap();
-        store.apply(&[room(2, "LOBBY", 2)]).unwrap();
-    }
-
-    #[test]
-    fn closing_unknown_room_fails_batch() {
-        let (_dir, _path, mut store) = with_users();
-        let err = store
-            .apply(&[
-                room(1, "a", 1),
-                Write::CloseRoom {
-                    id: RoomId(9),
-                    closed: 1,
-                },
-            ])
-            .unwrap_err();
-        assert!(matches!(err, StoreError::NoSuchRoom(RoomId(9))), "{err}");
-        assert_eq!(store.load().unwrap().next_room, RoomId(1));
-    }
-
-    #[test]
-    fn bad_capacity_refused() {
-        let (_dir, _path, mut store) = with_users();
-        let err = store
-            .apply(&[Write::Room {
-                id: RoomId(1),
-                name: "tiny".into(),
-                admin: UserId(1),
-                capacity: 1,
-                created: 0,
-            }])
-            .unwrap_err();
-        assert!(err.is_constraint_violation(), "{err}");
-    }
-
-    #[test]
-    fn close_open_rooms_closes_only_open_ones() {
-        let (_dir, path, mut store) = with_users();
-        store
-            .apply(&[
-                room(1, "a", 1),
-                room(2, "b", 1),
-                room(3, "c", 2),
-                Write::CloseRoom {
-                    id: RoomId(2),
-                    closed: 100,
-                },
-            ])
-            .unwrap();
-        assert_eq!(store.close_open_rooms(999).unwrap(), 2);
-        assert_eq!(store.close_open_rooms(1000).unwrap(), 0);
-        drop(store);
-        let store = Store::open(&path).unwrap();
-        let closed: Vec<i64> = store
-            .conn
-            .prepare("SELECT closed FROM rooms ORDER BY id")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(closed, vec![999, 100, 999]);
-    }
-
-    #[test]
-    fn conversations_group_both_directions() {
-        let (_dir, _path, mut store) = with_users();
-        store
-            .apply(&[
-                pm(1, 2, 1, "bob to ann 1"),
-                pm(2, 2, 1, "bob to ann 2"),
-                pm(3, 1, 3, "ann to cat"),
-                pm(4, 1, 2, "ann to bob"),
-                pm(5, 3, 2, "cat to bob"),
-            ])
-            .unwrap();
-
-        let ann = store.conversations(UserId(1)).unwrap();
-        assert_eq!(
-            ann,
-            vec![
-                Conversation {
-                    other: UserId(2),
-                    other_name: "Bob".into(),
-                    last_sender: UserId(1),
-                    last_text: "ann to bob".into(),
-                    last_time: 10_004,
-                    unread: 2,
-                },
-                Conversation {
-                    other: UserId(3),
-                    other_name: "cat".into(),
-                    last_sender: UserId(1),
-                    last_text: "ann to cat".into(),
-                    last_time: 10_003,
-                    unread: 0,
-                },
-            ]
-        );
-
-        let bob = store.conversations(UserId(2)).unwrap();
-        let summary: Vec<_> = bob
-            .iter()
-            .map(|c| (c.other.0, c.last_text.as_str(), c.unread))
-            .collect();
-        assert_eq!(summary, vec![(3, "cat to bob", 1), (1, "ann to bob", 1)]);
-
-        // A reply moves the conversation to the top.
-        store.apply(&[pm(6, 3, 1, "cat to ann")]).unwrap();
-        let ann = store.conversations(UserId(1)).unwrap();
-        assert_eq!(ann[0].other, UserId(3));
-        assert_eq!(ann[0].last_sender, UserId(3));
-        assert_eq!(ann[0].unread, 1);
-        assert_eq!(ann.len(), 2);
-
-        // Room messages are no conversation.
-        store
-            .apply(&[room(1, "r", 1), rm(7, 1, 1, "to the room")])
-            .unwrap();
-        assert_eq!(store.conversations(UserId(1)).unwrap().len(), 2);
-        assert!(store.conversations(UserId(99)).unwrap().is_empty());
-    }
-
-    #[test]
-    fn mark_read_clears_one_direction() {
-        let (_dir, path, mut store) = with_users();
-        store
-            .apply(&[
-                pm(1, 2, 1, "b1"),
-                pm(2, 2, 1, "b2"),
-                pm(3, 1, 2, "a1"),
-                pm(4, 3, 1, "c1"),
-            ])
-            .unwrap();
-        store
-            .apply(&[Write::MarkRead {
-                recipient: UserId(1),
-                sender: UserId(2),
-            }])
-            .unwrap();
-        drop(store);
-        let store = Store::open(&path).unwrap();
-        assert_eq!(
-            store.load().unwrap().unread,
-            vec![(UserId(1), UserId(3), 1), (UserId(2), UserId(1), 1)]
-        );
-        let ann = store.conversations(UserId(1)).unwrap();
-        let unread: Vec<(i64, u32)> = ann.iter().map(|c| (c.other.0, c.unread)).collect();
-        assert_eq!(unread, vec![(3, 1), (2, 0)]);
-        // What comes after the mark is unread again.
-        let mut store = store;
-        store.apply(&[pm(5, 2, 1, "b3")]).unwrap();
-        assert_eq!(
-            store.load().unwrap().unread,
-            vec![
-                (UserId(1), UserId(2), 1),
-                (UserId(1), UserId(3), 1),
-                (UserId(2), UserId(1), 1)
-            ]
-        );
-    }
-
-    #[test]
-    fn a_version_1_file_is_migrated_keeping_messages_and_what_was_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v1.db");
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(MIGRATIONS[0]).unwrap();
-        conn.execute_batch(
-            "INSERT INTO users VALUES (1, 'ann', 'ann', 'h', 0), (2, 'Bob', 'bob', 'h', 0),
-                                      (3, 'cat', 'cat', 'h', 0);
-             INSERT INTO messages (id, sender, recipient, body, sent, read) VALUES
-                 (1, 2, 1, 'b1', 1, 1), (2, 1, 2, 'a1', 2, 0), (3, 2, 1, 'b2', 3, 1),
-                 (4, 2, 1, 'b3', 4, 0), (5, 3, 1, 'c1', 5, 0), (6, 1, 1, 'note', 6, 1);
-             PRAGMA user_version = 1;",
         )
-        .unwrap();
-        drop(conn);
-
-        let store = Store::open(&path).unwrap();
-        assert_eq!(pragma_i64(&store, "user_version"), SCHEMA_VERSION as i64);
-        assert_eq!(
-            store.load().unwrap().unread,
-            vec![
-                (UserId(1), UserId(2), 1),
-                (UserId(1), UserId(3), 1),
-                (UserId(2), UserId(1), 1)
-            ]
-        );
-        let ann: Vec<(i64, String, u32)> = store
-            .conversations(UserId(1))
-            .unwrap()
-            .into_iter()
-            .map(|c| (c.other.0, c.last_text, c.unread))
-            .collect();
-        assert_eq!(
-            ann,
-            vec![
-                (1, "note".into(), 0),
-                (3, "c1".into(), 1),
-                (2, "b3".into(), 1)
-            ]
-        );
-        let texts: Vec<String> = store
-            .dialogue(UserId(1), UserId(2), 50)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.text)
-            .collect();
-        assert_eq!(texts, ["b1", "a1", "b2", "b3"]);
-        let indexes: Vec<String> = store
-            .conn
-            .prepare(
-                "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'messages'",
-            )
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(indexes, ["messages_room", "messages_dialogue"]);
     }
+}
 
-    #[test]
-    fn dialogue_is_last_n_oldest_first() {
-        let (_dir, _path, mut store) = with_users();
-        let mut writes = Vec::new();
-        for id in 1..=10 {
-            let (from, to) = if id % 2 == 0 { (1, 2) } else { (2, 1) };
-            writes.push(pm(id, from, to, &format!("m{id}")));
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Failed {
+                context, source, ..
+            } => write!(f, "{context}: {source}"),
+            StoreError::TooNew {
+                database,
+                found,
+                known,
+            } => write!(
+                f,
+                "database {database} has schema version {found}, newer than this chatapp \
+                 understands ({known}): run a newer chatapp, or point --data-dir elsewhere"
+            ),
+            StoreError::NotOurs { database, reason } => write!(
+                f,
+                "database {database} was not made by chatapp ({reason}): point --data-dir elsewhere"
+            ),
+            StoreError::NoSuchRoom(id) => write!(
+                f,
+                "could not close room #{id}: no such room was ever saved (a bug in chatapp: \
+                 please report it); nothing of the batch was saved"
+            ),
         }
-        writes.push(pm(11, 1, 3, "elsewhere"));
-        writes.push(pm(12, 1, 1, "note to self"));
-        store.apply(&writes).unwrap();
-
-        let rows = store.dialogue(UserId(1), UserId(2), 4).unwrap();
-        let ids: Vec<i64> = rows.iter().map(|r| r.id.0).collect();
-        assert_eq!(ids, vec![7, 8, 9, 10]);
-        assert_eq!(rows[0].sender, UserId(2));
-        assert_eq!(rows[0].sender_name, "Bob");
-        assert_eq!(rows[0].recipient, UserId(1));
-        assert_eq!(rows[0].text, "m7");
-        assert_eq!(rows[0].sent, 10_007);
-        // Same from the other side, and with a limit beyond the count.
-        let all = store.dialogue(UserId(2), UserId(1), usize::MAX).unwrap();
-        assert_eq!(all.len(), 10);
-        assert_eq!(all.first().unwrap().id, MessageId(1));
-        let own = store.dialogue(UserId(1), UserId(1), 50).unwrap();
-        assert_eq!(own.len(), 1);
-        assert!(store.dialogue(UserId(2), UserId(3), 50).unwrap().is_empty());
     }
+}
 
-    #[test]
-    fn room_history_is_last_n_oldest_first() {
-        let (_dir, _path, mut store) = with_users();
-        let mut writes = vec![room(1, "a", 1), room(2, "b", 2)];
-        for id in 1..=30 {
-            writes.push(rm(id, 1 + id % 2, 1 + id % 3, &format!("m{id}")));
-        }
-        store.apply(&writes).unwrap();
-        let rows = store.room_history(RoomId(1), 5).unwrap();
-        let ids: Vec<i64> = rows.iter().map(|r| r.id.0).collect();
-        assert_eq!(ids, vec![22, 24, 26, 28, 30]);
-        assert_eq!(rows[4].sender, UserId(1));
-        assert_eq!(rows[4].sender_name, "ann");
-        assert_eq!(rows[4].text, "m30");
-        assert_eq!(store.room_history(RoomId(2), 100).unwrap().len(), 15);
-        assert!(store.room_history(RoomId(3), 100).unwrap().is_empty());
-    }
-
-    #[test]
-    fn foreign_keys_are_enforced() {
-        let (_dir, _path, mut store) = with_users();
-        for bad in [
-            pm(1, 1, 42, "to nobody"),
-            pm(1, 42, 1, "from nobody"),
-            rm(1, 7, 1, "no such room"),
-            room(1, "orphan", 42),
-        ] {
-            let err = store.apply(std::slice::from_ref(&bad)).unwrap_err();
-            assert!(err.is_constraint_violation(), "{bad:?}: {err}");
-        }
-        assert_eq!(store.load().unwrap().next_message, MessageId(1));
-    }
-
-    #[test]
-    fn large_batch_is_one_transaction() {
-        let (_dir, path, mut store) = with_users();
-        let mut writes = vec![room(1, "busy", 1)];
-        writes.extend((1..=5000).map(|id| rm(id, 1, 1 + id % 3, "spam")));
-        store.apply(&writes).unwrap();
-        drop(store);
-        let store = Store::open(&path).unwrap();
-        assert_eq!(store.load().unwrap().next_message, MessageId(5001));
-    }
-
-    #[test]
-    fn password_plaintext_never_reaches_the_file() {
-        let secret = "zebra-quantum-lighthouse-47";
-        let (dir, path, mut store) = fresh();
-        let phc = password::hash(secret, password::HashCost::TEST);
-        store
-            .apply(&[Write::User {
-                id: UserId(1),
-                name: "ann".into(),
-                password_hash: phc.clone(),
-                created: 0,
-            }])
-            .unwrap();
-        // Check the WAL as well as the main file, before and after the
-        // checkpoint that closing performs.
-        let scan = || {
-            let mut all = Vec::new();
-            for entry in std::fs::read_dir(dir.path()).unwrap() {
-                all.extend(std::fs::read(entry.unwrap().path()).unwrap());
-            }
-            all
-        };
-        let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-        assert!(contains(&scan(), phc.as_bytes()));
-        assert!(!contains(&scan(), secret.as_bytes()));
-        drop(store);
-        assert!(!contains(&scan(), secret.as_bytes()));
-        let store = Store::open(&path).unwrap();
-        let stored = &store.load().unwrap().users[0].password_hash;
-        assert!(password::verify(secret, stored));
-    }
-
-    #[test]
-    fn history_queries_use_indexes() {
-        let (_dir, _path, store) = with_users();
-        for sql in [CONVERSATIONS, DIALOGUE, ROOM_HISTORY, UNREAD, MARK_READ] {
-            let mut stmt = store
-                .conn
-                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-                .unwrap();
-            let count = stmt.parameter_count();
-            let details: Vec<String> = stmt
-                .query_map(rusqlite::params_from_iter(1..=count as i64), |row| {
-                    row.get(3)
-                })
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            let plan = details.join("\n");
-            println!("{plan}\n");
-            for line in &details {
-                assert!(
-                    !line.starts_with("SCAN messages") && !line.starts_with("SCAN last"),
-                    "a full scan of messages in\n{plan}\nfor\n{sql}"
-                );
-            }
+impl Error for StoreError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            StoreError::Failed { source, .. } => Some(source.as_ref()),
+            _ => None,
         }
     }
 }

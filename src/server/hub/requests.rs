@@ -9,7 +9,7 @@ use super::{Audience, AuthJob, Caller, Change, ConnId, Hub, Level, Output, Query
 use super::{check_text, fit_newest};
 use crate::model::{self, MessageId, Millis, RoomId, UserId};
 use crate::store::Write;
-use crate::store::password;
+use crate::password;
 use crate::wire::msg::{
     ClientFrame, ErrorCode, Event, LeaveReason, PrivateLine, Reply, Request, RoomInfo, RoomLine,
     ServerFrame,
