@@ -10,6 +10,7 @@
 //! - [`server::hub`]: the chat core: accounts, rooms, private messages. Pure:
 //!   fed inputs, drained of outputs; no sockets, clock or SQLite.
 //! - [`server::net`]: the mio event loop, the only code that touches sockets.
+//! - [`server::turns`]: the event loop's turn times: histogram, longest turn. Pure.
 //! - [`server::workers`]: the threads for scrypt and for SQLite writes.
 //! - [`server`]: configuration, data directory, key and lock files; `serve`.
 //! - [`pause`]: the double-click pause before a console window closes.

@@ -10,6 +10,7 @@ pub mod args;
 pub mod hub;
 pub mod limits;
 pub mod net;
+pub mod turns;
 pub mod workers;
 
 use crate::store::password::HashCost;

@@ -11,6 +11,7 @@
 //! queue after every turn (registered only while bytes are left unsent).
 
 use super::hub::{ConnId, ConnMap, Hub, Input, Level, Output};
+use super::turns::TurnLog;
 use super::workers::Workers;
 use crate::wire::msg::{self, ClientFrame, ServerFrame};
 use crate::wire::noise::{ServerHandshake, StaticKey, Transport};
@@ -183,6 +184,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
     };
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 64 * 1024];
+    let mut turns = TurnLog::new(Instant::now());
     loop {
         let mut timeout = net.hub.poll_timeout().map(|at| {
             let wait = at.saturating_sub(now_millis()).max(0);
@@ -208,6 +210,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
             }
             return Err(e);
         }
+        let turn_start = Instant::now();
         // Input left from earlier turns first, then what is new.
         net.read_more(&mut scratch);
         for event in events.iter() {
@@ -248,7 +251,11 @@ pub fn run(parts: Parts) -> io::Result<()> {
         }
         net.flush(&poll);
         net.workers.dispatch(Instant::now());
+        if let Some(line) = turns.turn(turn_start, Instant::now()) {
+            net.log(Level::Debug, line);
+        }
     }
+    net.log(Level::Info, turns.final_line());
     net.shut_down(&mut poll, &mut listener, &inputs);
     Ok(())
 }
