@@ -27,6 +27,13 @@ pub struct Window {
     pub at: f64,
     pub turns: u64,
     pub longest_ms: f64,
+    /// Since the report before: how long the loop's thread waited for the
+    /// CPU while ready to run, and how long the server's other threads
+    /// (the store, scrypt) ran. A turn is timed by the clock, so a wait
+    /// for the CPU lengthens it; what the other threads did not take, other
+    /// processes on the CPU did.
+    pub loop_wait_ms: f64,
+    pub others_ran_ms: f64,
 }
 
 /// The main database file changed: a checkpoint was copying pages into it.
@@ -105,9 +112,30 @@ pub struct Watch {
     thread: JoinHandle<Watched>,
 }
 
-/// Starts sampling the database in `data_dir` and following the server's
-/// log `log` (from its current end) every `every`.
-pub fn watch(data_dir: &Path, log: &Path, every: Duration) -> Watch {
+/// The scheduler's account of the server's threads (`/proc/PID/task/*/
+/// schedstat`: ns on the CPU, ns waiting for it): the loop's thread (the
+/// process's main thread), and the time the others ran.
+fn sched(pid: u32) -> Option<(u64, u64, u64)> {
+    let read = |tid: &str| -> Option<(u64, u64)> {
+        let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat")).ok()?;
+        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+        Some((fields.next()??, fields.next()??))
+    };
+    let (loop_ran, loop_waited) = read(&pid.to_string())?;
+    let mut others = 0;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let tid = task.file_name().to_string_lossy().into_owned();
+        if tid != pid.to_string() {
+            others += read(&tid).map_or(0, |(ran, _)| ran);
+        }
+    }
+    Some((loop_ran, loop_waited, others))
+}
+
+/// Starts sampling the database in `data_dir`, the scheduler's account of
+/// the server `pid`, and following the server's log `log` (from its current
+/// end) every `every`.
+pub fn watch(data_dir: &Path, log: &Path, pid: u32, every: Duration) -> Watch {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let db = data_dir.join(chatapp::server::DATABASE_FILE);
@@ -119,6 +147,8 @@ pub fn watch(data_dir: &Path, log: &Path, every: Duration) -> Watch {
         let mut offset = fs::metadata(&log).map_or(0, |m| m.len());
         let mut partial = String::new();
         let mut last_db: Option<(u64, Option<SystemTime>)> = None;
+        // Waited and others' time at the last report.
+        let mut sched_then = sched(pid).map(|(_, w, o)| (w, o));
         while !flag.load(Ordering::SeqCst) {
             let at = t0.elapsed().as_secs_f64();
             let wal_len = fs::metadata(&wal).map_or(0, |m| m.len());
@@ -138,14 +168,22 @@ pub fn watch(data_dir: &Path, log: &Path, every: Duration) -> Watch {
             if now_db.is_some() {
                 last_db = now_db;
             }
+            let sched_now = sched(pid).map(|(_, w, o)| (w, o));
             offset = follow(&log, offset, &mut partial, |line| {
                 if line.starts_with(TURNS_DEBUG)
                     && let Some((turns, longest_ms)) = parse_window(line)
                 {
+                    let (waited, others) = match (sched_then, sched_now) {
+                        (Some((w0, o0)), Some((w1, o1))) => (w1 - w0, o1 - o0),
+                        _ => (0, 0),
+                    };
+                    sched_then = sched_now;
                     got.windows.push(Window {
                         at,
                         turns,
                         longest_ms,
+                        loop_wait_ms: waited as f64 / 1e6,
+                        others_ran_ms: others as f64 / 1e6,
                     });
                 }
             });
@@ -208,6 +246,8 @@ mod tests {
             at,
             turns: 100,
             longest_ms,
+            loop_wait_ms: 0.0,
+            others_ran_ms: 0.0,
         };
         let windows = [w(1.0, 2.0), w(2.0, 40.0), w(3.0, 5.0), w(4.0, 1.0)];
         let cp = |at| Checkpoint { at, wal: 0 };

@@ -155,7 +155,12 @@ fn main() -> anyhow::Result<()> {
         args.rooms
     );
 
-    let watch = million::watch(&data, &log, Duration::from_millis(args.sample_ms));
+    let watch = million::watch(
+        &data,
+        &log,
+        running.probe.pid,
+        Duration::from_millis(args.sample_ms),
+    );
     let cpu0 = running.probe.cpu_us();
     let started = Instant::now();
     let mut totals = Totals::default();
@@ -292,6 +297,29 @@ fn main() -> anyhow::Result<()> {
         corr.longest_with_ms,
         corr.without_checkpoint,
         corr.longest_without_ms
+    );
+    let slow: Vec<String> = watched
+        .windows
+        .iter()
+        .filter(|w| w.longest_ms > 100.0)
+        .map(|w| {
+            format!(
+                "{:.0} ms (the loop's thread waited {:.0} ms for the CPU that second, the server's other threads ran {:.0} ms)",
+                w.longest_ms, w.loop_wait_ms, w.others_ran_ms
+            )
+        })
+        .collect();
+    let waited: f64 = watched.windows.iter().map(|w| w.loop_wait_ms).sum();
+    let others: f64 = watched.windows.iter().map(|w| w.others_ran_ms).sum();
+    println!(
+        "- **CPU:** over the run the loop's thread waited {:.1} s for the CPU while ready to run; the server's other threads ran {:.1} s; seconds with a turn over 100 ms: {}",
+        waited / 1000.0,
+        others / 1000.0,
+        if slow.is_empty() {
+            "none".to_string()
+        } else {
+            slow.join("; ")
+        }
     );
     println!("- **Loop turns, whole run:** {final_turns}");
     println!(
