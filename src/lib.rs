@@ -13,6 +13,7 @@
 //! - [`server::directory`]: who is connected where; resolves a broadcast's
 //!   audience to connections for the event loop. Pure.
 //! - [`server::net`]: the mio event loop, the only code that touches sockets.
+//! - [`server::turns`]: the event loop's turn times: histogram, longest turn. Pure.
 //! - [`server::workers`]: the threads for scrypt and for the store.
 //! - [`server`]: configuration, data directory, key and lock files; `serve`.
 //! - [`pause`]: the double-click pause before a console window closes.

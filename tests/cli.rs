@@ -92,16 +92,20 @@ impl Serve {
     /// Starts `chatapp serve` on `data_dir` and waits for its
     /// `chatapp listening on ADDR with key SHA256:...` line.
     fn start(home: &Path, data_dir: &Path) -> Serve {
-        Serve::start_with(home, data_dir, &[])
+        Serve::start_with(home, data_dir, None, &[])
     }
 
-    /// [`Serve::start`] with more options for `chatapp serve`.
-    fn start_with(home: &Path, data_dir: &Path, options: &[&str]) -> Serve {
-        let mut child = chatapp(home)
+    /// [`Serve::start`] with `CHATAPP_LOG` set to `level` and more options.
+    fn start_with(home: &Path, data_dir: &Path, level: Option<&str>, options: &[&str]) -> Serve {
+        let mut cmd = chatapp(home);
+        if let Some(level) = level {
+            cmd.env("CHATAPP_LOG", level);
+        }
+        let mut child = cmd
             .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
+            .args(options)
             .arg("--data-dir")
             .arg(data_dir)
-            .args(options)
             .spawn()
             .expect("start chatapp serve");
         let stderr = Some(drain(child.stderr.take().unwrap()));
@@ -300,7 +304,7 @@ fn sync_option_sets_the_running_databases_synchronous_pragma() {
     ] {
         let home = TempDir::new().unwrap();
         let data = TempDir::new().unwrap();
-        let serve = Serve::start_with(home.path(), data.path(), options);
+        let serve = Serve::start_with(home.path(), data.path(), None, options);
         let (status, log) = serve.terminate();
         assert_eq!(status.code(), Some(0), "{options:?}; log:\n{log}");
         let store: Vec<&str> = lines(&log)
@@ -436,4 +440,75 @@ fn connect_to_a_closed_port_fails_with_a_clear_message() {
     assert!(stderr.contains(&addr), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(lines(&stderr).len(), 1, "one line:\n{stderr}");
+}
+
+/// The number after `n=` and the histogram's counts in a `loop turns:`
+/// line, so that a test can check they agree.
+fn turn_counts(line: &str) -> (u64, u64) {
+    let n = line
+        .split("n=")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no n= in {line:?}"));
+    let histogram = line
+        .split("histogram [")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .unwrap_or_else(|| panic!("no histogram in {line:?}"));
+    let counted = histogram
+        .split(", ")
+        .map(|bucket| {
+            let (_, count) = bucket.rsplit_once(": ").expect("bound: count");
+            count.parse::<u64>().expect("a count")
+        })
+        .sum();
+    (n, counted)
+}
+
+#[test]
+fn the_loop_reports_its_turn_times_at_debug_level_and_when_it_stops() {
+    let home = TempDir::new().unwrap();
+    let data = TempDir::new().unwrap();
+    // Pings as fast as replies come: lift the request throttle.
+    let unthrottled = ["--request-burst", "1000000", "--request-rate", "1000000"];
+    let serve = Serve::start_with(home.path(), data.path(), Some("debug"), &unthrottled);
+    let mut conn = serve.connect();
+    register(&mut conn, "timer", common::PASSWORD);
+    // The debug report comes with the first turn that ends a second after
+    // the loop began: keep it turning until well past that.
+    let started = Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            conn.request_within(Request::Ping, WAIT).unwrap(),
+            Reply::Pong
+        );
+        pings += 1;
+    }
+    let (status, log) = serve.terminate();
+    assert_eq!(status.code(), Some(0), "log:\n{log}");
+
+    let periodic: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("chatapp: debug: loop turns: "))
+        .collect();
+    assert!(!periodic.is_empty(), "no debug report:\n{log}");
+    for line in &periodic {
+        let (n, counted) = turn_counts(line);
+        assert_eq!(n, counted, "the histogram counts every turn: {line}");
+        assert!(line.contains("; last 1 s: n="), "{line}");
+    }
+    let last: Vec<&str> = log
+        .lines()
+        .filter(|l| l.starts_with("chatapp: info: loop turns: "))
+        .collect();
+    assert_eq!(last.len(), 1, "one report at shutdown:\n{log}");
+    let (n, counted) = turn_counts(last[0]);
+    assert_eq!(n, counted, "{}", last[0]);
+    // Every request is read in a turn of its own: the client waits for
+    // each reply before it sends the next.
+    assert!(n >= pings, "{n} turns for {pings} pings: {}", last[0]);
+    assert!(last[0].contains(", longest="), "{}", last[0]);
+    assert!(last[0].contains(", p99<"), "{}", last[0]);
 }

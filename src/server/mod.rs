@@ -11,6 +11,7 @@ pub mod directory;
 pub mod hub;
 pub mod limits;
 pub mod net;
+pub mod turns;
 pub mod workers;
 
 use crate::store::password::HashCost;

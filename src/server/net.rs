@@ -12,6 +12,7 @@
 
 use super::directory::Directory;
 use super::hub::{ConnId, ConnMap, Hub, Input, Level, Output};
+use super::turns::TurnLog;
 use super::workers::Workers;
 use crate::wire::msg::{self, ClientFrame, ServerFrame};
 use crate::wire::noise::{ServerHandshake, StaticKey, Transport};
@@ -205,6 +206,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
     };
     let mut events = Events::with_capacity(1024);
     let mut scratch = vec![0u8; 64 * 1024];
+    let mut turns = TurnLog::new(Instant::now());
     loop {
         let mut timeout = net.hub.poll_timeout().map(|at| {
             let wait = at.saturating_sub(now_millis()).max(0);
@@ -234,6 +236,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
             }
             return Err(e);
         }
+        let turn_start = Instant::now();
         // Input left from earlier turns first, then what is new.
         net.read_more(&mut scratch);
         for event in events.iter() {
@@ -276,7 +279,11 @@ pub fn run(parts: Parts) -> io::Result<()> {
         // After the flush, which drops the connections that closed.
         net.accept_again(&listener, &poll);
         net.workers.dispatch(Instant::now());
+        if let Some(line) = turns.turn(turn_start, Instant::now()) {
+            net.log(Level::Debug, line);
+        }
     }
+    net.log(Level::Info, turns.final_line());
     net.shut_down(&mut poll, &mut listener, &inputs);
     Ok(())
 }

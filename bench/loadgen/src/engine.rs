@@ -104,6 +104,9 @@ pub struct Stats {
     pub stale: u64,
     /// Replies acknowledging a message as stored.
     pub acks: u64,
+    /// Acknowledgements of an earlier step's messages (its drain ends
+    /// with the last delivery, which can come before the sender's `ok`).
+    pub late_acks: u64,
     /// Why things went wrong, with counts (first words of the reason).
     pub problems: BTreeMap<String, u64>,
 }
@@ -995,7 +998,11 @@ impl Engine {
         if id & CTL == 0 {
             let step = (id >> MSG_BITS) & 0x7f;
             if step != self.step & 0x7f {
-                return; // the answer to a message of an earlier step
+                // The answer to a message of an earlier step.
+                if result == Reply::Ok {
+                    self.stats.late_acks += 1;
+                }
+                return;
             }
             let n = id & MSG_MASK;
             match result {

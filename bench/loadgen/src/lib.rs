@@ -9,9 +9,11 @@
 //! - [`probe`]: CPU and memory of a process, from /proc.
 //! - [`scenario`]: S1 to S5.
 //! - [`report`]: the Markdown tables.
+//! - [`million`]: what is watched during the million-message run (`million`).
 
 pub mod engine;
 pub mod hist;
+pub mod million;
 pub mod probe;
 pub mod report;
 pub mod scenario;

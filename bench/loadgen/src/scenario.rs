@@ -262,6 +262,7 @@ impl Bench<'_> {
         let chat = ChatOptions {
             scrypt_log_n: log_n,
             extra: self.chat_extra.clone(),
+            log: None,
         };
         let running = server::start(kind, self.paths, &chat, self.server_cpu)?;
         let proto = match kind {

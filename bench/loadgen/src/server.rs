@@ -78,6 +78,8 @@ pub struct ChatOptions {
     pub scrypt_log_n: Option<u8>,
     /// More arguments for `chatapp serve`.
     pub extra: Vec<String>,
+    /// `CHATAPP_LOG`; `None`: warn.
+    pub log: Option<String>,
 }
 
 /// Accounts to create in chatapp's database before it starts:
@@ -227,7 +229,7 @@ pub fn start(
                 cmd.arg("--scrypt-log-n").arg(n.to_string());
             }
             cmd.args(&chat.extra)
-                .env("CHATAPP_LOG", "warn")
+                .env("CHATAPP_LOG", chat.log.as_deref().unwrap_or("warn"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(log_file(&paths.work, "chatapp")?);

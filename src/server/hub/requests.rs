@@ -8,8 +8,8 @@ use super::effects::Refusal;
 use super::{Audience, AuthJob, Caller, Change, ConnId, Hub, Level, Output, Query, StoreJob};
 use super::{check_text, fit_newest};
 use crate::model::{self, MessageId, Millis, RoomId, UserId};
-use crate::store::Write;
 use crate::password;
+use crate::store::Write;
 use crate::wire::msg::{
     ClientFrame, ErrorCode, Event, LeaveReason, PrivateLine, Reply, Request, RoomInfo, RoomLine,
     ServerFrame,
