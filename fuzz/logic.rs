@@ -3,7 +3,11 @@
 //! `tests/fuzz_replay.rs` (a plain `cargo test` on stable) includes this same
 //! file and runs every file of `fuzz/corpus/<name>/` and
 //! `fuzz/artifacts/<name>/` through it. So this file uses nothing but
-//! `chatapp` and `std`: it has to compile in both crates.
+//! `chatapp`, `std`, `snow` (whose traits chatapp's cipher and X25519
+//! implement) and the two reference implementations they are held up
+//! against, `x25519-dalek` and `chacha20poly1305`: it has to compile in both
+//! crates, which list those as dependencies (the main crate as
+//! dev-dependencies).
 //!
 //! A target fails by panicking: a panic inside chatapp, or one of the
 //! `assert!`s here, each of which states something that must hold for any
@@ -19,7 +23,7 @@ use chatapp::server::hub::{
 use chatapp::store::{self, Snapshot, UserRow, Write};
 use chatapp::wire::msg::{self, ClientFrame, Event, Reply, Request, ServerFrame};
 use chatapp::wire::noise::{ClientHandshake, ServerHandshake, StaticKey};
-use chatapp::wire::{WireError, frame};
+use chatapp::wire::{WireError, cipher, dh, frame};
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
@@ -795,4 +799,184 @@ pub fn hub(data: &[u8]) {
         sim.step(&mut input);
     }
     sim.finish(&mut input);
+}
+
+// ------------------------------------------------------------------- dh --
+
+/// `src/wire/dh.rs` (X25519 through the Edwards curve, and a cache of the
+/// last public key) against x25519-dalek, on any 32-byte scalar (clamping
+/// included: the bytes go in unclamped) and any 32-byte u-coordinate,
+/// non-canonical (p and above, bit 255 set) and low-order ones included.
+/// Input: the scalar, the u-coordinate, then one byte choosing how many
+/// bytes of the scalar to `set` (snow pads a short key with zeros).
+///
+/// Neither side refuses a u-coordinate: a low-order one gives all zeros on
+/// both, which x25519-dalek reports as not contributory; what is checked is
+/// that the two agree on every output, and so on every all-zero output.
+pub fn dh(data: &[u8]) {
+    use snow::types::Dh;
+    use x25519_dalek::{PublicKey, StaticSecret, X25519_BASEPOINT_BYTES, x25519};
+
+    let mut input = Bytes::new(data);
+    let k = array(&mut input);
+    let u = array(&mut input);
+
+    let mut ours = dh::FastDh25519::default();
+    ours.set(&k);
+    assert_eq!(ours.privkey(), k);
+    let public = PublicKey::from(&StaticSecret::from(k));
+    assert_eq!(ours.pubkey(), public.as_bytes(), "public key of {k:02x?}");
+    assert_eq!(ours.pubkey(), x25519(k, X25519_BASEPOINT_BYTES));
+
+    let mut shared = [0u8; 32];
+    ours.dh(&u, &mut shared)
+        .expect("any 32 bytes are a public key");
+    let theirs = StaticSecret::from(k).diffie_hellman(&PublicKey::from(u));
+    assert_eq!(shared, *theirs.as_bytes(), "X25519({k:02x?}, {u:02x?})");
+    assert_eq!(shared, x25519(k, u));
+    assert_eq!(shared == [0; 32], !theirs.was_contributory());
+
+    // Bytes past the 32nd of a public key are not read; fewer than 32 are
+    // refused, not padded.
+    let mut longer = u.to_vec();
+    longer.extend_from_slice(input.take(16));
+    let mut again = [0u8; 32];
+    ours.dh(&longer, &mut again)
+        .expect("a longer key is cut to 32 bytes");
+    assert_eq!(again, shared);
+    let short = usize::from(input.u8()) % 32;
+    assert!(ours.dh(&u[..short], &mut again).is_err());
+
+    // A shorter private key, zero-padded; then the first key once more,
+    // which must not come back with the other's public key from the cache.
+    let len = usize::from(input.u8()) % 33;
+    let mut padded = [0u8; 32];
+    padded[..len].copy_from_slice(&k[..len]);
+    let mut other = dh::FastDh25519::default();
+    other.set(&k[..len]);
+    assert_eq!(other.privkey(), padded);
+    assert_eq!(other.pubkey(), x25519(padded, X25519_BASEPOINT_BYTES));
+    let mut first = dh::FastDh25519::default();
+    first.set(&k);
+    assert_eq!(first.pubkey(), public.as_bytes());
+}
+
+/// The next 32 bytes (zeros past the end of the input).
+fn array(input: &mut Bytes) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    for byte in &mut out {
+        *byte = input.u8();
+    }
+    out
+}
+
+// --------------------------------------------------------------- cipher --
+
+/// `src/wire/cipher.rs` (ChaCha20-Poly1305 over ring, as snow's `Cipher`)
+/// against RustCrypto's `chacha20poly1305`. Input: the key (32 bytes), the
+/// counter (8 bytes, little-endian: Noise's nonce is 4 zero bytes and then
+/// these, which is all a snow cipher can be given), the length of the
+/// associated data (1 byte) and the data, two bytes choosing a bit to flip
+/// and a length to cut to, and the rest as the plaintext.
+///
+/// Both must seal to the same bytes and open them again, through both of
+/// our open paths; a flipped bit, a cut, another counter or other
+/// associated data must be refused by both; and the plaintext read as a
+/// sealed message (made-up bytes, or a genuine one in the RFC 8439 seeds)
+/// must get the same answer from both.
+pub fn cipher(data: &[u8]) {
+    use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+    use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+    use snow::params::CipherChoice;
+    use snow::resolvers::CryptoResolver;
+
+    const TAG: usize = 16;
+    let mut input = Bytes::new(data);
+    let key = array(&mut input);
+    let mut counter = [0u8; 8];
+    for byte in &mut counter {
+        *byte = input.u8();
+    }
+    let n = u64::from_le_bytes(counter);
+    let ad_len = usize::from(input.u8());
+    let ad = input.take(ad_len);
+    let (flip, cut) = (input.u8(), input.u8());
+    let plaintext = input.data;
+
+    let mut ours = cipher::Resolver::new()
+        .resolve_cipher(&CipherChoice::ChaChaPoly)
+        .expect("chatapp's resolver has ChaChaPoly");
+    ours.set(&key);
+    let reference = ChaCha20Poly1305::new(Key::from_slice(&key));
+    let nonce_of = |n: u64| {
+        let mut nonce = [0u8; 12];
+        nonce[4..].copy_from_slice(&n.to_le_bytes());
+        nonce
+    };
+    let theirs_open = |n: u64, ad: &[u8], sealed: &[u8]| {
+        reference
+            .decrypt(
+                Nonce::from_slice(&nonce_of(n)),
+                Payload {
+                    msg: sealed,
+                    aad: ad,
+                },
+            )
+            .ok()
+    };
+    // Our open with an output buffer as long as the sealed message, and
+    // with one only as long as the plaintext: two paths in cipher.rs.
+    let ours_open = |n: u64, ad: &[u8], sealed: &[u8]| {
+        let mut roomy = vec![0u8; sealed.len()];
+        let a = ours
+            .decrypt(n, ad, sealed, &mut roomy)
+            .ok()
+            .map(|len| roomy[..len].to_vec());
+        let mut exact = vec![0u8; sealed.len().saturating_sub(TAG)];
+        let b = ours
+            .decrypt(n, ad, sealed, &mut exact)
+            .ok()
+            .map(|len| exact[..len].to_vec());
+        assert_eq!(a, b, "our two open paths disagree");
+        a
+    };
+
+    let mut sealed = vec![0u8; plaintext.len() + TAG];
+    assert_eq!(ours.encrypt(n, ad, plaintext, &mut sealed), sealed.len());
+    let theirs = reference
+        .encrypt(
+            Nonce::from_slice(&nonce_of(n)),
+            Payload {
+                msg: plaintext,
+                aad: ad,
+            },
+        )
+        .expect("chacha20poly1305 seals any message this short");
+    assert_eq!(sealed, theirs, "sealed with key {key:02x?}, counter {n}");
+    assert_eq!(ours_open(n, ad, &sealed).as_deref(), Some(plaintext));
+    assert_eq!(theirs_open(n, ad, &sealed).as_deref(), Some(plaintext));
+
+    let mut tampered = sealed.clone();
+    let bit = usize::from(u16::from_le_bytes([flip, cut])) % (tampered.len() * 8);
+    tampered[bit / 8] ^= 1 << (bit % 8);
+    assert_eq!(ours_open(n, ad, &tampered), None, "bit {bit} flipped");
+    assert_eq!(theirs_open(n, ad, &tampered), None, "bit {bit} flipped");
+
+    let short = &sealed[..usize::from(cut) % sealed.len()];
+    assert_eq!(ours_open(n, ad, short), None, "cut to {}", short.len());
+    assert_eq!(theirs_open(n, ad, short), None, "cut to {}", short.len());
+
+    let next = n.wrapping_add(1 << (flip % 64));
+    assert_eq!(ours_open(next, ad, &sealed), None, "counter {next}");
+    assert_eq!(theirs_open(next, ad, &sealed), None, "counter {next}");
+
+    let mut other_ad = ad.to_vec();
+    match other_ad.get_mut(usize::from(flip)) {
+        Some(byte) => *byte ^= 1 << (cut % 8),
+        None => other_ad.push(cut),
+    }
+    assert_eq!(ours_open(n, &other_ad, &sealed), None);
+    assert_eq!(theirs_open(n, &other_ad, &sealed), None);
+
+    assert_eq!(ours_open(n, ad, plaintext), theirs_open(n, ad, plaintext));
 }

@@ -68,3 +68,13 @@ fn handshake_corpus() {
 fn hub_corpus() {
     replay("hub", logic::hub);
 }
+
+#[test]
+fn dh_corpus() {
+    replay("dh", logic::dh);
+}
+
+#[test]
+fn cipher_corpus() {
+    replay("cipher", logic::cipher);
+}

@@ -29,6 +29,12 @@ impl Resolver {
     }
 }
 
+impl Default for Resolver {
+    fn default() -> Resolver {
+        Resolver::new()
+    }
+}
+
 impl CryptoResolver for Resolver {
     fn resolve_rng(&self) -> Option<Box<dyn Random>> {
         self.0.resolve_rng()
