@@ -110,11 +110,11 @@ echo "    ldd: $(head -n 1 <<<"$deps" | sed 's/^[[:space:]]*//')"
 "$DIST/$LINUX_ART" --version >/dev/null || fail "$LINUX_ART --version does not run"
 
 # musl's own allocator halves the server's speed; this build must give
-# SQLite mimalloc (see src/store/malloc.rs). The test runs alone, as it must.
+# SQLite mimalloc (see src/store/sqlite/malloc.rs). The test runs alone, as it must.
 step "checking that SQLite allocates from mimalloc in the musl build"
 CC_x86_64_unknown_linux_musl=musl-gcc \
     cargo test --release --locked --target "$LINUX_TARGET" --lib -- --exact \
-        store::malloc::tests::sqlite_allocates_from_mimalloc ||
+        store::sqlite::malloc::tests::sqlite_allocates_from_mimalloc ||
     fail "the musl build's SQLite does not allocate from mimalloc"
 
 # ---- the Windows executable ----

@@ -4,7 +4,7 @@
 use crate::probe::Probe;
 use chatapp::model::UserId;
 use chatapp::store::password::{self, HashCost};
-use chatapp::store::{Store, Write};
+use chatapp::store::{Location, Sync, Write};
 use std::fs;
 use std::io::{self, BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
@@ -142,7 +142,10 @@ pub fn seed(dir: &Path, accounts: &[Accounts]) -> anyhow::Result<()> {
         fs::remove_dir_all(dir)?;
     }
     fs::create_dir_all(dir)?;
-    let mut store = Store::open(&dir.join(chatapp::server::DATABASE_FILE))?;
+    let mut store = chatapp::store::open(
+        &Location::Sqlite(dir.join(chatapp::server::DATABASE_FILE)),
+        Sync::Full,
+    )?;
     let mut writes = Vec::new();
     let mut id = 1;
     for group in accounts {

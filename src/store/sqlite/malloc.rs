@@ -74,7 +74,7 @@ mod tests {
     #[test]
     fn sqlite_allocates_from_mimalloc() {
         let dir = tempfile::tempdir().unwrap();
-        let _store = super::super::Store::open(&dir.path().join("chatapp.db")).unwrap();
+        let _store = super::super::SqliteStore::open(&dir.path().join("chatapp.db")).unwrap();
         // SAFETY: a plain allocation, checked and freed by SQLite itself.
         unsafe {
             let p = ffi::sqlite3_malloc(100);

@@ -225,7 +225,13 @@ fn main() -> anyhow::Result<()> {
 
     // The last connection to close checkpoints and removes the WAL; open
     // and close the file once more in case the server could not.
-    drop(chatapp::store::Store::open(&db).context("reopening the database")?);
+    drop(
+        chatapp::store::open(
+            &chatapp::store::Location::Sqlite(db.clone()),
+            chatapp::store::Sync::Full,
+        )
+        .context("reopening the database")?,
+    );
     let wal_after = std::fs::metadata(format!("{}-wal", db.display())).map_or(0, |m| m.len());
     let db_bytes = std::fs::metadata(&db)?.len();
     let server_log = std::fs::read_to_string(&log).unwrap_or_default();
