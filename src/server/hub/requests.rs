@@ -79,7 +79,7 @@ impl Hub {
         if !self.accounts.is_free(&key) {
             return Err((ErrorCode::NameTaken, "that name is taken".to_string()));
         }
-        password::check(&name, &password).map_err(|e| (ErrorCode::WeakPassword, e.to_string()))?;
+        crate::password::check(&name, &password).map_err(|e| (ErrorCode::WeakPassword, e.to_string()))?;
         self.accounts.reserve(key);
         self.conns.set_state(caller.conn, State::Authenticating);
         self.out.push_back(Output::Auth(AuthJob::Hash {
