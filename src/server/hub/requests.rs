@@ -8,8 +8,8 @@ use super::effects::Refusal;
 use super::{Audience, AuthJob, Caller, Change, ConnId, Hub, Level, Output, Query, StoreJob};
 use super::{check_text, fit_newest};
 use crate::model::{self, MessageId, Millis, RoomId, UserId};
+use crate::password;
 use crate::store::Write;
-use crate::store::password;
 use crate::wire::msg::{
     ClientFrame, ErrorCode, Event, LeaveReason, PrivateLine, Reply, Request, RoomInfo, RoomLine,
     ServerFrame,
@@ -79,7 +79,7 @@ impl Hub {
         if !self.accounts.is_free(&key) {
             return Err((ErrorCode::NameTaken, "that name is taken".to_string()));
         }
-        crate::password::check(&name, &password).map_err(|e| (ErrorCode::WeakPassword, e.to_string()))?;
+        password::check(&name, &password).map_err(|e| (ErrorCode::WeakPassword, e.to_string()))?;
         self.accounts.reserve(key);
         self.conns.set_state(caller.conn, State::Authenticating);
         self.out.push_back(Output::Auth(AuthJob::Hash {

@@ -160,6 +160,8 @@ fn run_load(
     *seed ^= *seed << 13;
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;
+    // The kill comes at a moment chosen by the seed while the senders run:
+    // that moment is the experiment, not a wait for the server.
     std::thread::sleep(Duration::from_millis(300 + *seed % 1000));
     child.kill().expect("SIGKILL the server");
     child.wait().unwrap();
