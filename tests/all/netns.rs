@@ -190,7 +190,7 @@ impl Helper {
         let exe = std::env::current_exe().expect("this test binary");
         let mut command = lab.command(host, &exe);
         command
-            .args(["netns_helper", "--exact", "--ignored", "--nocapture"])
+            .args(["netns::netns_helper", "--exact", "--ignored", "--nocapture"])
             .args(["--test-threads", "1"])
             .envs(envs.iter().copied())
             .stdin(Stdio::piped())

@@ -14,14 +14,13 @@
 //! `POWERLOSS_SEED` to replay a run.
 #![cfg(target_os = "linux")]
 
-use crate::kit;
 use crate::kit::lossyfs::LossyFs;
-use chatapp::client::proto::{self, Connection};
+use crate::kit::{self, ServeProcess};
+use chatapp::client::proto::Connection;
 use chatapp::wire::msg::{Reply, Request};
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -164,7 +163,7 @@ fn cut_power_repeatedly(sync: &str) -> Option<Outcome> {
     let mut stored = 0;
     let started = Instant::now();
     for run in 0..CUTS {
-        let mut server = Server::start(mountpoint.path(), sync);
+        let mut server = start_server(mountpoint.path(), sync);
         let wait = Duration::from_millis(200 + next(&mut rng) % 800);
         let load = Load::start(&server.addr, run, &ledger);
         // The cut comes at a moment chosen by the seed while the load runs:
@@ -282,74 +281,29 @@ fn next(state: &mut u64) -> u64 {
     *state
 }
 
-/// `chatapp serve` on the LossyFs mount. Killed when dropped, so a failed
-/// assertion never leaves it holding the mount.
-struct Server {
-    child: Child,
-    addr: String,
+/// `chatapp serve` on the LossyFs mount, with the limits out of the way:
+/// the load is what the test needs, not the limits' work. Killed when
+/// dropped, so a failed assertion never leaves it holding the mount.
+fn start_server(data_dir: &Path, sync: &str) -> ServeProcess {
+    ServeProcess::serve(
+        data_dir,
+        &[
+            "--sync",
+            sync,
+            "--message-rate",
+            "10000",
+            "--message-burst",
+            "10000",
+            "--request-rate",
+            "10000",
+            "--request-burst",
+            "10000",
+        ],
+    )
 }
 
-impl Server {
-    fn start(data_dir: &Path, sync: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chatapp"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
-            .args(["--sync", sync])
-            // The load is what the test needs, not the limits' work.
-            .args(["--message-rate", "10000", "--message-burst", "10000"])
-            .args(["--request-rate", "10000", "--request-burst", "10000"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("CHATAPP_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start chatapp serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let Some(addr) = line.split_whitespace().nth(3).map(str::to_string) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no address in the first line of chatapp serve: {line:?}");
-        };
-        Server { child, addr }
-    }
-
-    /// SIGKILL: the server gets no chance to sync anything more.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Logs in, or registers if the account does not exist (yet, or any more:
-/// a registration can be lost with `--sync normal`).
 fn session(addr: &str, name: &str) -> Option<Connection> {
-    let mut conn = proto::connect(addr).ok()?.accept();
-    let (name, password) = (name.to_string(), PASSWORD.to_string());
-    let login = Request::Login {
-        name: name.clone(),
-        password: password.clone(),
-    };
-    match conn.request(login).ok()? {
-        Reply::LoggedIn { .. } => return Some(conn),
-        Reply::Error { .. } => {}
-        other => panic!("{name}: unexpected reply {other:?}"),
-    }
-    match conn.request(Request::Register { name, password }).ok()? {
-        Reply::LoggedIn { .. } => Some(conn),
-        other => panic!("could not register: {other:?}"),
-    }
+    kit::log_in_or_register(addr, name, PASSWORD)
 }
 
 /// The load of one run: the room's host (who keeps the room open by

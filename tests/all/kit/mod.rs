@@ -681,6 +681,25 @@ impl ServeProcess {
         }
     }
 
+    /// `chatapp serve` on 127.0.0.1:0 over `data_dir`, at the cheap test
+    /// scrypt cost and logging only errors, with `extra` arguments after.
+    pub fn serve(data_dir: &Path, extra: &[&str]) -> ServeProcess {
+        let mut command = std::process::Command::new(Self::binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("CHATAPP_LOG", "error");
+        ServeProcess::spawn(command)
+    }
+
+    /// SIGKILL: the server gets no chance to write or sync anything more.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the killed server");
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -694,6 +713,27 @@ impl ServeProcess {
             name: name.to_string(),
             conn: unverified.accept(),
         }
+    }
+}
+
+/// A session as `name`: logs in, or registers if the account does not
+/// exist (yet, or any more: a server killed or cut from power may have lost
+/// the registration). `None` when the server is gone.
+pub fn log_in_or_register(addr: &str, name: &str, password: &str) -> Option<Connection> {
+    let mut conn = proto::connect(addr).ok()?.accept();
+    let (name, password) = (name.to_string(), password.to_string());
+    let login = Request::Login {
+        name: name.clone(),
+        password: password.clone(),
+    };
+    match conn.request(login).ok()? {
+        Reply::LoggedIn { .. } => return Some(conn),
+        Reply::Error { .. } => {}
+        other => panic!("{name}: unexpected reply {other:?}"),
+    }
+    match conn.request(Request::Register { name, password }).ok()? {
+        Reply::LoggedIn { .. } => Some(conn),
+        other => panic!("could not register: {other:?}"),
     }
 }
 
