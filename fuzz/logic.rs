@@ -1,6 +1,6 @@
 //! The bodies of the fuzz targets. Each `fuzz_targets/<name>.rs` is a thin
 //! libFuzzer entry point that calls the function of the same name here, and
-//! `tests/fuzz_replay.rs` (a plain `cargo test` on stable) includes this same
+//! `tests/all/fuzz_replay.rs` (a plain `cargo test` on stable) includes this same
 //! file and runs every file of `fuzz/corpus/<name>/` and
 //! `fuzz/artifacts/<name>/` through it. So this file uses nothing but
 //! `chatapp`, `std`, `snow` (whose traits chatapp's cipher and X25519

@@ -2,11 +2,10 @@
 //! real protocol, a real SQLite file. (The command-line items are in cli.rs,
 //! the thousand clients in load.rs.)
 
-mod common;
-
+use crate::kit;
+use crate::kit::{Client, TestServer, left, open_db};
 use chatapp::client::proto;
 use chatapp::wire::msg::{ErrorCode, Event, LeaveReason, Request};
-use common::{Client, TestServer, left, open_db};
 use std::net::TcpListener;
 
 #[test]
@@ -26,10 +25,10 @@ fn a_single_message_is_acknowledged_and_echoed_to_its_sender() {
 fn a_reply_and_the_event_it_releases_arrive_packed_in_one_frame() {
     use chatapp::wire::msg::{Reply, ServerFrame};
     let server = TestServer::start();
-    let mut raw = common::RawClient::open(&server.addr());
+    let mut raw = kit::RawClient::open(&server.addr());
     let reply = raw.request(Request::Register {
         name: "ann".into(),
-        password: common::PASSWORD.into(),
+        password: kit::PASSWORD.into(),
     });
     assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
     let room = match raw.request(Request::CreateRoom {
@@ -40,7 +39,7 @@ fn a_reply_and_the_event_it_releases_arrive_packed_in_one_frame() {
         other => panic!("{other:?}"),
     };
     let id = raw.send(Request::Say { text: "hi".into() });
-    let frame = raw.read_packed(common::WAIT);
+    let frame = raw.read_packed(kit::WAIT);
     assert_eq!(frame.len(), 2, "{frame:?}");
     assert!(frame.iter().any(|f| matches!(
         f,
@@ -212,7 +211,7 @@ fn users_and_messages_survive_a_restart() {
     again.refused(
         Request::Register {
             name: "ANN".into(),
-            password: common::PASSWORD.into(),
+            password: kit::PASSWORD.into(),
         },
         ErrorCode::NameTaken,
     );

@@ -1,10 +1,8 @@
 //! Private messages: live delivery, the inbox and its unread counts, reading
 //! a dialogue, and what survives a restart.
 
-mod common;
-
+use crate::kit::TestServer;
 use chatapp::wire::msg::{ErrorCode, Request};
-use common::TestServer;
 
 #[test]
 fn a_private_message_to_an_online_user_arrives_at_once() {

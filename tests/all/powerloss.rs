@@ -1,5 +1,5 @@
 //! Power loss: the real `chatapp serve` binary under load, with its data
-//! directory on LossyFs (tests/lossyfs), a FUSE layer that keeps every
+//! directory on LossyFs (tests/all/kit/lossyfs.rs), a FUSE layer that keeps every
 //! unsynced write in memory and throws it away at a simulated power cut.
 //!
 //! A cut is: SIGKILL the server (so it cannot sync anything more), drop
@@ -14,15 +14,13 @@
 //! `POWERLOSS_SEED` to replay a run.
 #![cfg(target_os = "linux")]
 
-mod lossyfs;
-
-use chatapp::client::proto::{self, Connection};
+use crate::kit::lossyfs::LossyFs;
+use crate::kit::{self, ServeProcess};
+use chatapp::client::proto::Connection;
 use chatapp::wire::msg::{Reply, Request};
-use lossyfs::LossyFs;
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -135,18 +133,10 @@ fn lossyfs_forgets_exactly_the_unsynced_writes() {
 /// Mounts LossyFs; `None`, with the reason printed, when FUSE is not
 /// available here, which fails the test under CI.
 fn mount_or_explain(backing: &Path, mountpoint: &Path) -> Option<LossyFs> {
-    match LossyFs::mount(backing, mountpoint) {
-        Ok(fs) => Some(fs),
-        Err(e) => {
-            let why = format!(
-                "cannot mount the FUSE test file system ({e}): the power-loss tests need /dev/fuse and either the right to mount (root) or fuse3's fusermount3"
-            );
-            assert!(std::env::var_os("CI").is_none(), "{why}");
-            // Past the test harness's capture, so that a pass says why.
-            let _ = writeln!(std::io::stderr(), "powerloss: not run: {why}");
-            None
-        }
-    }
+    kit::require(
+        LossyFs::mount(backing, mountpoint),
+        "to mount the FUSE test file system: /dev/fuse and either the right to mount (root) or fuse3's fusermount3",
+    )
 }
 
 /// Mounts LossyFs and cuts the power [`CUTS`] times under load. `None` when
@@ -173,9 +163,11 @@ fn cut_power_repeatedly(sync: &str) -> Option<Outcome> {
     let mut stored = 0;
     let started = Instant::now();
     for run in 0..CUTS {
-        let mut server = Server::start(mountpoint.path(), sync);
+        let mut server = start_server(mountpoint.path(), sync);
         let wait = Duration::from_millis(200 + next(&mut rng) % 800);
         let load = Load::start(&server.addr, run, &ledger);
+        // The cut comes at a moment chosen by the seed while the load runs:
+        // that moment is the experiment, not a wait for the server.
         std::thread::sleep(wait);
         server.kill();
         load.join();
@@ -289,74 +281,29 @@ fn next(state: &mut u64) -> u64 {
     *state
 }
 
-/// `chatapp serve` on the LossyFs mount. Killed when dropped, so a failed
-/// assertion never leaves it holding the mount.
-struct Server {
-    child: Child,
-    addr: String,
+/// `chatapp serve` on the LossyFs mount, with the limits out of the way:
+/// the load is what the test needs, not the limits' work. Killed when
+/// dropped, so a failed assertion never leaves it holding the mount.
+fn start_server(data_dir: &Path, sync: &str) -> ServeProcess {
+    ServeProcess::serve(
+        data_dir,
+        &[
+            "--sync",
+            sync,
+            "--message-rate",
+            "10000",
+            "--message-burst",
+            "10000",
+            "--request-rate",
+            "10000",
+            "--request-burst",
+            "10000",
+        ],
+    )
 }
 
-impl Server {
-    fn start(data_dir: &Path, sync: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_chatapp"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
-            .args(["--sync", sync])
-            // The load is what the test needs, not the limits' work.
-            .args(["--message-rate", "10000", "--message-burst", "10000"])
-            .args(["--request-rate", "10000", "--request-burst", "10000"])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env("CHATAPP_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start chatapp serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let Some(addr) = line.split_whitespace().nth(3).map(str::to_string) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("no address in the first line of chatapp serve: {line:?}");
-        };
-        Server { child, addr }
-    }
-
-    /// SIGKILL: the server gets no chance to sync anything more.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Logs in, or registers if the account does not exist (yet, or any more:
-/// a registration can be lost with `--sync normal`).
 fn session(addr: &str, name: &str) -> Option<Connection> {
-    let mut conn = proto::connect(addr).ok()?.accept();
-    let (name, password) = (name.to_string(), PASSWORD.to_string());
-    let login = Request::Login {
-        name: name.clone(),
-        password: password.clone(),
-    };
-    match conn.request(login).ok()? {
-        Reply::LoggedIn { .. } => return Some(conn),
-        Reply::Error { .. } => {}
-        other => panic!("{name}: unexpected reply {other:?}"),
-    }
-    match conn.request(Request::Register { name, password }).ok()? {
-        Reply::LoggedIn { .. } => Some(conn),
-        other => panic!("could not register: {other:?}"),
-    }
+    kit::log_in_or_register(addr, name, PASSWORD)
 }
 
 /// The load of one run: the room's host (who keeps the room open by

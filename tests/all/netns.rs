@@ -18,6 +18,7 @@
 //! Needs `ip` (iproute2) and, on kernels without netem, `nft` (nftables).
 //! Run with `--nocapture` to read the figures.
 
+use crate::kit;
 use chatapp::client::proto::{self, Connection};
 use chatapp::wire::msg::{Event, LeaveReason, Reply, Request};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -189,7 +190,7 @@ impl Helper {
         let exe = std::env::current_exe().expect("this test binary");
         let mut command = lab.command(host, &exe);
         command
-            .args(["netns_helper", "--exact", "--ignored", "--nocapture"])
+            .args(["netns::netns_helper", "--exact", "--ignored", "--nocapture"])
             .args(["--test-threads", "1"])
             .envs(envs.iter().copied())
             .stdin(Stdio::piped())
@@ -461,8 +462,8 @@ fn messages_survive_delay_and_loss_and_a_cut_link_is_noticed_on_both_sides() {
         made: Vec::new(),
         children: Vec::new(),
     };
-    if let Err(why) = lab.add("srv") {
-        println!("SKIPPED: cannot make network namespaces here ({why}); CI runs this as root");
+    // CI runs this as root, where namespaces can be made.
+    if kit::require(lab.add("srv"), "network namespaces (root, with ip and tc)").is_none() {
         return;
     }
     for host in ["rtr", "c1", "c2"] {

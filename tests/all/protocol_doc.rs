@@ -5,10 +5,9 @@
 //! typed, control characters included (which is why every client must
 //! clean it before showing it). Real server, real protocol.
 
-mod common;
-
+use crate::kit;
+use crate::kit::{Got, RawClient, TestServer, WAIT, shorten};
 use chatapp::wire::msg::{ErrorCode, Event, Reply, Request, ServerFrame};
-use common::{Got, RawClient, TestServer, WAIT, shorten};
 use std::time::Instant;
 
 #[test]
@@ -21,7 +20,7 @@ fn after_logout_the_idle_rules_apply_not_the_login_deadline() {
     let mut ann = RawClient::open(&server.addr());
     let reply = ann.request(Request::Register {
         name: "ann".into(),
-        password: common::PASSWORD.into(),
+        password: kit::PASSWORD.into(),
     });
     assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
     assert_eq!(ann.request(Request::Logout), Reply::Ok);
@@ -35,7 +34,7 @@ fn after_logout_the_idle_rules_apply_not_the_login_deadline() {
     // The connection is still open and can log in again.
     let reply = ann.request(Request::Login {
         name: "ann".into(),
-        password: common::PASSWORD.into(),
+        password: kit::PASSWORD.into(),
     });
     assert_eq!(
         reply,

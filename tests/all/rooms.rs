@@ -1,10 +1,9 @@
 //! Rooms: capacity, rooms that do not exist or are closed, kicking, and the
 //! room closing with its admin.
 
-mod common;
-
+use crate::kit;
+use crate::kit::{TestServer, left};
 use chatapp::wire::msg::{ErrorCode, Event, LeaveReason, Reply, Request};
-use common::{TestServer, left};
 
 #[test]
 fn a_full_room_refuses_one_more() {
@@ -118,7 +117,7 @@ fn the_admin_dropping_closes_the_room_for_everyone() {
 
 /// After a room closed: its former members are at the menu (not in a room),
 /// the room cannot be joined again, and they may start rooms of their own.
-fn assert_everyone_is_out(members: &mut [common::Client], room: u64) {
+fn assert_everyone_is_out(members: &mut [kit::Client], room: u64) {
     for member in members.iter_mut() {
         member.refused(
             Request::Say {

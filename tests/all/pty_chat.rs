@@ -5,9 +5,7 @@
 //! name found only after the passwords, the name rule's wording, `/q` in
 //! a chat opened from the inbox, a member count that did not follow).
 
-mod pty_common;
-
-use pty_common::*;
+use crate::kit::pty::*;
 
 #[test]
 fn two_users_chat_in_a_room_list_it_and_the_admin_kicks() {

@@ -4,7 +4,7 @@
 //! A missing or empty corpus fails the test, so it cannot pass by finding
 //! nothing to replay. `fuzz/README.md` says how to run the fuzzers.
 
-#[path = "../fuzz/logic.rs"]
+#[path = "../../fuzz/logic.rs"]
 mod logic;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};

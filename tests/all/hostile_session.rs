@@ -9,11 +9,10 @@
 //! mouth; and the real binary's memory stays flat over hundreds of such
 //! connections.
 
-mod common;
-
+use crate::kit;
+use crate::kit::{Client, Got, PASSWORD, RawClient, ServeProcess, TestServer, WAIT};
 use chatapp::wire::frame;
 use chatapp::wire::msg::{Event, LeaveReason, Reply, Request, ServerFrame};
-use common::{Client, Got, PASSWORD, RawClient, ServeProcess, TestServer, WAIT};
 use std::io::{ErrorKind, Write};
 use std::process::Command;
 use std::sync::mpsc;
@@ -479,7 +478,7 @@ fn two_hundred_hostile_sessions_leave_the_servers_memory_flat() {
         WARM_UP + ROUNDS,
         2,
         &[WARM_UP, WARM_UP + ROUNDS],
-        |round| rss.push(common::vm_rss_kib(pid).unwrap_or_else(|| panic!("no VmRSS at {round}"))),
+        |round| rss.push(kit::vm_rss_kib(pid).unwrap_or_else(|| panic!("no VmRSS at {round}"))),
     );
     let [before, after] = rss[..] else {
         panic!("two measures, got {rss:?}")

@@ -2,8 +2,13 @@
 //! with a fresh data directory and the cheap test scrypt cost, clients that
 //! speak the real protocol to it, and waits that are always bounded.
 //!
-//! Each test binary uses a different part of this module.
+//! `pty` drives the real client in a pseudo-terminal; `lossyfs` is the
+//! file system that loses unsynced writes, for the power-loss test.
 #![allow(dead_code)]
+
+#[cfg(target_os = "linux")]
+pub mod lossyfs;
+pub mod pty;
 
 use chatapp::client::proto::{self, Connection};
 use chatapp::server::{self, Config, Handle};
@@ -20,6 +25,10 @@ use tempfile::TempDir;
 pub const PASSWORD: &str = "violet tractor anthem 1987";
 /// The longest any single wait for a reply or an event may take.
 pub const WAIT: Duration = Duration::from_secs(5);
+/// The longest a register or log-in may take: it waits for scrypt, which at
+/// the real cost (a few tests use it) takes seconds of a worker's time on a
+/// loaded machine, and [`WAIT`] was seen to run out there.
+pub const HASH_WAIT: Duration = Duration::from_secs(30);
 /// How long a client must stay silent to count as having received nothing.
 /// Only used after a positive event proved the server already acted.
 pub const QUIET: Duration = Duration::from_millis(300);
@@ -156,11 +165,16 @@ pub struct Client {
 }
 
 impl Client {
-    /// Sends a request and returns its reply (within [`WAIT`]).
+    /// Sends a request and returns its reply (within [`WAIT`], or
+    /// [`HASH_WAIT`] for a request that hashes a password).
     pub fn request(&mut self, req: Request) -> Reply {
         let shown = format!("{req:?}");
+        let wait = match req {
+            Request::Register { .. } | Request::Login { .. } => HASH_WAIT,
+            _ => WAIT,
+        };
         self.conn
-            .request_within(req, WAIT)
+            .request_within(req, wait)
             .unwrap_or_else(|e| panic!("{}: {shown}: {e}", self.name))
     }
 
@@ -667,6 +681,25 @@ impl ServeProcess {
         }
     }
 
+    /// `chatapp serve` on 127.0.0.1:0 over `data_dir`, at the cheap test
+    /// scrypt cost and logging only errors, with `extra` arguments after.
+    pub fn serve(data_dir: &Path, extra: &[&str]) -> ServeProcess {
+        let mut command = std::process::Command::new(Self::binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("CHATAPP_LOG", "error");
+        ServeProcess::spawn(command)
+    }
+
+    /// SIGKILL: the server gets no chance to write or sync anything more.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL the server");
+        self.child.wait().expect("reap the killed server");
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -680,6 +713,27 @@ impl ServeProcess {
             name: name.to_string(),
             conn: unverified.accept(),
         }
+    }
+}
+
+/// A session as `name`: logs in, or registers if the account does not
+/// exist (yet, or any more: a server killed or cut from power may have lost
+/// the registration). `None` when the server is gone.
+pub fn log_in_or_register(addr: &str, name: &str, password: &str) -> Option<Connection> {
+    let mut conn = proto::connect(addr).ok()?.accept();
+    let (name, password) = (name.to_string(), password.to_string());
+    let login = Request::Login {
+        name: name.clone(),
+        password: password.clone(),
+    };
+    match conn.request(login).ok()? {
+        Reply::LoggedIn { .. } => return Some(conn),
+        Reply::Error { .. } => {}
+        other => panic!("{name}: unexpected reply {other:?}"),
+    }
+    match conn.request(Request::Register { name, password }).ok()? {
+        Reply::LoggedIn { .. } => Some(conn),
+        other => panic!("could not register: {other:?}"),
     }
 }
 
@@ -748,4 +802,51 @@ impl RawClient {
     pub fn seal_plaintext(&mut self, plaintext: &[u8], out: &mut Vec<u8>) {
         self.transport.seal_into(plaintext, out).expect("seal");
     }
+}
+
+/// The way for a test to go without something its environment lacks (IPv6,
+/// network namespaces, FUSE): `Some` of what `found` holds when it is
+/// there; otherwise `None` and a line on standard error (past the
+/// harness's capture, so a pass still says it did not run), and under CI
+/// (the environment variable `CI` set) a failure instead, so that CI can
+/// never go green on a test it did not run.
+pub fn require<T, E: std::fmt::Display>(found: Result<T, E>, need: &str) -> Option<T> {
+    require_under(std::env::var_os("CI").is_some(), found, need)
+}
+
+/// [`require`] with the question "is this CI?" answered by the caller, so
+/// that both answers can be tested without changing the environment.
+fn require_under<T, E: std::fmt::Display>(ci: bool, found: Result<T, E>, need: &str) -> Option<T> {
+    match found {
+        Ok(value) => Some(value),
+        Err(e) if ci => panic!(
+            "this test needs {need}, which is missing here ({e}); CI must run every test, \
+             so give the CI machine what it needs"
+        ),
+        Err(e) => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "not run: this test needs {need}: {e}");
+            None
+        }
+    }
+}
+
+#[test]
+fn a_missing_need_is_a_failure_under_ci_and_a_notice_elsewhere() {
+    assert_eq!(require_under::<u8, &str>(false, Ok(7), "IPv6"), Some(7));
+    assert_eq!(require_under::<u8, &str>(true, Ok(7), "IPv6"), Some(7));
+    assert_eq!(
+        require_under::<u8, &str>(false, Err("no ::1"), "IPv6"),
+        None
+    );
+    let under_ci =
+        std::panic::catch_unwind(|| require_under::<u8, &str>(true, Err("no ::1"), "IPv6"));
+    let message = *under_ci
+        .expect_err("a missing need fails under CI")
+        .downcast::<String>()
+        .unwrap();
+    assert!(
+        message.contains("needs IPv6") && message.contains("no ::1"),
+        "{message}"
+    );
 }

@@ -1,10 +1,8 @@
 //! Accounts: unique names, the password standard, indistinguishable login
 //! failures, and what the database keeps of a password.
 
-mod common;
-
+use crate::kit::{PASSWORD, TestServer, open_db};
 use chatapp::wire::msg::{ErrorCode, Reply, Request};
-use common::{PASSWORD, TestServer, open_db};
 use std::path::Path;
 
 fn register(name: &str, password: &str) -> Request {

@@ -1,11 +1,10 @@
 //! The command line: the real `chatapp` binary, started as an operator
 //! would, stopped with SIGTERM.
 
-mod common;
-
+use crate::kit;
+use crate::kit::WAIT;
 use chatapp::client::proto::{self, Connection};
 use chatapp::wire::msg::{Event, LeaveReason, Reply, Request};
-use common::WAIT;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
@@ -229,7 +228,7 @@ fn sigterm_says_goodbye_to_clients_keeps_their_messages_and_exits_0() {
     let data = TempDir::new().unwrap();
     let serve = Serve::start(home.path(), data.path());
     let mut ann = serve.connect();
-    register(&mut ann, "ann", common::PASSWORD);
+    register(&mut ann, "ann", kit::PASSWORD);
     let room = match ann
         .request_within(
             Request::CreateRoom {
@@ -244,7 +243,7 @@ fn sigterm_says_goodbye_to_clients_keeps_their_messages_and_exits_0() {
         other => panic!("create a room: {other:?}"),
     };
     let mut bob = serve.connect();
-    register(&mut bob, "bob", common::PASSWORD);
+    register(&mut bob, "bob", kit::PASSWORD);
     assert!(matches!(
         bob.request_within(Request::JoinRoom { room }, WAIT)
             .unwrap(),
@@ -282,7 +281,7 @@ fn sigterm_says_goodbye_to_clients_keeps_their_messages_and_exits_0() {
     }
     assert_eq!(ann_events.last(), Some(&bye), "{ann_events:?}");
 
-    let stored: i64 = common::open_db(&data.path().join(chatapp::server::DATABASE_FILE))
+    let stored: i64 = kit::open_db(&data.path().join(chatapp::server::DATABASE_FILE))
         .query_row(
             "SELECT COUNT(*) FROM messages WHERE body = 'closing time'",
             [],

@@ -9,10 +9,9 @@
 //!
 //! Run with `--nocapture` to read the figures.
 
-mod common;
-
+use crate::kit;
+use crate::kit::{Got, RawClient, TestServer, WAIT, left, ms, shorten, wait_closed};
 use chatapp::wire::msg::{ErrorCode, Event, LeaveReason, Reply, Request, ServerFrame};
-use common::{Got, RawClient, TestServer, WAIT, left, ms, shorten, wait_closed};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -109,7 +108,7 @@ fn a_silent_client_is_pinged_then_dropped_and_its_room_told_while_active_ones_st
     let mut bob = RawClient::open(&server.addr());
     let reply = bob.request(Request::Register {
         name: "bob".into(),
-        password: common::PASSWORD.into(),
+        password: kit::PASSWORD.into(),
     });
     assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
     // Bob's silence starts before his last request goes out: the server
@@ -250,7 +249,7 @@ fn a_silent_client_is_pinged_then_dropped_and_its_room_told_while_active_ones_st
 
 /// Sends all of `reqs` at once, then gathers the replies by id (within
 /// [`WAIT`]); events met meanwhile are returned too.
-fn pipelined(client: &mut common::Client, reqs: Vec<Request>) -> (Vec<Reply>, Vec<Event>) {
+fn pipelined(client: &mut kit::Client, reqs: Vec<Request>) -> (Vec<Reply>, Vec<Event>) {
     let ids: Vec<u32> = reqs
         .into_iter()
         .map(|r| client.conn.send(r).expect("send"))
@@ -358,7 +357,7 @@ fn the_eleventh_message_at_once_is_refused_and_not_delivered() {
 }
 
 /// Waits for the reply to request `id`; returns it and the events met.
-fn pipelined_reply(client: &mut common::Client, id: u32) -> (Reply, Vec<Event>) {
+fn pipelined_reply(client: &mut kit::Client, id: u32) -> (Reply, Vec<Event>) {
     let mut events = Vec::new();
     loop {
         match client.conn.next_frame(WAIT) {

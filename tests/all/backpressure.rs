@@ -3,12 +3,11 @@
 //! holds the client back) instead of cutting it off as a slow reader, and
 //! the rest of the room hears every line.
 
-mod common;
-
+use crate::kit;
+use crate::kit::{Got, RawClient, TestServer};
 use chatapp::server::hub::Level;
 use chatapp::server::net::MAX_UNSENT;
 use chatapp::wire::msg::{Event, Reply, Request, ServerFrame};
-use common::{Got, RawClient, TestServer};
 use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -28,6 +27,8 @@ fn hear(c: &mut RawClient, want: usize, acks: usize, pace: Option<usize>) -> Res
         }
         frames += 1;
         if pace.is_some_and(|p| frames % p == 0) {
+            // A reader slower than the sender is the behaviour under test,
+            // not a wait for the server.
             thread::sleep(Duration::from_millis(1));
         }
         match c.read(Duration::from_secs(5)) {
@@ -69,10 +70,10 @@ fn a_member_who_talks_faster_than_it_reads_is_slowed_down_not_cut_off() {
     // a loopback connection, so what the server queues shows.
     let mut members: Vec<RawClient> = (0..=LISTENERS)
         .map(|n| {
-            let mut c = RawClient::over(common::connect_with_mss(v4, 1460));
+            let mut c = RawClient::over(kit::connect_with_mss(v4, 1460));
             let reply = c.request(Request::Register {
                 name: format!("member{n}"),
-                password: common::PASSWORD.into(),
+                password: kit::PASSWORD.into(),
             });
             assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
             c

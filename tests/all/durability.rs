@@ -5,12 +5,11 @@
 //! and the restart must be quick. Figures are printed, not asserted, except
 //! the restart bound the product promises.
 
-use chatapp::client::proto::{self, Connection};
+use crate::kit::{self, ServeProcess};
+use chatapp::client::proto::Connection;
 use chatapp::wire::msg::{Reply, Request};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,48 +17,17 @@ const KILLS: usize = 20;
 const SENDERS: usize = 24;
 const PASSWORD: &str = "durable password 1234";
 
-/// Starts the server binary and waits for its "listening" line.
-fn spawn_server(dir: &Path) -> (Child, String, Duration) {
+/// Starts the server binary; returns it, its address and how long it
+/// took to listen.
+fn spawn_server(dir: &Path) -> (ServeProcess, String, Duration) {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatapp"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("CHATAPP_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start chatapp serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let addr = line
-        .split_whitespace()
-        .nth(3)
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
-    (child, addr, started.elapsed())
+    let server = ServeProcess::serve(dir, &[]);
+    let addr = server.addr.clone();
+    (server, addr, started.elapsed())
 }
 
-/// Logs in, or registers if the account does not exist yet (a kill may
-/// have come before an earlier registration was committed).
 fn session(addr: &str, name: &str) -> Option<Connection> {
-    let mut conn = proto::connect(addr).ok()?.accept();
-    let (name, password) = (name.to_string(), PASSWORD.to_string());
-    let login = Request::Login {
-        name: name.clone(),
-        password: password.clone(),
-    };
-    match conn.request(login).ok()? {
-        Reply::LoggedIn { .. } => return Some(conn),
-        Reply::Error { .. } => {}
-        other => panic!("{name}: unexpected reply {other:?}"),
-    }
-    match conn.request(Request::Register { name, password }).ok()? {
-        Reply::LoggedIn { .. } => Some(conn),
-        other => panic!("could not register: {other:?}"),
-    }
+    kit::log_in_or_register(addr, name, PASSWORD)
 }
 
 /// One sender: private messages to `sink` as fast as its budget allows,
@@ -95,14 +63,14 @@ fn acknowledged_messages_survive_sigkill_exactly_once() {
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
 
     // The recipient must exist before anyone writes to it.
-    let (mut child, addr, _) = spawn_server(dir.path());
+    let (mut server, addr, _) = spawn_server(dir.path());
     drop(session(&addr, "sink").expect("register sink"));
-    run_load(&addr, 0, &acked, &mut child, &mut seed);
+    run_load(&addr, 0, &acked, &mut server, &mut seed);
     for run in 1..KILLS {
         let (c, addr, took) = spawn_server(dir.path());
         restarts.push(took);
-        child = c;
-        run_load(&addr, run, &acked, &mut child, &mut seed);
+        server = c;
+        run_load(&addr, run, &acked, &mut server, &mut seed);
     }
 
     // Check the file with the server stopped for good.
@@ -147,7 +115,7 @@ fn run_load(
     addr: &str,
     run: usize,
     acked: &Arc<Mutex<HashSet<String>>>,
-    child: &mut Child,
+    server: &mut ServeProcess,
     seed: &mut u64,
 ) {
     let threads: Vec<_> = (0..SENDERS)
@@ -160,9 +128,10 @@ fn run_load(
     *seed ^= *seed << 13;
     *seed ^= *seed >> 7;
     *seed ^= *seed << 17;
+    // The kill comes at a moment chosen by the seed while the senders run:
+    // that moment is the experiment, not a wait for the server.
     std::thread::sleep(Duration::from_millis(300 + *seed % 1000));
-    child.kill().expect("SIGKILL the server");
-    child.wait().unwrap();
+    server.kill();
     for t in threads {
         t.join().unwrap();
     }

@@ -4,13 +4,12 @@
 //!
 //! Run with `--nocapture` to read the figures.
 
-mod common;
-
+use crate::kit;
+use crate::kit::{Client, PASSWORD, TestServer, WAIT, left, ms, wait_closed};
 use chatapp::client::proto::{self, ClientError};
 use chatapp::server::{self, Config, Handle};
 use chatapp::store::password::HashCost;
 use chatapp::wire::msg::{ErrorCode, Event, LeaveReason, Reply, Request};
-use common::{Client, PASSWORD, TestServer, WAIT, left, ms, wait_closed};
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -119,13 +118,11 @@ fn dual_stack(tune: impl Fn(&mut Config)) -> Option<(tempfile::TempDir, Handle)>
     let mut config = Config::new(dir.path().to_path_buf());
     config.hash_cost = HashCost::TEST;
     tune(&mut config);
-    match server::start("[::]:0".parse().unwrap(), config) {
-        Ok(handle) => Some((dir, handle)),
-        Err(e) => {
-            println!("SKIPPED: no IPv6 here ({e:#})");
-            None
-        }
-    }
+    let handle = kit::require(
+        server::start("[::]:0".parse().unwrap(), config),
+        "IPv6 (a listener on [::]:0)",
+    )?;
+    Some((dir, handle))
 }
 
 fn client_at(handle: &Handle, host: &str, name: &str) -> Client {
@@ -202,6 +199,9 @@ fn failed_logins_slow_down_per_account_and_per_address_and_no_one_else() {
     // Meanwhile the room chats at full speed.
     let (held, chat) = thread::scope(|s| {
         let held = s.spawn(|| attempt(&mut a, "ann", "guess 4"));
+        // Time for the guess to reach the server, which shows nothing from
+        // outside while it holds a reply; chat that came too early would
+        // only make this check weaker, never fail it falsely.
         thread::sleep(Duration::from_millis(300));
         let sent = Instant::now();
         dog.say("while someone guesses");

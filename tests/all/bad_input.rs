@@ -1,12 +1,10 @@
 //! Hostile and confused clients: each affects only its own connection,
 //! while two others keep chatting in a room and the server keeps serving.
 
-mod common;
-
+use crate::kit::{Client, TestServer, WAIT, left};
 use chatapp::wire::msg::{self, ErrorCode, Event, LeaveReason, Request, ServerFrame};
 use chatapp::wire::noise::{ClientHandshake, Transport};
 use chatapp::wire::{frame, noise};
-use common::{Client, TestServer, WAIT, left};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;

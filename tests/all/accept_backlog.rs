@@ -9,11 +9,9 @@
 //! CPU time from /proc.
 #![cfg(target_os = "linux")]
 
-mod common;
-
+use crate::kit::{ServeProcess, WAIT};
 use chatapp::wire::frame;
 use chatapp::wire::noise::ClientHandshake;
-use common::{ServeProcess, WAIT};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;

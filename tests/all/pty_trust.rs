@@ -2,9 +2,7 @@
 //! changed key refused before anything is sent, scripts and missing
 //! terminals, and the connection troubles a person can run into.
 
-mod pty_common;
-
-use pty_common::*;
+use crate::kit::pty::*;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Stdio;

@@ -1,11 +1,9 @@
 //! A thousand clients at once, all logged in, all in one room, all
 //! receiving one broadcast.
 
-mod common;
-
+use crate::kit::{Client, TestServer};
 use chatapp::server::hub::Level;
 use chatapp::wire::msg::Event;
-use common::{Client, TestServer};
 use std::thread;
 use std::time::{Duration, Instant};
 
