@@ -473,7 +473,7 @@ fn the_loop_reports_its_turn_times_at_debug_level_and_when_it_stops() {
     let unthrottled = ["--request-burst", "1000000", "--request-rate", "1000000"];
     let serve = Serve::start_with(home.path(), data.path(), Some("debug"), &unthrottled);
     let mut conn = serve.connect();
-    register(&mut conn, "timer", common::PASSWORD);
+    register(&mut conn, "timer", kit::PASSWORD);
     // The debug report comes with the first turn that ends a second after
     // the loop began: keep it turning until well past that.
     let started = Instant::now();

@@ -19,6 +19,8 @@ mod hostile_session;
 mod limits;
 mod load;
 mod netns;
+mod old_databases;
+mod passwords;
 mod powerloss;
 mod private;
 mod properties;

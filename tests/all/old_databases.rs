@@ -8,13 +8,11 @@
 //! (closed rooms and their history included) and that the file has the
 //! schema a fresh database gets.
 
-mod common;
-
+use crate::kit::{Client, open_db};
 use chatapp::client::proto;
 use chatapp::server::{self, Config, DATABASE_FILE, Handle};
 use chatapp::store::password::HashCost;
 use chatapp::wire::msg::{Conversation, PrivateLine};
-use common::{Client, open_db};
 use rusqlite::types::Value;
 use std::path::Path;
 use tempfile::TempDir;

@@ -3,10 +3,8 @@
 //! compared whole (never cut short), and the same password on two accounts
 //! is stored as two different salted hashes.
 
-mod common;
-
+use crate::kit::{TestServer, open_db};
 use chatapp::wire::msg::{ErrorCode, Reply, Request};
-use common::{TestServer, open_db};
 
 fn register(name: &str, password: &str) -> Request {
     Request::Register {
