@@ -9,6 +9,7 @@ mod kit;
 
 mod accept_backlog;
 mod accounts;
+mod architecture;
 mod backpressure;
 mod bad_input;
 mod cli;
