@@ -15,6 +15,8 @@
 //! - [`server::net`]: the mio event loop, the only code that touches sockets.
 //! - [`server::turns`]: the event loop's turn times: histogram, longest turn. Pure.
 //! - [`server::workers`]: the threads for scrypt and for the store.
+//! - [`server::log`]: the server's log lines as `tracing` events, and the
+//!   subscriber `chatapp serve` prints them with.
 //! - [`server`]: configuration, data directory, key and lock files; `serve`.
 //! - [`pause`]: the double-click pause before a console window closes.
 //! - [`client`]: the blocking client-side protocol and the terminal client.

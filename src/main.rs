@@ -48,6 +48,11 @@ fn main() -> std::process::ExitCode {
         }
     };
     let no_pause = cli.no_pause;
+    if let Some(Command::Serve(_)) = &cli.command {
+        // The server's lines go to stderr; the client draws on the
+        // terminal, where a log line would tear its screen.
+        server::log::install(server::log::level_from_env());
+    }
     // A panic has printed its message already; it too waits for Enter.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
         Some(Command::Serve(args)) => server::args::run(args),

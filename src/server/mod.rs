@@ -10,6 +10,7 @@ pub mod args;
 pub mod directory;
 pub mod hub;
 pub mod limits;
+pub mod log;
 pub mod net;
 pub mod turns;
 pub mod workers;
@@ -31,8 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const DATABASE_FILE: &str = "chatapp.db";
 pub const KEY_FILE: &str = "server.key";
 pub const LOCK_FILE: &str = "chatapp.lock";
-/// The environment variable that sets the log level.
-pub const LOG_ENV: &str = "CHATAPP_LOG";
+pub use log::LOG_ENV;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -40,6 +40,8 @@ pub struct Config {
     pub hash_cost: HashCost,
     /// Threads that run scrypt.
     pub hashers: usize,
+    /// The most this server says (`CHATAPP_LOG` by default); where it
+    /// goes is up to the `tracing` subscriber (see [`log`]).
     pub log_level: Level,
     pub limits: hub::Limits,
     pub net_limits: net::NetLimits,
@@ -52,21 +54,11 @@ impl Config {
             data_dir,
             hash_cost: HashCost::default(),
             hashers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)),
-            log_level: log_level_from_env(),
+            log_level: log::level_from_env(),
             limits: hub::Limits::default(),
             net_limits: net::NetLimits::default(),
             sync: crate::store::Sync::Full,
         }
-    }
-}
-
-/// `CHATAPP_LOG=error|warn|info|debug`; info when unset or unknown.
-fn log_level_from_env() -> Level {
-    match std::env::var(LOG_ENV).unwrap_or_default().as_str() {
-        "error" => Level::Error,
-        "warn" => Level::Warn,
-        "debug" => Level::Debug,
-        _ => Level::Info,
     }
 }
 
@@ -198,14 +190,17 @@ impl Server {
         let closed = store.close_open_rooms(now_millis())?;
         let snapshot = store.load()?;
         if closed > 0 && config.log_level >= Level::Info {
-            eprintln!("chatapp: info: closed {closed} rooms left open by the last run");
+            log::emit(
+                Level::Info,
+                &format!("closed {closed} rooms left open by the last run"),
+            );
         }
         let listener = TcpListener::bind(addr).map_err(|e| bind_error(addr, &e))?;
         if config.log_level >= Level::Info {
             // After the bind, so that a bad address stays a one-line error.
             // Read back from the database: the operator sees the durability
             // in force, not merely the one asked for.
-            eprintln!("chatapp: info: store: {}", store.describe()?);
+            log::emit(Level::Info, &format!("store: {}", store.describe()?));
         }
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -242,11 +237,14 @@ impl Server {
             reply,
         );
         if self.config.log_level >= Level::Info {
-            eprintln!(
-                "chatapp: info: listening on {} ({users} accounts, key {}, data in {})",
-                self.addr,
-                self.fingerprint,
-                self.config.data_dir.display()
+            log::emit(
+                Level::Info,
+                &format!(
+                    "listening on {} ({users} accounts, key {}, data in {})",
+                    self.addr,
+                    self.fingerprint,
+                    self.config.data_dir.display()
+                ),
             );
         }
         net::run(net::Parts {

@@ -792,7 +792,7 @@ impl Net {
 
     fn log(&self, level: Level, line: String) {
         if level <= self.log_level {
-            eprintln!("chatapp: {}: {line}", format!("{level:?}").to_lowercase());
+            super::log::emit(level, &line);
         }
     }
 }

@@ -13,7 +13,8 @@
 //! Reads wait behind the writes queued before them, so a reply never misses
 //! a message its sender was already told was stored.
 
-use super::hub::{Answer, AuthJob, Input, Query, StoreJob};
+use super::hub::{Answer, AuthJob, Input, Level, Query, StoreJob};
+use super::log;
 use crate::model::DIALOGUE_HISTORY;
 use crate::store::password::{self, HashCost};
 use crate::store::{Store, Write};
@@ -275,7 +276,7 @@ impl Batch {
                 ok: true,
             }),
             Err(e) if self.writes.len() == 1 => {
-                eprintln!("chatapp: error: {e}");
+                log::emit(Level::Error, &e.to_string());
                 reply.send(Input::Committed {
                     seq: last,
                     ok: false,
@@ -285,7 +286,7 @@ impl Batch {
                 for (write, &seq) in self.writes.iter().zip(&self.seqs) {
                     let ok = store.apply(std::slice::from_ref(write));
                     if let Err(e) = &ok {
-                        eprintln!("chatapp: error: {e}");
+                        log::emit(Level::Error, &e.to_string());
                     }
                     reply.send(Input::Committed {
                         seq,
