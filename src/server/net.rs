@@ -32,24 +32,9 @@ const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const FIRST_CONN: u64 = 3;
 
-/// Unsent bytes one client may have queued before it is cut off: a client
-/// that stops reading must not make the server hold a room's traffic for it.
-pub const MAX_UNSENT: usize = 1 << 20;
-/// Output queued for a connection above which the server reads no more of
-/// its requests until it has taken some: a client that sends faster than
-/// it reads (a member of a busy room talking at full speed) is slowed
-/// down, as TCP slows any sender, instead of being cut off at
-/// [`MAX_UNSENT`].
-pub const HIGH_WATER: usize = 512 * 1024;
-/// Messages of one room waiting for the store (see
-/// [`Hub::room_uncommitted`]) above which the room's members are not read
-/// until a commit: what one commit releases into each member's output at
-/// once, so that with [`HIGH_WATER`] it stays under [`MAX_UNSENT`].
-pub const MAX_ROOM_UNCOMMITTED: usize = 256 * 1024;
-/// Messages waiting for the store in all (see [`Hub::uncommitted`]) above
-/// which no requests are read at all until a commit: bounds the store's
-/// queue.
-pub const MAX_UNCOMMITTED: usize = 4 << 20;
+// The limits on what a client may leave waiting, public where they were
+// first defined, for the tests that push against them.
+pub use super::limits::{HIGH_WATER, MAX_ROOM_UNCOMMITTED, MAX_UNCOMMITTED, MAX_UNSENT};
 /// Bytes read from one connection in one turn of the loop: a client with
 /// a lot to say waits its turn, and everyone else is served in between.
 const READ_BUDGET: usize = 4 * 1024;
@@ -165,7 +150,7 @@ pub struct NetLimits {
 impl Default for NetLimits {
     fn default() -> NetLimits {
         NetLimits {
-            max_per_address: 16,
+            max_per_address: super::limits::MAX_PER_ADDRESS,
             exempt_loopback: true,
         }
     }
