@@ -17,7 +17,8 @@
 //! - [`server::workers`]: the threads for scrypt and for the store.
 //! - [`server::log`]: the server's log lines as `tracing` events, and the
 //!   subscriber `chatapp serve` prints them with.
-//! - [`server`]: configuration, data directory, key and lock files; `serve`.
+//! - [`server`]: configuration, data directory, key and lock files; `serve`;
+//!   [`server::Error`], why it could not start.
 //! - [`pause`]: the double-click pause before a console window closes.
 //! - [`client`]: the blocking client-side protocol and the terminal client.
 

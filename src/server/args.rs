@@ -67,7 +67,7 @@ fn secs(millis: i64) -> f64 {
 
 /// `chatapp serve`: prints the fingerprint, or runs the server until
 /// SIGINT or SIGTERM.
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+pub fn run(args: ServeArgs) -> Result<(), super::Error> {
     let data_dir = match args.data_dir.clone() {
         Some(dir) => dir,
         None => super::default_data_dir()?,

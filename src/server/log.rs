@@ -45,6 +45,18 @@ pub fn emit(level: Level, line: &str) {
     }
 }
 
+/// An error and its causes, as `main` prints them: `this: cause: cause`.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        next = cause.source();
+    }
+    text
+}
+
 /// Makes the server's log lines go to stderr, down to `level`, for the
 /// rest of the process. Does nothing if a subscriber is already in place.
 pub fn install(level: Level) {

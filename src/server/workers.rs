@@ -276,7 +276,7 @@ impl Batch {
                 ok: true,
             }),
             Err(e) if self.writes.len() == 1 => {
-                log::emit(Level::Error, &e.to_string());
+                log::emit(Level::Error, &log::chain(&e));
                 reply.send(Input::Committed {
                     seq: last,
                     ok: false,
@@ -286,7 +286,7 @@ impl Batch {
                 for (write, &seq) in self.writes.iter().zip(&self.seqs) {
                     let ok = store.apply(std::slice::from_ref(write));
                     if let Err(e) = &ok {
-                        log::emit(Level::Error, &e.to_string());
+                        log::emit(Level::Error, &log::chain(e));
                     }
                     reply.send(Input::Committed {
                         seq,
@@ -307,7 +307,7 @@ fn answer(store: &mut dyn Store, query: Query) -> Answer {
             .dialogue(user, other, DIALOGUE_HISTORY)
             .map(|rows| Answer::Dialogue { other, rows }),
     };
-    result.unwrap_or_else(|e| Answer::Failed(e.to_string()))
+    result.unwrap_or_else(|e| Answer::Failed(log::chain(&e)))
 }
 
 #[cfg(test)]
