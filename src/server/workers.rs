@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 /// server with a steady stream of messages commits them a few milliseconds'
 /// worth at a time instead of a handful at a time; a message that finds the
 /// store idle for longer than this still goes at once. Longer windows save
-/// a little more CPU and add their length to delivery latency: measured,
-/// 2 ms took most of the saving (S4 at 5,000/s: 75 -> 34 us of CPU per
-/// delivery; 4 ms: 29) for about 1.7 ms more median latency (4 ms: 2.7).
+/// a little more CPU and add their length to delivery latency; 2 ms took
+/// most of the saving for little latency (the figures are in
+/// docs/BENCHMARKS.md, "Why the code is the way it is").
 pub const COMMIT_WINDOW: Duration = Duration::from_millis(2);
 
 /// Where answers go: the loop's channel plus the waker that rouses it.
