@@ -82,6 +82,10 @@ enum Phase {
 struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
+    /// The peer's address as counted in `per_address`: canonical, so that
+    /// an IPv4 client of a dual-stack listener is released under the same
+    /// key it was counted under.
+    ip: IpAddr,
     /// `None` only while a handshake is being taken out to be finished.
     phase: Option<Phase>,
     inbox: Vec<u8>,
@@ -339,6 +343,7 @@ impl Net {
                         Connection {
                             stream,
                             peer,
+                            ip,
                             phase: Some(Phase::Handshake(Box::new(ServerHandshake::new(
                                 &self.key,
                             )))),
@@ -734,10 +739,10 @@ impl Net {
                 format!("{}: dropped before the handshake: {reason}", c.peer),
             );
         }
-        if let Some(n) = self.per_address.get_mut(&c.peer.ip()) {
+        if let Some(n) = self.per_address.get_mut(&c.ip) {
             *n -= 1;
             if *n == 0 {
-                self.per_address.remove(&c.peer.ip());
+                self.per_address.remove(&c.ip);
             }
         }
         drop(c); // closes the socket; mio deregisters on drop
@@ -870,5 +875,43 @@ impl Signals {
 
     fn stop_requested(&mut self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::client::proto::{self, ClientError};
+    use crate::server::{self, Config};
+    use crate::store::password::HashCost;
+    use std::time::{Duration, Instant};
+
+    /// An IPv4 client of a dual-stack listener was counted under its
+    /// canonical address (127.0.0.1) but released under the mapped one
+    /// (::ffff:127.0.0.1), so its count never went down and the address
+    /// was refused for good once it had reached its limit.
+    #[test]
+    fn an_ipv4_client_of_a_dual_stack_listener_gets_its_connection_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().to_path_buf());
+        config.hash_cost = HashCost::TEST;
+        config.net_limits.max_per_address = 1;
+        config.net_limits.exempt_loopback = false;
+        let server = server::start("[::]:0".parse().unwrap(), config)
+            .expect("a dual-stack listener on [::] (this test needs IPv6)");
+        let addr = format!("127.0.0.1:{}", server.addr.port());
+        drop(proto::connect(&addr).expect("the first connection is let in"));
+        // The server sees the close in a later turn: until then the one
+        // connection allowed is still taken.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match proto::connect(&addr) {
+                Ok(_) => break,
+                Err(ClientError::Refused { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("the address never got its connection back: {e}"),
+            }
+        }
+        server.stop().unwrap();
     }
 }
