@@ -15,7 +15,10 @@
 //! - [`server::net`]: the mio event loop, the only code that touches sockets.
 //! - [`server::turns`]: the event loop's turn times: histogram, longest turn. Pure.
 //! - [`server::workers`]: the threads for scrypt and for the store.
-//! - [`server`]: configuration, data directory, key and lock files; `serve`.
+//! - [`server::log`]: the server's log lines as `tracing` events, and the
+//!   subscriber `chatapp serve` prints them with.
+//! - [`server`]: configuration, data directory, key and lock files; `serve`;
+//!   [`server::Error`], why it could not start.
 //! - [`pause`]: the double-click pause before a console window closes.
 //! - [`client`]: the blocking client-side protocol and the terminal client.
 

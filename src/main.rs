@@ -48,11 +48,16 @@ fn main() -> std::process::ExitCode {
         }
     };
     let no_pause = cli.no_pause;
+    if let Some(Command::Serve(_)) = &cli.command {
+        // The server's lines go to stderr; the client draws on the
+        // terminal, where a log line would tear its screen.
+        server::log::install(server::log::level_from_env());
+    }
     // A panic has printed its message already; it too waits for Enter.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match cli.command {
-        Some(Command::Serve(args)) => server::args::run(args),
-        Some(Command::Connect(args)) => client::run(args),
-        None => client::run(client::ConnectArgs::default()),
+        Some(Command::Serve(args)) => server::args::run(args).map_err(anyhow::Error::from),
+        Some(Command::Connect(args)) => client::run(args).map_err(anyhow::Error::from),
+        None => client::run(client::ConnectArgs::default()).map_err(anyhow::Error::from),
     }));
     let code = match result {
         Ok(Ok(())) => std::process::ExitCode::SUCCESS,

@@ -11,11 +11,13 @@ use super::editor::LineBuffer;
 use super::link::{CallError, Link, NetEvent};
 use super::proto::{self, ClientError, Connection};
 use super::session::{Line, Tone};
+use super::trust::TrustError;
 use super::trust::{KnownServers, Verdict};
 use super::ui::{self, Input, Menu, Mode, Pick, Terminal};
 use crate::wire::msg::{Event, Request};
+use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long an ordinary request may take.
@@ -23,12 +25,104 @@ const CALL: Duration = Duration::from_secs(15);
 /// Login and registration run scrypt and may be slowed after failures.
 const AUTH_CALL: Duration = Duration::from_secs(60);
 
+/// Why the client could not go on: each says what went wrong and, where
+/// the person can do something about it, what.
+#[derive(Debug)]
+pub enum Error {
+    /// No place for the known-servers file.
+    NoConfigDir,
+    /// The server could not be reached or spoke no chatapp.
+    Connect(ClientError),
+    /// The known-servers file could not be read or written.
+    Trust(TrustError),
+    /// The server's key differs from the one remembered for it.
+    KeyChanged {
+        addr: String,
+        remembered: String,
+        shown: String,
+        known: PathBuf,
+    },
+    /// A server not met before, and no terminal to ask about it.
+    UnknownServer {
+        addr: String,
+        fingerprint: String,
+    },
+    /// The person chose not to trust the server.
+    NotTrusted {
+        addr: String,
+    },
+    /// Ctrl-C at the question whether to trust the server.
+    Interrupted,
+    /// Standard input or output is not a terminal.
+    NeedsTerminal {
+        addr: String,
+    },
+    Terminal(io::Error),
+    /// A state the client should never be in.
+    Bug(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NoConfigDir => write!(
+                f,
+                "cannot find a configuration directory for the known-servers file: set {} to one",
+                super::trust::CONFIG_DIR_ENV
+            ),
+            // The connection's and the file's own errors say it all.
+            Error::Connect(e) => e.fmt(f),
+            Error::Trust(e) => e.fmt(f),
+            Error::KeyChanged {
+                addr,
+                remembered,
+                shown,
+                known,
+            } => write!(
+                f,
+                "refusing {addr}: its key has changed since you first trusted it\n  \
+                 remembered key: {remembered}\n  \
+                 key shown now:  {shown}\n\
+                 Someone may be impersonating the server, or its operator gave it a new key. \
+                 Nothing was sent to it: no name, no password.\n\
+                 If the operator confirms the new key, delete the line for {addr} in {} and connect again.",
+                known.display()
+            ),
+            Error::UnknownServer { addr, fingerprint } => write!(
+                f,
+                "refusing {addr}: it is not a known server (its key is {fingerprint}) and there is no terminal to ask whether to trust it. \
+                 Connect once from a terminal, or pass --accept-new-server to trust it without asking"
+            ),
+            Error::NotTrusted { addr } => {
+                write!(f, "you did not trust {addr}: nothing was sent to it")
+            }
+            Error::Interrupted => f.write_str("interrupted"),
+            Error::NeedsTerminal { addr } => write!(
+                f,
+                "the chat client needs a terminal: run `chatapp connect {addr}` in one"
+            ),
+            Error::Terminal(_) => f.write_str("the terminal failed"),
+            Error::Bug(what) => f.write_str(what),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Terminal(e) => Some(e),
+            // Shown as this error's own text above: not again as a cause.
+            _ => None,
+        }
+    }
+}
+
 /// Why the client stopped before the person quit.
 #[derive(Debug)]
 enum Stop {
     /// Ctrl-C.
     Interrupted,
-    Fatal(anyhow::Error),
+    Fatal(Error),
 }
 
 impl From<io::Error> for Stop {
@@ -36,7 +130,7 @@ impl From<io::Error> for Stop {
         if e.kind() == io::ErrorKind::Interrupted {
             Stop::Interrupted
         } else {
-            Stop::Fatal(anyhow::Error::new(e).context("the terminal failed"))
+            Stop::Fatal(Error::Terminal(e))
         }
     }
 }
@@ -48,7 +142,7 @@ enum OpenError {
     /// Unreachable, or not our protocol: worth another try later.
     Net(ClientError),
     /// The server is not trusted, or the trust file failed: never retried.
-    Refused(anyhow::Error),
+    Refused(Error),
 }
 
 /// The server this run talks to, and how to decide whether to trust it.
@@ -60,13 +154,10 @@ struct Target<'a> {
 
 /// Runs the client until the user quits. Connection trouble at the start
 /// is an error (a non-zero exit); later, the user is offered a reconnect.
-pub fn run(args: ConnectArgs) -> anyhow::Result<()> {
+pub fn run(args: ConnectArgs) -> Result<(), Error> {
     let addr = super::normalize_addr(&args.server());
     let Some(known) = super::trust::default_path() else {
-        anyhow::bail!(
-            "cannot find a configuration directory for the known-servers file: set {} to one",
-            super::trust::CONFIG_DIR_ENV
-        );
+        return Err(Error::NoConfigDir);
     };
     let target = Target {
         addr: &addr,
@@ -93,14 +184,13 @@ pub fn run(args: ConnectArgs) -> anyhow::Result<()> {
 fn sessions(term: &mut Terminal, target: &Target) -> Step {
     match open(term, target) {
         Ok(conn) => drop(conn),
-        Err(OpenError::Net(e)) => return Err(Stop::Fatal(e.into())),
+        Err(OpenError::Net(e)) => return Err(Stop::Fatal(Error::Connect(e))),
         Err(OpenError::Refused(e)) => return Err(Stop::Fatal(e)),
     }
     if !ui::is_interactive() {
-        return Err(Stop::Fatal(anyhow::anyhow!(
-            "the chat client needs a terminal: run `chatapp connect {}` in one",
-            target.addr
-        )));
+        return Err(Stop::Fatal(Error::NeedsTerminal {
+            addr: target.addr.to_string(),
+        }));
     }
     let mut core = Core::new(target.addr, super::now_millis, super::local_offset);
     core.start();
@@ -220,8 +310,8 @@ impl Driver {
         let link = self.link.as_mut();
         let user = match self.ask.as_ref() {
             None => {
-                return Err(Stop::Fatal(anyhow::anyhow!(
-                    "the client is waiting for nothing (a bug)"
+                return Err(Stop::Fatal(Error::Bug(
+                    "the client is waiting for nothing (a bug)",
                 )));
             }
             Some(Ask::Pick { prompt, items }) => {
@@ -241,7 +331,7 @@ impl Driver {
             }
             Some(Ask::Menu { items, .. }) => {
                 let Some((_, menu)) = self.menu.as_mut() else {
-                    return Err(Stop::Fatal(anyhow::anyhow!("a menu without its state")));
+                    return Err(Stop::Fatal(Error::Bug("a menu without its state")));
                 };
                 match term.menu(menu, link)? {
                     Pick::Item(i) => UserInput::Chose(items[i].choice.clone()),
@@ -289,25 +379,21 @@ fn open(term: &mut Terminal, target: &Target) -> Result<Connection, OpenError> {
     let Target { addr, args, known } = *target;
     let unverified = proto::connect(addr).map_err(OpenError::Net)?;
     let fingerprint = unverified.fingerprint();
-    let refused = |e: anyhow::Error| OpenError::Refused(e);
-    let mut known = KnownServers::load(known).map_err(|e| refused(e.into()))?;
+    let refused = OpenError::Refused;
+    let trust = |e| OpenError::Refused(Error::Trust(e));
+    let mut known = KnownServers::load(known).map_err(trust)?;
     match known.check(addr, &fingerprint) {
         Verdict::Known => {}
         Verdict::Changed { remembered } => {
-            return Err(refused(anyhow::anyhow!(
-                "refusing {addr}: its key has changed since you first trusted it\n  \
-                 remembered key: {remembered}\n  \
-                 key shown now:  {fingerprint}\n\
-                 Someone may be impersonating the server, or its operator gave it a new key. \
-                 Nothing was sent to it: no name, no password.\n\
-                 If the operator confirms the new key, delete the line for {addr} in {} and connect again.",
-                known.path().display()
-            )));
+            return Err(refused(Error::KeyChanged {
+                addr: addr.to_string(),
+                remembered,
+                shown: fingerprint,
+                known: known.path().to_path_buf(),
+            }));
         }
         Verdict::Unknown if args.accept_new_server => {
-            known
-                .remember(addr, &fingerprint)
-                .map_err(|e| refused(e.into()))?;
+            known.remember(addr, &fingerprint).map_err(trust)?;
             let _ = term.say(
                 Tone::Notice,
                 format!(
@@ -317,28 +403,26 @@ fn open(term: &mut Terminal, target: &Target) -> Result<Connection, OpenError> {
             );
         }
         Verdict::Unknown if !ui::is_interactive() => {
-            return Err(refused(anyhow::anyhow!(
-                "refusing {addr}: it is not a known server (its key is {fingerprint}) and there is no terminal to ask whether to trust it. \
-                 Connect once from a terminal, or pass --accept-new-server to trust it without asking"
-            )));
+            return Err(refused(Error::UnknownServer {
+                addr: addr.to_string(),
+                fingerprint,
+            }));
         }
         Verdict::Unknown => {
             let asked = first_contact(term, addr, &fingerprint, known.path());
             match asked {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Err(refused(anyhow::anyhow!(
-                        "you did not trust {addr}: nothing was sent to it"
-                    )));
+                    return Err(refused(Error::NotTrusted {
+                        addr: addr.to_string(),
+                    }));
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    return Err(refused(anyhow::anyhow!("interrupted")));
+                    return Err(refused(Error::Interrupted));
                 }
-                Err(e) => return Err(refused(e.into())),
+                Err(e) => return Err(refused(Error::Terminal(e))),
             }
-            known
-                .remember(addr, &fingerprint)
-                .map_err(|e| refused(e.into()))?;
+            known.remember(addr, &fingerprint).map_err(trust)?;
         }
     }
     Ok(unverified.accept())

@@ -15,6 +15,7 @@
 //!   and the network, and feeds back what comes in.
 
 mod app;
+pub use app::Error;
 pub mod core;
 pub mod editor;
 pub mod link;
@@ -54,7 +55,7 @@ impl ConnectArgs {
 
 /// Runs the interactive client until the user quits. The server's key is
 /// checked against the known-servers file before anything is sent.
-pub fn run(args: ConnectArgs) -> anyhow::Result<()> {
+pub fn run(args: ConnectArgs) -> Result<(), Error> {
     app::run(args)
 }
 

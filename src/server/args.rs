@@ -1,6 +1,8 @@
 //! The arguments of `chatapp serve` and how they become a
 //! [`Config`](super::Config).
 
+use super::limits;
+use crate::store::password::HashCost;
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -27,42 +29,46 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value = "full", value_name = "MODE")]
     pub sync: SyncMode,
     /// Connections one address may hold at once (loopback is exempt).
-    #[arg(long, default_value_t = 16, value_name = "N")]
+    #[arg(long, default_value_t = limits::MAX_PER_ADDRESS, value_name = "N")]
     pub max_per_address: usize,
     /// Chat messages a client may send a second, after its burst.
-    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = limits::MESSAGES_PER_SECOND, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub message_rate: u32,
     /// Chat messages a client may send at once.
-    #[arg(long, default_value_t = 10, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = limits::MESSAGE_BURST, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub message_burst: u32,
     /// Requests of any kind a client may send a second, after its burst.
-    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = limits::REQUESTS_PER_SECOND, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub request_rate: u32,
     /// Requests of any kind a client may send at once.
-    #[arg(long, default_value_t = 50, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = limits::REQUEST_BURST, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub request_burst: u32,
-    /// scrypt cost as log2(N), 1 to 20 [default: 17]. Lower it only for tests.
-    #[arg(long, value_name = "LOG_N", value_parser = clap::value_parser!(u8).range(1..=20), hide = true)]
-    pub scrypt_log_n: Option<u8>,
-    /// Seconds a client has to log in [default: 10].
-    #[arg(long, value_name = "SECS", hide = true)]
-    pub login_timeout: Option<f64>,
-    /// Seconds of silence before a client is pinged [default: 60].
-    #[arg(long, value_name = "SECS", hide = true)]
-    pub idle_ping: Option<f64>,
-    /// Seconds of silence before a client is dropped [default: 120].
-    #[arg(long, value_name = "SECS", hide = true)]
-    pub idle_close: Option<f64>,
+    /// scrypt cost as log2(N), 1 to 20. Lower it only for tests.
+    #[arg(long, default_value_t = HashCost::default().log_n, value_name = "LOG_N", value_parser = clap::value_parser!(u8).range(1..=20), hide = true)]
+    pub scrypt_log_n: u8,
+    /// Seconds a client has to log in.
+    #[arg(long, default_value_t = secs(limits::LOGIN_TIMEOUT), value_name = "SECS", hide = true)]
+    pub login_timeout: f64,
+    /// Seconds of silence before a client is pinged.
+    #[arg(long, default_value_t = secs(limits::IDLE_PING), value_name = "SECS", hide = true)]
+    pub idle_ping: f64,
+    /// Seconds of silence before a client is dropped.
+    #[arg(long, default_value_t = secs(limits::IDLE_CLOSE), value_name = "SECS", hide = true)]
+    pub idle_close: f64,
 }
 
 fn millis(secs: f64) -> i64 {
     (secs * 1000.0).round() as i64
 }
 
+fn secs(millis: i64) -> f64 {
+    millis as f64 / 1000.0
+}
+
 /// `chatapp serve`: prints the fingerprint, or runs the server until
 /// SIGINT or SIGTERM.
-pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let data_dir = match args.data_dir {
+pub fn run(args: ServeArgs) -> Result<(), super::Error> {
+    let data_dir = match args.data_dir.clone() {
         Some(dir) => dir,
         None => super::default_data_dir()?,
     };
@@ -70,6 +76,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("{}", super::fingerprint(&data_dir)?);
         return Ok(());
     }
+    super::serve(&args.listen, config(&args, data_dir))
+}
+
+/// The server's configuration from its options.
+fn config(args: &ServeArgs, data_dir: PathBuf) -> super::Config {
     let mut config = super::Config::new(data_dir);
     config.sync = match args.sync {
         SyncMode::Full => crate::store::Sync::Full,
@@ -82,12 +93,64 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.limits.request_burst = args.request_burst;
     let limits = &config.limits;
     config.limits = limits.clone().with_deadlines(
-        args.login_timeout.map_or(limits.login_timeout, millis),
-        args.idle_ping.map_or(limits.idle_ping, millis),
-        args.idle_close.map_or(limits.idle_close, millis),
+        millis(args.login_timeout),
+        millis(args.idle_ping),
+        millis(args.idle_close),
     );
-    if let Some(log_n) = args.scrypt_log_n {
-        config.hash_cost.log_n = log_n;
+    config.hash_cost.log_n = args.scrypt_log_n;
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
     }
-    super::serve(&args.listen, config)
+
+    /// Options left out must give the server the limits it has by
+    /// default: the options' defaults and the server's are one set of
+    /// numbers, not two that can drift apart.
+    #[test]
+    fn serve_without_options_runs_with_the_default_limits() {
+        let args = Serve::try_parse_from(["serve"]).unwrap().args;
+        let config = config(&args, PathBuf::from("data"));
+        let default = super::super::Config::new(PathBuf::from("data"));
+        assert_eq!(
+            format!("{:?}", config.limits),
+            format!("{:?}", default.limits)
+        );
+        assert_eq!(
+            format!("{:?}", config.net_limits),
+            format!("{:?}", default.net_limits)
+        );
+        assert_eq!(config.hash_cost, default.hash_cost);
+    }
+
+    #[test]
+    fn help_shows_the_default_limits() {
+        let help = Serve::command().render_help().to_string();
+        for (option, default) in [
+            ("--max-per-address", limits::MAX_PER_ADDRESS.to_string()),
+            ("--message-rate", limits::MESSAGES_PER_SECOND.to_string()),
+            ("--message-burst", limits::MESSAGE_BURST.to_string()),
+            ("--request-rate", limits::REQUESTS_PER_SECOND.to_string()),
+            ("--request-burst", limits::REQUEST_BURST.to_string()),
+        ] {
+            let at = help
+                .find(option)
+                .unwrap_or_else(|| panic!("{option}: {help}"));
+            let next = help[at + 2..]
+                .find("\n  -")
+                .map_or(help.len(), |n| at + 2 + n);
+            assert!(
+                help[at..next].contains(&format!("[default: {default}]")),
+                "{option} should show [default: {default}]:\n{help}"
+            );
+        }
+    }
 }

@@ -1,8 +1,56 @@
 //! The numbers the server holds every client to, and the small counters
 //! that enforce them: token buckets for message and request rates, and
 //! failure counts for login throttling. Pure: times come in as arguments.
+//!
+//! Every default limit is a constant here, and only here: [`Limits`] and
+//! the event loop's `NetLimits` start from them, and `chatapp serve`'s
+//! options take them as their defaults (which `--help` shows), so that
+//! changing one changes it everywhere. The product's own rules (the
+//! longest message, a room's capacity) are in `crate::model`.
 
 use crate::model::Millis;
+
+/// From connecting to being logged in.
+pub const LOGIN_TIMEOUT: Millis = 10_000;
+/// Silence after which a client is pinged.
+pub const IDLE_PING: Millis = 60_000;
+/// Silence after which a client is dropped.
+pub const IDLE_CLOSE: Millis = 120_000;
+/// Chat messages a client may send at once.
+pub const MESSAGE_BURST: u32 = 10;
+/// Chat messages a client may send a second, after its burst.
+pub const MESSAGES_PER_SECOND: u32 = 5;
+/// Requests of any kind a client may send at once.
+pub const REQUEST_BURST: u32 = 50;
+/// Requests of any kind a client may send a second, after its burst.
+pub const REQUESTS_PER_SECOND: u32 = 20;
+/// Failed logins (per account, and per address) before they slow down.
+pub const FREE_LOGIN_FAILURES: u32 = 3;
+/// The longest a throttled login is held back.
+pub const MAX_LOGIN_DELAY: Millis = 30_000;
+/// How often deadlines are checked.
+pub const SWEEP: Millis = 1_000;
+/// Connections one address may hold at once (loopback is exempt).
+pub const MAX_PER_ADDRESS: usize = 16;
+
+/// Unsent bytes one client may have queued before it is cut off: a client
+/// that stops reading must not make the server hold a room's traffic for it.
+pub const MAX_UNSENT: usize = 1 << 20;
+/// Output queued for a connection above which the server reads no more of
+/// its requests until it has taken some: a client that sends faster than
+/// it reads (a member of a busy room talking at full speed) is slowed
+/// down, as TCP slows any sender, instead of being cut off at
+/// [`MAX_UNSENT`].
+pub const HIGH_WATER: usize = 512 * 1024;
+/// Messages of one room waiting for the store (see
+/// `Hub::room_uncommitted`) above which the room's members are not read
+/// until a commit: what one commit releases into each member's output at
+/// once, so that with [`HIGH_WATER`] it stays under [`MAX_UNSENT`].
+pub const MAX_ROOM_UNCOMMITTED: usize = 256 * 1024;
+/// Messages waiting for the store in all (see `Hub::uncommitted`) above
+/// which no requests are read at all until a commit: bounds the store's
+/// queue.
+pub const MAX_UNCOMMITTED: usize = 4 << 20;
 
 /// The limits the hub enforces. Times are in milliseconds; tests shorten them.
 #[derive(Debug, Clone)]
@@ -28,16 +76,16 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            login_timeout: 10_000,
-            idle_ping: 60_000,
-            idle_close: 120_000,
-            message_burst: 10,
-            messages_per_second: 5,
-            request_burst: 50,
-            requests_per_second: 20,
-            free_login_failures: 3,
-            max_login_delay: 30_000,
-            sweep: 1_000,
+            login_timeout: LOGIN_TIMEOUT,
+            idle_ping: IDLE_PING,
+            idle_close: IDLE_CLOSE,
+            message_burst: MESSAGE_BURST,
+            messages_per_second: MESSAGES_PER_SECOND,
+            request_burst: REQUEST_BURST,
+            requests_per_second: REQUESTS_PER_SECOND,
+            free_login_failures: FREE_LOGIN_FAILURES,
+            max_login_delay: MAX_LOGIN_DELAY,
+            sweep: SWEEP,
         }
     }
 }
@@ -54,11 +102,7 @@ impl Limits {
         self.login_timeout = login_timeout;
         self.idle_ping = idle_ping;
         self.idle_close = idle_close;
-        self.sweep = Limits::default()
-            .sweep
-            .min(login_timeout / 4)
-            .min(idle_ping / 4)
-            .max(10);
+        self.sweep = SWEEP.min(login_timeout / 4).min(idle_ping / 4).max(10);
         self
     }
 }

@@ -8,8 +8,10 @@
 
 pub mod args;
 pub mod directory;
+mod error;
 pub mod hub;
 pub mod limits;
+pub mod log;
 pub mod net;
 pub mod turns;
 pub mod workers;
@@ -17,7 +19,6 @@ pub mod workers;
 use crate::store::password::HashCost;
 use crate::store::{self, Snapshot, Store};
 use crate::wire::noise::StaticKey;
-use anyhow::{Context, bail};
 use hub::{Hub, Level};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -31,8 +32,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const DATABASE_FILE: &str = "chatapp.db";
 pub const KEY_FILE: &str = "server.key";
 pub const LOCK_FILE: &str = "chatapp.lock";
-/// The environment variable that sets the log level.
-pub const LOG_ENV: &str = "CHATAPP_LOG";
+pub use error::Error;
+pub use log::LOG_ENV;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -40,6 +41,8 @@ pub struct Config {
     pub hash_cost: HashCost,
     /// Threads that run scrypt.
     pub hashers: usize,
+    /// The most this server says (`CHATAPP_LOG` by default); where it
+    /// goes is up to the `tracing` subscriber (see [`log`]).
     pub log_level: Level,
     pub limits: hub::Limits,
     pub net_limits: net::NetLimits,
@@ -52,7 +55,7 @@ impl Config {
             data_dir,
             hash_cost: HashCost::default(),
             hashers: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)),
-            log_level: log_level_from_env(),
+            log_level: log::level_from_env(),
             limits: hub::Limits::default(),
             net_limits: net::NetLimits::default(),
             sync: crate::store::Sync::Full,
@@ -60,61 +63,58 @@ impl Config {
     }
 }
 
-/// `CHATAPP_LOG=error|warn|info|debug`; info when unset or unknown.
-fn log_level_from_env() -> Level {
-    match std::env::var(LOG_ENV).unwrap_or_default().as_str() {
-        "error" => Level::Error,
-        "warn" => Level::Warn,
-        "debug" => Level::Debug,
-        _ => Level::Info,
-    }
-}
-
 /// The platform's data directory for chatapp.
-pub fn default_data_dir() -> anyhow::Result<PathBuf> {
+pub fn default_data_dir() -> Result<PathBuf, Error> {
     directories::ProjectDirs::from("", "", "chatapp")
         .map(|d| d.data_dir().to_path_buf())
-        .context("cannot find a home directory for the data: pass --data-dir DIR")
+        .ok_or(Error::NoDataDir)
 }
 
 /// The fingerprint of the server key in `data_dir`, creating the key if
 /// there is none yet (so the operator can publish it before the first start).
-pub fn fingerprint(data_dir: &Path) -> anyhow::Result<String> {
+pub fn fingerprint(data_dir: &Path) -> Result<String, Error> {
     prepare_dir(data_dir)?;
     Ok(load_or_create_key(data_dir)?.fingerprint())
 }
 
 /// Parses a listen address, saying plainly what is wrong with a bad one.
-pub fn parse_listen(listen: &str) -> anyhow::Result<SocketAddr> {
+pub fn parse_listen(listen: &str) -> Result<SocketAddr, Error> {
     if let Ok(addr) = listen.parse() {
         return Ok(addr);
     }
     if let Some((_, port)) = listen.rsplit_once(':')
         && port.parse::<u64>().is_ok_and(|p| p > 65535)
     {
-        bail!("cannot listen on {listen}: port {port} is out of range (0 to 65535)");
+        return Err(Error::PortOutOfRange {
+            listen: listen.to_string(),
+            port: port.to_string(),
+        });
     }
-    bail!("cannot listen on {listen}: give an address like 127.0.0.1:7878 or [::1]:7878")
+    Err(Error::BadListen {
+        listen: listen.to_string(),
+    })
 }
 
 /// Runs the server in the foreground until SIGINT or SIGTERM.
-pub fn serve(listen: &str, config: Config) -> anyhow::Result<()> {
+pub fn serve(listen: &str, config: Config) -> Result<(), Error> {
     let addr = parse_listen(listen)?;
     let mut server = Server::open(addr, config)?;
     // Before the address is announced: a SIGTERM that follows the
     // announcement at once must still be a clean stop.
-    server.signals = Some(net::Signals::register(&server.poll)?);
+    server.signals = Some(
+        net::Signals::register(&server.poll)
+            .map_err(Error::io("cannot listen for SIGINT and SIGTERM"))?,
+    );
     println!(
         "chatapp listening on {} with key {}",
         server.addr, server.fingerprint
     );
     let _ = io::stdout().flush();
-    server.run()?;
-    Ok(())
+    server.run().map_err(Error::io("the event loop failed"))
 }
 
 /// Starts a server on a thread of this process (for tests and embedding).
-pub fn start(addr: SocketAddr, config: Config) -> anyhow::Result<Handle> {
+pub fn start(addr: SocketAddr, config: Config) -> Result<Handle, Error> {
     let server = Server::open(addr, config)?;
     let addr = server.addr;
     let fingerprint = server.fingerprint.clone();
@@ -122,7 +122,8 @@ pub fn start(addr: SocketAddr, config: Config) -> anyhow::Result<Handle> {
     let waker = server.waker.clone();
     let thread = std::thread::Builder::new()
         .name("chatapp-server".into())
-        .spawn(move || server.run())?;
+        .spawn(move || server.run())
+        .map_err(Error::io("cannot start the server's thread"))?;
     Ok(Handle {
         addr,
         fingerprint,
@@ -187,30 +188,39 @@ struct Server {
 }
 
 impl Server {
-    fn open(addr: SocketAddr, config: Config) -> anyhow::Result<Server> {
+    fn open(addr: SocketAddr, config: Config) -> Result<Server, Error> {
         let dir = &config.data_dir;
         prepare_dir(dir)?;
         let lock = lock_dir(dir)?;
         let key = load_or_create_key(dir)?;
         let db = dir.join(DATABASE_FILE);
-        let mut store = store::open(&store::Location::Sqlite(db.clone()), config.sync)
-            .with_context(|| format!("cannot open the database {}", db.display()))?;
+        let mut store =
+            store::open(&store::Location::Sqlite(db.clone()), config.sync).map_err(|source| {
+                Error::Database {
+                    path: db.clone(),
+                    source,
+                }
+            })?;
         let closed = store.close_open_rooms(now_millis())?;
         let snapshot = store.load()?;
         if closed > 0 && config.log_level >= Level::Info {
-            eprintln!("chatapp: info: closed {closed} rooms left open by the last run");
+            log::emit(
+                Level::Info,
+                &format!("closed {closed} rooms left open by the last run"),
+            );
         }
-        let listener = TcpListener::bind(addr).map_err(|e| bind_error(addr, &e))?;
+        let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
         if config.log_level >= Level::Info {
             // After the bind, so that a bad address stays a one-line error.
             // Read back from the database: the operator sees the durability
             // in force, not merely the one asked for.
-            eprintln!("chatapp: info: store: {}", store.describe()?);
+            log::emit(Level::Info, &format!("store: {}", store.describe()?));
         }
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let poll = mio::Poll::new()?;
-        let waker = net::waker(&poll)?;
+        let setup = "cannot set up the event loop";
+        listener.set_nonblocking(true).map_err(Error::io(setup))?;
+        let addr = listener.local_addr().map_err(Error::io(setup))?;
+        let poll = mio::Poll::new().map_err(Error::io(setup))?;
+        let waker = net::waker(&poll).map_err(Error::io(setup))?;
         Ok(Server {
             addr,
             fingerprint: key.fingerprint(),
@@ -242,11 +252,14 @@ impl Server {
             reply,
         );
         if self.config.log_level >= Level::Info {
-            eprintln!(
-                "chatapp: info: listening on {} ({users} accounts, key {}, data in {})",
-                self.addr,
-                self.fingerprint,
-                self.config.data_dir.display()
+            log::emit(
+                Level::Info,
+                &format!(
+                    "listening on {} ({users} accounts, key {}, data in {})",
+                    self.addr,
+                    self.fingerprint,
+                    self.config.data_dir.display()
+                ),
             );
         }
         net::run(net::Parts {
@@ -270,25 +283,8 @@ fn now_millis() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn bind_error(addr: SocketAddr, e: &io::Error) -> anyhow::Error {
-    let hint = match e.kind() {
-        io::ErrorKind::AddrInUse => {
-            ": another program (another chatapp serve?) uses that port; choose another with --listen"
-        }
-        io::ErrorKind::PermissionDenied => {
-            ": ports below 1024 need privileges; choose a higher port with --listen"
-        }
-        io::ErrorKind::AddrNotAvailable => {
-            ": this machine has no such address; try 127.0.0.1 or 0.0.0.0"
-        }
-        _ => "",
-    };
-    anyhow::anyhow!("cannot listen on {addr}: {e}{hint}")
-}
-
-fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
-    fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+fn prepare_dir(dir: &Path) -> Result<(), Error> {
+    fs::create_dir_all(dir).map_err(Error::file("create the data directory", dir))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -298,40 +294,34 @@ fn prepare_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn lock_dir(dir: &Path) -> anyhow::Result<File> {
+fn lock_dir(dir: &Path) -> Result<File, Error> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        .map_err(Error::file("open the lock file", &path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => bail!(
-            "another chatapp server is already using the data directory {} (it holds {}): stop it, or give this one another --data-dir",
-            dir.display(),
-            path.display()
-        ),
-        Err(fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock {}", path.display()))
-        }
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            dir: dir.to_path_buf(),
+            lock: path,
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(Error::file("lock", &path)(e)),
     }
 }
 
-fn load_or_create_key(dir: &Path) -> anyhow::Result<StaticKey> {
+fn load_or_create_key(dir: &Path) -> Result<StaticKey, Error> {
     let path = dir.join(KEY_FILE);
     match File::open(&path) {
         Ok(mut f) => {
             let mut bytes = Vec::new();
             f.read_to_end(&mut bytes)
-                .with_context(|| format!("cannot read the server key {}", path.display()))?;
-            StaticKey::from_bytes(&bytes).with_context(|| {
-                format!(
-                    "the server key {} is damaged ({} bytes, expected 64): restore it from a backup, or delete it to make a new key (clients will then refuse this server until their users accept the new key)",
-                    path.display(),
-                    bytes.len()
-                )
+                .map_err(Error::file("read the server key", &path))?;
+            StaticKey::from_bytes(&bytes).ok_or(Error::DamagedKey {
+                path,
+                len: bytes.len(),
             })
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -342,11 +332,12 @@ fn load_or_create_key(dir: &Path) -> anyhow::Result<StaticKey> {
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
             let mut f = options
                 .open(&path)
-                .with_context(|| format!("cannot create the server key {}", path.display()))?;
-            f.write_all(&key.to_bytes())?;
-            f.sync_all()?;
+                .map_err(Error::file("create the server key", &path))?;
+            f.write_all(&key.to_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(Error::file("write the server key", &path))?;
             Ok(key)
         }
-        Err(e) => Err(e).with_context(|| format!("cannot open the server key {}", path.display())),
+        Err(e) => Err(Error::file("open the server key", &path)(e)),
     }
 }

@@ -32,24 +32,9 @@ const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const FIRST_CONN: u64 = 3;
 
-/// Unsent bytes one client may have queued before it is cut off: a client
-/// that stops reading must not make the server hold a room's traffic for it.
-pub const MAX_UNSENT: usize = 1 << 20;
-/// Output queued for a connection above which the server reads no more of
-/// its requests until it has taken some: a client that sends faster than
-/// it reads (a member of a busy room talking at full speed) is slowed
-/// down, as TCP slows any sender, instead of being cut off at
-/// [`MAX_UNSENT`].
-pub const HIGH_WATER: usize = 512 * 1024;
-/// Messages of one room waiting for the store (see
-/// [`Hub::room_uncommitted`]) above which the room's members are not read
-/// until a commit: what one commit releases into each member's output at
-/// once, so that with [`HIGH_WATER`] it stays under [`MAX_UNSENT`].
-pub const MAX_ROOM_UNCOMMITTED: usize = 256 * 1024;
-/// Messages waiting for the store in all (see [`Hub::uncommitted`]) above
-/// which no requests are read at all until a commit: bounds the store's
-/// queue.
-pub const MAX_UNCOMMITTED: usize = 4 << 20;
+// The limits on what a client may leave waiting, public where they were
+// first defined, for the tests that push against them.
+pub use super::limits::{HIGH_WATER, MAX_ROOM_UNCOMMITTED, MAX_UNCOMMITTED, MAX_UNSENT};
 /// Bytes read from one connection in one turn of the loop: a client with
 /// a lot to say waits its turn, and everyone else is served in between.
 const READ_BUDGET: usize = 4 * 1024;
@@ -97,6 +82,10 @@ enum Phase {
 struct Connection {
     stream: TcpStream,
     peer: SocketAddr,
+    /// The peer's address as counted in `per_address`: canonical, so that
+    /// an IPv4 client of a dual-stack listener is released under the same
+    /// key it was counted under.
+    ip: IpAddr,
     /// `None` only while a handshake is being taken out to be finished.
     phase: Option<Phase>,
     inbox: Vec<u8>,
@@ -165,7 +154,7 @@ pub struct NetLimits {
 impl Default for NetLimits {
     fn default() -> NetLimits {
         NetLimits {
-            max_per_address: 16,
+            max_per_address: super::limits::MAX_PER_ADDRESS,
             exempt_loopback: true,
         }
     }
@@ -354,6 +343,7 @@ impl Net {
                         Connection {
                             stream,
                             peer,
+                            ip,
                             phase: Some(Phase::Handshake(Box::new(ServerHandshake::new(
                                 &self.key,
                             )))),
@@ -749,10 +739,10 @@ impl Net {
                 format!("{}: dropped before the handshake: {reason}", c.peer),
             );
         }
-        if let Some(n) = self.per_address.get_mut(&c.peer.ip()) {
+        if let Some(n) = self.per_address.get_mut(&c.ip) {
             *n -= 1;
             if *n == 0 {
-                self.per_address.remove(&c.peer.ip());
+                self.per_address.remove(&c.ip);
             }
         }
         drop(c); // closes the socket; mio deregisters on drop
@@ -792,7 +782,7 @@ impl Net {
 
     fn log(&self, level: Level, line: String) {
         if level <= self.log_level {
-            eprintln!("chatapp: {}: {line}", format!("{level:?}").to_lowercase());
+            super::log::emit(level, &line);
         }
     }
 }
@@ -885,5 +875,43 @@ impl Signals {
 
     fn stop_requested(&mut self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::client::proto::{self, ClientError};
+    use crate::server::{self, Config};
+    use crate::store::password::HashCost;
+    use std::time::{Duration, Instant};
+
+    /// An IPv4 client of a dual-stack listener was counted under its
+    /// canonical address (127.0.0.1) but released under the mapped one
+    /// (::ffff:127.0.0.1), so its count never went down and the address
+    /// was refused for good once it had reached its limit.
+    #[test]
+    fn an_ipv4_client_of_a_dual_stack_listener_gets_its_connection_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().to_path_buf());
+        config.hash_cost = HashCost::TEST;
+        config.net_limits.max_per_address = 1;
+        config.net_limits.exempt_loopback = false;
+        let server = server::start("[::]:0".parse().unwrap(), config)
+            .expect("a dual-stack listener on [::] (this test needs IPv6)");
+        let addr = format!("127.0.0.1:{}", server.addr.port());
+        drop(proto::connect(&addr).expect("the first connection is let in"));
+        // The server sees the close in a later turn: until then the one
+        // connection allowed is still taken.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match proto::connect(&addr) {
+                Ok(_) => break,
+                Err(ClientError::Refused { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("the address never got its connection back: {e}"),
+            }
+        }
+        server.stop().unwrap();
     }
 }

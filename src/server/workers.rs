@@ -13,7 +13,8 @@
 //! Reads wait behind the writes queued before them, so a reply never misses
 //! a message its sender was already told was stored.
 
-use super::hub::{Answer, AuthJob, Input, Query, StoreJob};
+use super::hub::{Answer, AuthJob, Input, Level, Query, StoreJob};
+use super::log;
 use crate::model::DIALOGUE_HISTORY;
 use crate::store::password::{self, HashCost};
 use crate::store::{Store, Write};
@@ -28,9 +29,9 @@ use std::time::{Duration, Instant};
 /// server with a steady stream of messages commits them a few milliseconds'
 /// worth at a time instead of a handful at a time; a message that finds the
 /// store idle for longer than this still goes at once. Longer windows save
-/// a little more CPU and add their length to delivery latency: measured,
-/// 2 ms took most of the saving (S4 at 5,000/s: 75 -> 34 us of CPU per
-/// delivery; 4 ms: 29) for about 1.7 ms more median latency (4 ms: 2.7).
+/// a little more CPU and add their length to delivery latency; 2 ms took
+/// most of the saving for little latency (the figures are in
+/// docs/BENCHMARKS.md, "Why the code is the way it is").
 pub const COMMIT_WINDOW: Duration = Duration::from_millis(2);
 
 /// Where answers go: the loop's channel plus the waker that rouses it.
@@ -275,7 +276,7 @@ impl Batch {
                 ok: true,
             }),
             Err(e) if self.writes.len() == 1 => {
-                eprintln!("chatapp: error: {e}");
+                log::emit(Level::Error, &log::chain(&e));
                 reply.send(Input::Committed {
                     seq: last,
                     ok: false,
@@ -285,7 +286,7 @@ impl Batch {
                 for (write, &seq) in self.writes.iter().zip(&self.seqs) {
                     let ok = store.apply(std::slice::from_ref(write));
                     if let Err(e) = &ok {
-                        eprintln!("chatapp: error: {e}");
+                        log::emit(Level::Error, &log::chain(e));
                     }
                     reply.send(Input::Committed {
                         seq,
@@ -306,7 +307,7 @@ fn answer(store: &mut dyn Store, query: Query) -> Answer {
             .dialogue(user, other, DIALOGUE_HISTORY)
             .map(|rows| Answer::Dialogue { other, rows }),
     };
-    result.unwrap_or_else(|e| Answer::Failed(e.to_string()))
+    result.unwrap_or_else(|e| Answer::Failed(log::chain(&e)))
 }
 
 #[cfg(test)]

@@ -230,9 +230,9 @@ impl StoreError {
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Failed {
-                context, source, ..
-            } => write!(f, "{context}: {source}"),
+            // The backend's error is the source, printed after this by
+            // whoever prints the chain.
+            StoreError::Failed { context, .. } => f.write_str(context),
             StoreError::TooNew {
                 database,
                 found,

@@ -24,7 +24,8 @@ pub struct HashCost {
 }
 
 impl Default for HashCost {
-    /// The scrypt crate's recommendation: 128 MiB and roughly 0.3 s a hash.
+    /// The scrypt crate's recommendation: 128 MiB a hash, and a fraction
+    /// of a second of one core (see docs/BENCHMARKS.md).
     fn default() -> Self {
         HashCost {
             log_n: Params::RECOMMENDED_LOG_N,

@@ -24,8 +24,9 @@
 //!
 //! Cargo.toml also turns on dalek's precomputed base-point tables (snow
 //! turns dalek's default features off), for the ephemeral key of each
-//! handshake. All three together took the server's half of a handshake
-//! (`handshake` in `benches/core.rs`) from about 150 µs to about 95.
+//! handshake. All three together cut the server's half of a handshake
+//! (`handshake` in `benches/core.rs`) by about a third when measured; the
+//! figures are in docs/BENCHMARKS.md, "Why the code is the way it is".
 
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use snow::types::{Dh, Random};
