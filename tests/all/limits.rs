@@ -80,7 +80,11 @@ fn a_connection_that_does_not_log_in_in_time_is_closed_and_no_one_else_is() {
     });
 
     // The one who logged in in time stays, past the deadline, and is served.
-    assert!(connected.elapsed() > millis(LOGIN) + Duration::from_millis(250));
+    // The others may have been closed right at the deadline; letting the
+    // real clock pass it is the behaviour under test, not a stand-in.
+    let past = millis(LOGIN) + Duration::from_millis(250);
+    thread::sleep(past.saturating_sub(connected.elapsed()));
+    assert!(connected.elapsed() > past);
     prompt.expect_quiet();
     assert_eq!(prompt.request(Request::Ping), Reply::Pong);
     prompt.join(room);
