@@ -7,7 +7,8 @@
 //!   and the reply written, then the reply alone;
 //! - `fanout`: the chat core taking one `say` in a room of 1,000 members,
 //!   through its commit, to the broadcast it hands the event loop, resolved
-//!   to the members' connections through the loop's directory; then the
+//!   to the members' connections through the loop's directory (the world
+//!   around the hub is the shared hub harness); then the
 //!   same plus what the loop does with it (encode once, encrypt per member);
 //! - `store`: a batch of 100 room messages inserted and committed in one
 //!   transaction, with synchronous=FULL (the default) and NORMAL.
@@ -15,11 +16,12 @@
 //! The side-by-side load benchmark against IRC servers is `bench/run.sh`.
 
 use chatapp::model::{MessageId, RoomId, UserId};
-use chatapp::server::directory::{Directory, Resolved};
-use chatapp::server::hub::{Caller, ConnId, Hub, Input, Limits, Output, StoreJob};
-use chatapp::store::{self, Snapshot, UserRow, Write};
+use chatapp::server::directory::Resolved;
+use chatapp::server::hub::harness::{self, Harness, Watch};
+use chatapp::server::hub::{ConnId, Limits, Output};
+use chatapp::store::{self, Write};
 use chatapp::wire::frame;
-use chatapp::wire::msg::{self, ClientFrame, Event, Request, RoomLine, ServerFrame};
+use chatapp::wire::msg::{self, Event, Request, RoomLine, ServerFrame};
 use chatapp::wire::noise::{ClientHandshake, ServerHandshake, StaticKey, Transport};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
@@ -109,24 +111,42 @@ fn handshake(c: &mut Criterion) {
     g.finish();
 }
 
-/// A hub with `MEMBERS` users logged in and in one room, and the event
-/// loop's directory of them. Limits are lifted so that the sender is never
-/// throttled.
-fn full_room() -> (Hub, Directory) {
+/// What the event loop does with a broadcast, as far as measured here:
+/// the members it reaches and, once `seal` is given transports, the frame
+/// encoded once and encrypted into each member's output buffer.
+struct Fanout {
+    reached: usize,
+    seal: Vec<(Transport, Vec<u8>)>,
+    encoded: Vec<u8>,
+}
+
+impl Watch for Fanout {
+    fn output(&mut self, out: &Output, to: Option<Resolved<'_>>) {
+        let (Output::Broadcast { frame, .. }, Some(conns)) = (out, to) else {
+            return;
+        };
+        self.reached += conns.len();
+        if self.seal.is_empty() {
+            return;
+        }
+        msg::encode_into(frame, &mut self.encoded).unwrap();
+        for (conn, (tr, out)) in conns.zip(self.seal.iter_mut()) {
+            black_box(conn);
+            out.clear();
+            tr.seal_into(&self.encoded, out).unwrap();
+        }
+    }
+}
+
+/// A hub with `MEMBERS` users logged in and in one room, in the hub
+/// harness (its workers and store answer at once, its directory is the
+/// event loop's). Limits are lifted so that the sender is never
+/// throttled; nothing is recorded, and the directory is checked against
+/// the hub once, when the room is full, not after every step.
+fn full_room() -> Harness<Fanout> {
     let users = (1..=MEMBERS as i64)
-        .map(|i| UserRow {
-            id: UserId(i),
-            name: format!("user{i}"),
-            password_hash: "unused".into(),
-        })
+        .map(|i| harness::account(i, &format!("user{i}")))
         .collect();
-    let snapshot = Snapshot {
-        users,
-        unread: Vec::new(),
-        next_user: UserId(MEMBERS as i64 + 1),
-        next_room: RoomId(1),
-        next_message: MessageId(1),
-    };
     let limits = Limits {
         message_burst: 1_000_000_000,
         messages_per_second: 1_000_000_000,
@@ -134,51 +154,22 @@ fn full_room() -> (Hub, Directory) {
         requests_per_second: 1_000_000_000,
         ..Limits::default()
     };
-    let mut hub = Hub::new(snapshot, limits);
-    let mut directory = Directory::default();
-    let now = 1_000;
-    let mut drain = |hub: &mut Hub| {
-        let mut seqs = Vec::new();
-        while let Some(out) = hub.poll_output() {
-            match out {
-                Output::Store(StoreJob::Write { seq, .. }) => seqs.push(seq),
-                Output::Directory(change) => directory.apply(change),
-                _ => {}
-            }
-        }
-        seqs
+    let watch = Fanout {
+        reached: 0,
+        seal: Vec::new(),
+        encoded: Vec::new(),
     };
-    for i in 1..=MEMBERS as u64 {
-        let conn = ConnId(i);
-        hub.handle(
-            now,
-            Input::Connected {
-                conn,
-                peer: format!("127.0.0.1:{i}"),
-                ip: "127.0.0.1".into(),
-            },
-        );
-        let name = format!("user{i}");
+    let mut world = Harness::build(harness::snapshot(users), limits, watch);
+    world.tick = 0;
+    world.record = false;
+    world.check = false;
+    for i in 1..=MEMBERS {
+        let conn = world.connect_from("127.0.0.1");
         let login = Request::Login {
-            name: name.clone(),
-            password: "not checked here".into(),
+            name: format!("user{i}"),
+            password: harness::PASSWORD.into(),
         };
-        hub.handle(
-            now,
-            Input::Request {
-                conn,
-                frame: ClientFrame { id: 1, req: login },
-            },
-        );
-        hub.handle(
-            now,
-            Input::Verified {
-                caller: Caller { conn, id: 1 },
-                name,
-                user: Some(UserId(i as i64)),
-            },
-        );
-        drain(&mut hub);
+        world.request(conn, login);
         let req = if i == 1 {
             Request::CreateRoom {
                 name: "everyone".into(),
@@ -187,69 +178,29 @@ fn full_room() -> (Hub, Directory) {
         } else {
             Request::JoinRoom { room: 1 }
         };
-        hub.handle(
-            now,
-            Input::Request {
-                conn,
-                frame: ClientFrame { id: 2, req },
-            },
-        );
-        for seq in drain(&mut hub) {
-            hub.handle(now, Input::Committed { seq, ok: true });
-            drain(&mut hub);
-        }
+        world.request(conn, req);
     }
-    (hub, directory)
+    world.check_directory();
+    world
 }
 
 /// One `say` from member 2, committed; returns the outputs' fan-out size.
-fn say(
-    (hub, directory): &mut (Hub, Directory),
-    id: u32,
-    on_broadcast: &mut impl FnMut(Resolved<'_>, &ServerFrame),
-) -> usize {
-    let now = 2_000;
+fn say(world: &mut Harness<Fanout>) -> usize {
+    world.now = 2_000;
+    world.watch.reached = 0;
     let req = Request::Say { text: TEXT.into() };
-    hub.handle(
-        now,
-        Input::Request {
-            conn: ConnId(2),
-            frame: ClientFrame { id, req },
-        },
-    );
-    let mut seq = 0;
-    while let Some(out) = hub.poll_output() {
-        if let Output::Store(StoreJob::Write { seq: s, .. }) = out {
-            seq = s;
-        }
-    }
-    hub.handle(now, Input::Committed { seq, ok: true });
-    let mut fanout = 0;
-    while let Some(out) = hub.poll_output() {
-        // As the event loop does.
-        match out {
-            Output::Broadcast { audience, frame } => {
-                let conns = directory.resolve(&audience);
-                fanout += conns.len();
-                on_broadcast(conns, &frame);
-            }
-            Output::Directory(change) => directory.apply(change),
-            _ => {}
-        }
-    }
-    fanout
+    world.request(ConnId(2), req);
+    world.watch.reached
 }
 
 fn fanout(c: &mut Criterion) {
     let mut g = c.benchmark_group("fanout");
     g.throughput(Throughput::Elements(MEMBERS as u64));
-    let mut hub = full_room();
-    let mut id = 10;
-    assert_eq!(say(&mut hub, id, &mut |_, _| {}), MEMBERS);
+    let mut room = full_room();
+    assert_eq!(say(&mut room), MEMBERS);
     g.bench_function("hub: one message to 1,000 members", |b| {
         b.iter(|| {
-            id += 1;
-            let n = say(&mut hub, id, &mut |_, _| {});
+            let n = say(&mut room);
             debug_assert_eq!(n, MEMBERS);
             black_box(n)
         })
@@ -257,23 +208,11 @@ fn fanout(c: &mut Criterion) {
     // What the event loop adds: encode once, encrypt once per member into
     // that member's output buffer.
     let key = StaticKey::generate();
-    let mut transports: Vec<(Transport, Vec<u8>)> = (0..MEMBERS)
+    room.watch.seal = (0..MEMBERS)
         .map(|_| (pair(&key).1, Vec::with_capacity(4096)))
         .collect();
-    let mut encoded = Vec::new();
     g.bench_function("hub + encode + encrypt for 1,000 members", |b| {
-        b.iter(|| {
-            id += 1;
-            let mut seal = |conns: Resolved<'_>, frame: &ServerFrame| {
-                msg::encode_into(frame, &mut encoded).unwrap();
-                for (conn, (tr, out)) in conns.zip(transports.iter_mut()) {
-                    black_box(conn);
-                    out.clear();
-                    tr.seal_into(&encoded, out).unwrap();
-                }
-            };
-            black_box(say(&mut hub, id, &mut seal))
-        })
+        b.iter(|| black_box(say(&mut room)))
     });
     g.finish();
 }

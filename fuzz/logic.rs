@@ -16,10 +16,9 @@
 #![allow(dead_code)]
 
 use chatapp::model::{MAX_TEXT_BYTES, MessageId, Millis, RoomId, UserId};
-use chatapp::server::directory::Directory;
-use chatapp::server::hub::{
-    Answer, AuthJob, Caller, ConnId, Hub, Input, Limits, Output, Query, StoreJob,
-};
+use chatapp::server::directory::Resolved;
+use chatapp::server::hub::harness::{Harness, Job, Watch};
+use chatapp::server::hub::{Answer, ConnId, Input, Limits, Output, Query, StoreJob};
 use chatapp::store::{self, Snapshot, UserRow, Write};
 use chatapp::wire::msg::{self, ClientFrame, Event, Reply, Request, ServerFrame};
 use chatapp::wire::noise::{ClientHandshake, ServerHandshake, StaticKey};
@@ -376,31 +375,16 @@ fn request(input: &mut Bytes) -> Request {
     }
 }
 
-/// A reply the workers owe the hub.
-enum Job {
-    Auth(AuthJob),
-    Query { caller: Caller, query: Query },
-}
-
-/// The world around the hub: connections that come and go, workers that
-/// answer in any order, a store that commits in order or fails, and a clock
-/// that may even step back (the event loop reads the wall clock). It
-/// follows the event loop's rule that a connection told to close is read
-/// no more. It checks every output against what must always hold.
-struct Sim {
-    hub: Hub,
-    now: Millis,
-    /// The latest the clock has been (it may have stepped back since).
-    latest: Millis,
-    next_conn: u64,
-    next_id: u32,
+/// The rules every output must follow, checked as the hub gives them: what
+/// the fuzz target asserts, on top of the harness's own check that the
+/// loop's directory agrees with the hub.
+#[derive(Default)]
+struct Rules {
     /// Connected and not yet disconnected.
     live: Vec<ConnId>,
     ever: HashSet<ConnId>,
     /// Told to close: the event loop reads nothing more from these.
     closing: HashSet<ConnId>,
-    jobs: Vec<Job>,
-    uncommitted: Vec<(u64, Write)>,
     last_seq: u64,
     /// Committed room and private messages, by id.
     stored: HashMap<MessageId, Write>,
@@ -409,282 +393,98 @@ struct Sim {
     /// Request ids each connection sent, and the replies they got.
     asked: HashMap<ConnId, Vec<u32>>,
     replied: HashMap<(ConnId, u32), u32>,
-    /// Who is connected where, kept from the hub's outputs as the event
-    /// loop keeps it; broadcasts are resolved through it.
-    directory: Directory,
 }
 
-impl Sim {
-    fn new() -> Sim {
-        // Two accounts exist already, so logging in is one step away.
-        let snapshot = Snapshot {
-            users: vec![
-                UserRow {
-                    id: UserId(1),
-                    name: "ann".into(),
-                    password_hash: fake_hash(PASSWORDS[0]),
-                },
-                UserRow {
-                    id: UserId(2),
-                    name: "Bob".into(),
-                    password_hash: fake_hash(PASSWORDS[1]),
-                },
-            ],
-            unread: vec![(UserId(1), UserId(2), 3)],
-            next_user: UserId(3),
-            next_room: RoomId(3),
-            next_message: MessageId(100),
-        };
-        Sim {
-            hub: Hub::new(snapshot, Limits::default()),
-            now: 1_000_000,
-            latest: 1_000_000,
-            next_conn: 1,
-            next_id: 1,
-            live: Vec::new(),
-            ever: HashSet::new(),
-            closing: HashSet::new(),
-            jobs: Vec::new(),
-            uncommitted: Vec::new(),
-            last_seq: 0,
-            stored: HashMap::new(),
-            delivered: HashSet::new(),
-            asked: HashMap::new(),
-            replied: HashMap::new(),
-            directory: Directory::default(),
-        }
-    }
-
-    fn handle(&mut self, input: Input) {
-        self.hub.handle(self.now, input);
-        self.drain();
-    }
-
-    fn step(&mut self, input: &mut Bytes) {
-        match input.u8() % 12 {
-            0 | 1 => {
-                let conn = ConnId(self.next_conn);
-                self.next_conn += 1;
-                self.live.push(conn);
-                self.ever.insert(conn);
-                let ip = input.pick(&["192.0.2.1", "192.0.2.2", "127.0.0.1"]);
-                self.handle(Input::Connected {
-                    conn,
-                    peer: format!("{ip}:{}", 40_000 + conn.0),
-                    ip: ip.into(),
-                });
-            }
-            2..=5 => {
-                let readable: Vec<ConnId> = self
-                    .live
-                    .iter()
-                    .copied()
-                    .filter(|c| !self.closing.contains(c))
-                    .collect();
-                if readable.is_empty() {
-                    return;
+impl Watch for Rules {
+    fn output(&mut self, out: &Output, to: Option<Resolved<'_>>) {
+        match out {
+            Output::Send { conn, frame } => {
+                assert!(
+                    self.ever.contains(conn),
+                    "sent to {conn:?}, never connected"
+                );
+                match frame {
+                    ServerFrame::Reply { id, result } => {
+                        let asked = self.asked.get(conn).is_some_and(|ids| ids.contains(id));
+                        assert!(asked, "{conn:?} got a reply to {id}, which it never sent");
+                        let n = self.replied.entry((*conn, *id)).or_default();
+                        *n += 1;
+                        assert_eq!(*n, 1, "{conn:?} got two replies to request {id}");
+                        if let Reply::Error { message, .. } = result {
+                            assert!(!message.contains(SECRET), "a password in {message:?}");
+                        }
+                    }
+                    ServerFrame::Event { event } => {
+                        assert!(
+                            self.live.contains(conn),
+                            "event {event:?} for {conn:?}, which is gone"
+                        );
+                        self.check_event(event);
+                    }
                 }
-                let conn = readable[input.index(readable.len())];
-                let id = self.next_id;
-                self.next_id += 1;
-                self.asked.entry(conn).or_default().push(id);
-                let req = request(input);
-                self.handle(Input::Request {
-                    conn,
-                    frame: ClientFrame { id, req },
-                });
+                fits(frame);
             }
-            6 => {
-                if self.live.is_empty() {
-                    return;
+            Output::Broadcast { audience, frame } => {
+                // Resolved as the event loop resolves it.
+                let conns: Vec<ConnId> = to.expect("a broadcast is resolved").collect();
+                assert!(!conns.is_empty(), "a broadcast to nobody: {audience:?}");
+                let distinct: HashSet<_> = conns.iter().collect();
+                assert_eq!(
+                    distinct.len(),
+                    conns.len(),
+                    "one event twice to one connection"
+                );
+                for conn in &conns {
+                    assert!(
+                        self.live.contains(conn),
+                        "broadcast to {conn:?}, which is gone"
+                    );
                 }
-                let conn = self.live.remove(input.index(self.live.len()));
-                self.handle(Input::Disconnected {
-                    conn,
-                    reason: "closed by the client".into(),
-                });
-            }
-            7 => {
-                if self.uncommitted.is_empty() {
-                    return;
-                }
-                let count = 1 + input.index(self.uncommitted.len());
-                let ok = !input.u8().is_multiple_of(8);
-                self.commit(count, ok);
-            }
-            8 | 9 => {
-                if self.jobs.is_empty() {
-                    return;
-                }
-                let job = self.jobs.remove(input.index(self.jobs.len()));
-                self.answer(job, input);
-            }
-            10 => self.settle(input),
-            _ => {
-                let b = i64::from(input.u8());
-                self.now += match b % 5 {
-                    0 => b,
-                    1 => b * 100,
-                    2 => b * 1_000,
-                    3 => b * 10_000,
-                    _ => -b * 10, // the wall clock stepped back
+                let ServerFrame::Event { event } = frame else {
+                    panic!("a reply broadcast: {frame:?}");
                 };
-                self.latest = self.latest.max(self.now);
-                self.hub.handle_timeout(self.now);
-                self.drain();
+                self.check_event(event);
+                fits(frame);
             }
+            Output::Close { conn } => {
+                assert!(
+                    self.ever.contains(conn),
+                    "closing {conn:?}, never connected"
+                );
+                self.closing.insert(*conn);
+            }
+            Output::Store(StoreJob::Write { seq, write }) => {
+                assert_eq!(*seq, self.last_seq + 1, "writes are numbered in order");
+                self.last_seq = *seq;
+                if let Write::RoomMessage { text, .. } | Write::PrivateMessage { text, .. } = write
+                {
+                    assert!(
+                        text.len() <= MAX_TEXT_BYTES,
+                        "a {}-byte text stored",
+                        text.len()
+                    );
+                    assert!(!text.trim().is_empty(), "an empty text stored");
+                }
+            }
+            Output::Log { line, .. } => {
+                assert!(!line.contains(SECRET), "a password in the log: {line:?}");
+            }
+            Output::Directory(_) | Output::Auth(_) | Output::Store(StoreJob::Query { .. }) => {}
         }
     }
 
-    /// Answers every job and commits every write, until there are none.
-    fn settle(&mut self, input: &mut Bytes) {
-        while !self.jobs.is_empty() || !self.uncommitted.is_empty() {
-            if !self.jobs.is_empty() {
-                let job = self.jobs.remove(0);
-                self.answer(job, input);
-            } else {
-                self.commit(self.uncommitted.len(), true);
-            }
-        }
-    }
-
-    fn commit(&mut self, count: usize, ok: bool) {
-        let writes: Vec<(u64, Write)> = self.uncommitted.drain(..count).collect();
-        let seq = writes.last().expect("at least one write").0;
+    fn commit(&mut self, writes: &[(u64, Write)], ok: bool) {
         if ok {
             for (_, write) in writes {
                 if let Write::RoomMessage { id, .. } | Write::PrivateMessage { id, .. } = write {
-                    self.stored.insert(id, write);
-                }
-            }
-        }
-        self.handle(Input::Committed { seq, ok });
-    }
-
-    fn answer(&mut self, job: Job, input: &mut Bytes) {
-        let answer = match job {
-            Job::Auth(AuthJob::Hash {
-                caller,
-                name,
-                password,
-            }) => Input::Hashed {
-                caller,
-                name,
-                hash: fake_hash(&password),
-            },
-            Job::Auth(AuthJob::Verify {
-                caller,
-                name,
-                user,
-                password,
-            }) => Input::Verified {
-                caller,
-                name,
-                user: user
-                    .filter(|(_, hash)| *hash == fake_hash(&password))
-                    .map(|(u, _)| u),
-            },
-            Job::Query { caller, query } => {
-                let answer = match (input.u8() % 8, query) {
-                    (0, _) => Answer::Failed("disk I/O error".into()),
-                    (_, Query::Inbox { user }) => Answer::Inbox(inbox(input, user)),
-                    (_, Query::Dialogue { user, other }) => Answer::Dialogue {
-                        other,
-                        rows: dialogue(input, user, other),
-                    },
-                };
-                Input::Answered { caller, answer }
-            }
-        };
-        self.handle(answer);
-    }
-
-    /// Takes every output, checking each against the rules.
-    fn drain(&mut self) {
-        while let Some(out) = self.hub.poll_output() {
-            match out {
-                Output::Send { conn, frame } => {
-                    assert!(
-                        self.ever.contains(&conn),
-                        "sent to {conn:?}, never connected"
-                    );
-                    match &frame {
-                        ServerFrame::Reply { id, result } => {
-                            let asked = self.asked.get(&conn).is_some_and(|ids| ids.contains(id));
-                            assert!(asked, "{conn:?} got a reply to {id}, which it never sent");
-                            let n = self.replied.entry((conn, *id)).or_default();
-                            *n += 1;
-                            assert_eq!(*n, 1, "{conn:?} got two replies to request {id}");
-                            if let Reply::Error { message, .. } = result {
-                                assert!(!message.contains(SECRET), "a password in {message:?}");
-                            }
-                        }
-                        ServerFrame::Event { event } => {
-                            assert!(
-                                self.live.contains(&conn),
-                                "event {event:?} for {conn:?}, which is gone"
-                            );
-                            self.check_event(event);
-                        }
-                    }
-                    fits(&frame);
-                }
-                Output::Broadcast { audience, frame } => {
-                    // Resolved as the event loop resolves it.
-                    let conns: Vec<ConnId> = self.directory.resolve(&audience).collect();
-                    assert!(!conns.is_empty(), "a broadcast to nobody: {audience:?}");
-                    let distinct: HashSet<_> = conns.iter().collect();
-                    assert_eq!(
-                        distinct.len(),
-                        conns.len(),
-                        "one event twice to one connection"
-                    );
-                    for conn in &conns {
-                        assert!(
-                            self.live.contains(conn),
-                            "broadcast to {conn:?}, which is gone"
-                        );
-                    }
-                    let ServerFrame::Event { event } = &frame else {
-                        panic!("a reply broadcast: {frame:?}");
-                    };
-                    self.check_event(event);
-                    fits(&frame);
-                }
-                Output::Directory(change) => self.directory.apply(change),
-                Output::Close { conn } => {
-                    assert!(
-                        self.ever.contains(&conn),
-                        "closing {conn:?}, never connected"
-                    );
-                    self.closing.insert(conn);
-                }
-                Output::Auth(job) => self.jobs.push(Job::Auth(job)),
-                Output::Store(StoreJob::Query { caller, query }) => {
-                    self.jobs.push(Job::Query { caller, query })
-                }
-                Output::Store(StoreJob::Write { seq, write }) => {
-                    assert_eq!(seq, self.last_seq + 1, "writes are numbered in order");
-                    self.last_seq = seq;
-                    if let Write::RoomMessage { text, .. } | Write::PrivateMessage { text, .. } =
-                        &write
-                    {
-                        assert!(
-                            text.len() <= MAX_TEXT_BYTES,
-                            "a {}-byte text stored",
-                            text.len()
-                        );
-                        assert!(!text.trim().is_empty(), "an empty text stored");
-                    }
-                    self.uncommitted.push((seq, write));
-                }
-                Output::Log { line, .. } => {
-                    assert!(!line.contains(SECRET), "a password in the log: {line:?}");
+                    self.stored.insert(*id, write.clone());
                 }
             }
         }
     }
+}
 
+impl Rules {
     /// A message is shown only once it is committed, only once, and as stored.
     fn check_event(&mut self, event: &Event) {
         let (id, room, text) = match event {
@@ -710,6 +510,160 @@ impl Sim {
         }
         assert!(self.delivered.insert(id), "message {id:?} delivered twice");
     }
+}
+
+/// The world around the hub: connections that come and go, workers that
+/// answer in any order, a store that commits in order or fails, and a clock
+/// that may even step back (the event loop reads the wall clock). It
+/// follows the event loop's rule that a connection told to close is read
+/// no more. The mechanics are the shared hub harness's, with its workers
+/// and store told to wait for the script; [`Rules`] checks every output.
+struct Sim {
+    world: Harness<Rules>,
+    /// The latest the clock has been (it may have stepped back since).
+    latest: Millis,
+}
+
+impl Sim {
+    fn new() -> Sim {
+        // Two accounts exist already, so logging in is one step away.
+        let snapshot = Snapshot {
+            users: vec![
+                UserRow {
+                    id: UserId(1),
+                    name: "ann".into(),
+                    password_hash: fake_hash(PASSWORDS[0]),
+                },
+                UserRow {
+                    id: UserId(2),
+                    name: "Bob".into(),
+                    password_hash: fake_hash(PASSWORDS[1]),
+                },
+            ],
+            unread: vec![(UserId(1), UserId(2), 3)],
+            next_user: UserId(3),
+            next_room: RoomId(3),
+            next_message: MessageId(100),
+        };
+        let mut world = Harness::build(snapshot, Limits::default(), Rules::default());
+        world.now = 1_000_000;
+        world.tick = 0;
+        world.hash = fake_hash;
+        world.auto_answer = false;
+        world.auto_commit = false;
+        world.record = false;
+        Sim {
+            world,
+            latest: 1_000_000,
+        }
+    }
+
+    fn step(&mut self, input: &mut Bytes) {
+        let world = &mut self.world;
+        match input.u8() % 12 {
+            0 | 1 => {
+                let conn = ConnId(world.next_conn);
+                world.next_conn += 1;
+                world.watch.live.push(conn);
+                world.watch.ever.insert(conn);
+                let ip = input.pick(&["192.0.2.1", "192.0.2.2", "127.0.0.1"]);
+                world.handle(Input::Connected {
+                    conn,
+                    peer: format!("{ip}:{}", 40_000 + conn.0),
+                    ip: ip.into(),
+                });
+            }
+            2..=5 => {
+                let rules = &world.watch;
+                let readable: Vec<ConnId> = rules
+                    .live
+                    .iter()
+                    .copied()
+                    .filter(|c| !rules.closing.contains(c))
+                    .collect();
+                if readable.is_empty() {
+                    return;
+                }
+                let conn = readable[input.index(readable.len())];
+                let id = world.next_id;
+                world.next_id += 1;
+                world.watch.asked.entry(conn).or_default().push(id);
+                let req = request(input);
+                world.handle(Input::Request {
+                    conn,
+                    frame: ClientFrame { id, req },
+                });
+            }
+            6 => {
+                let live = &mut world.watch.live;
+                if live.is_empty() {
+                    return;
+                }
+                let conn = live.remove(input.index(live.len()));
+                world.handle(Input::Disconnected {
+                    conn,
+                    reason: "closed by the client".into(),
+                });
+            }
+            7 => {
+                if world.uncommitted.is_empty() {
+                    return;
+                }
+                let count = 1 + input.index(world.uncommitted.len());
+                let ok = !input.u8().is_multiple_of(8);
+                world.commit_some(count, ok);
+            }
+            8 | 9 => {
+                if world.jobs.is_empty() {
+                    return;
+                }
+                let job = world.jobs.remove(input.index(world.jobs.len()));
+                self.answer(job, input);
+            }
+            10 => self.settle(input),
+            _ => {
+                let b = i64::from(input.u8());
+                world.now += match b % 5 {
+                    0 => b,
+                    1 => b * 100,
+                    2 => b * 1_000,
+                    3 => b * 10_000,
+                    _ => -b * 10, // the wall clock stepped back
+                };
+                self.latest = self.latest.max(world.now);
+                world.timeout();
+            }
+        }
+    }
+
+    /// Answers every job and commits every write, until there are none.
+    fn settle(&mut self, input: &mut Bytes) {
+        while !self.world.jobs.is_empty() || !self.world.uncommitted.is_empty() {
+            if !self.world.jobs.is_empty() {
+                let job = self.world.jobs.remove(0);
+                self.answer(job, input);
+            } else {
+                self.world.commit(true);
+            }
+        }
+    }
+
+    /// The workers' answer: the harness's for passwords, and for a query
+    /// rows (or a failure) made up from the input.
+    fn answer(&mut self, job: Job, input: &mut Bytes) {
+        let Job::Query { caller, query } = job else {
+            return self.world.answer(job);
+        };
+        let answer = match (input.u8() % 8, query) {
+            (0, _) => Answer::Failed("disk I/O error".into()),
+            (_, Query::Inbox { user }) => Answer::Inbox(inbox(input, user)),
+            (_, Query::Dialogue { user, other }) => Answer::Dialogue {
+                other,
+                rows: dialogue(input, user, other),
+            },
+        };
+        self.world.handle(Input::Answered { caller, answer });
+    }
 
     /// The end of the script: the clock moves past every held login (past
     /// the latest time it showed, if it stepped back since), the workers
@@ -717,17 +671,18 @@ impl Sim {
     /// connection that is still open has had exactly one reply.
     fn finish(&mut self, input: &mut Bytes) {
         self.settle(input);
-        self.now = self.latest.max(self.now) + Limits::default().max_login_delay + 1_000;
-        self.hub.handle_timeout(self.now);
-        self.drain();
+        self.world.now =
+            self.latest.max(self.world.now) + Limits::default().max_login_delay + 1_000;
+        self.world.timeout();
         self.settle(input);
-        for conn in &self.live {
-            if self.closing.contains(conn) {
+        let rules = &self.world.watch;
+        for conn in &rules.live {
+            if rules.closing.contains(conn) {
                 continue;
             }
-            for id in self.asked.get(conn).into_iter().flatten() {
+            for id in rules.asked.get(conn).into_iter().flatten() {
                 assert!(
-                    self.replied.contains_key(&(*conn, *id)),
+                    rules.replied.contains_key(&(*conn, *id)),
                     "request {id} of open {conn:?} was never answered"
                 );
             }

@@ -93,6 +93,8 @@ impl Server {
                 addr: words[3].to_string(),
                 fingerprint: words[6..].join(" "),
                 child,
+                // Read here line by line as it comes.
+                stderr: None,
             },
             log,
             seen: Vec::new(),

@@ -1,9 +1,8 @@
 //! Hostile and confused clients: each affects only its own connection,
 //! while two others keep chatting in a room and the server keeps serving.
 
-use crate::kit::{Client, TestServer, WAIT, left};
-use chatapp::wire::msg::{self, ErrorCode, Event, LeaveReason, Request, ServerFrame};
-use chatapp::wire::noise::{ClientHandshake, Transport};
+use crate::kit::{Client, RawClient, TestServer, WAIT, left, write_ignoring_close};
+use chatapp::wire::msg::{ErrorCode, Event, LeaveReason, Request, ServerFrame};
 use chatapp::wire::{frame, noise};
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -36,20 +35,6 @@ fn raw(server: &TestServer) -> TcpStream {
     let stream = TcpStream::connect(server.addr()).expect("a TCP connection");
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream
-}
-
-/// Writes as much of `bytes` as the server takes: it may close the
-/// connection before reading them all, which is its right.
-fn write_ignoring_close(stream: &mut TcpStream, bytes: &[u8]) {
-    if let Err(e) = stream.write_all(bytes) {
-        assert!(
-            matches!(
-                e.kind(),
-                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-            ),
-            "writing failed oddly: {e}"
-        );
-    }
 }
 
 /// Reads until the server closes the connection; fails if it is still open
@@ -154,79 +139,13 @@ fn a_truncated_frame_then_a_closed_socket_only_ends_that_member() {
     });
 }
 
-/// A Noise channel made by hand, to send plaintext the client library never
-/// would.
-struct RawChannel {
-    stream: TcpStream,
-    transport: Transport,
-    inbox: Vec<u8>,
-    frames: std::collections::VecDeque<ServerFrame>,
-}
-
-impl RawChannel {
-    fn open(server: &TestServer) -> RawChannel {
-        let mut stream = raw(server);
-        let (hs, first) = ClientHandshake::start();
-        let mut out = Vec::new();
-        frame::push(&mut out, &first);
-        stream.write_all(&out).unwrap();
-        let mut inbox = Vec::new();
-        let reply = read_frame(&mut stream, &mut inbox).expect("the handshake reply");
-        let pending = hs.finish(&reply).expect("the handshake completes");
-        assert_eq!(pending.fingerprint(), server.handle().fingerprint);
-        assert_eq!(
-            noise::fingerprint(pending.server_key()),
-            pending.fingerprint()
-        );
-        RawChannel {
-            stream,
-            transport: pending.accept(),
-            inbox,
-            frames: Default::default(),
-        }
-    }
-
-    fn send_plaintext(&mut self, plaintext: &[u8]) {
-        let mut out = Vec::new();
-        self.transport.seal_into(plaintext, &mut out).unwrap();
-        self.stream.write_all(&out).unwrap();
-    }
-
-    /// The next frame from the server, or `None` once it closed.
-    fn next(&mut self) -> Option<ServerFrame> {
-        if let Some(frame) = self.frames.pop_front() {
-            return Some(frame);
-        }
-        let body = read_frame(&mut self.stream, &mut self.inbox)?;
-        let mut plain = Vec::new();
-        self.transport
-            .open_into(&body, &mut plain)
-            .expect("decrypts");
-        // The server may pack several messages into one frame.
-        for frame in msg::decode_each(&plain) {
-            self.frames.push_back(frame.expect("whole server frames"));
-        }
-        self.frames.pop_front()
-    }
-}
-
-/// One frame body, or `None` if the connection closed first. Bounded by the
-/// stream's read timeout.
-fn read_frame(stream: &mut TcpStream, inbox: &mut Vec<u8>) -> Option<Vec<u8>> {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        if let Some((body, used)) = frame::parse(inbox) {
-            let body = body.to_vec();
-            inbox.drain(..used);
-            return Some(body);
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => return None,
-            Ok(n) => inbox.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return None,
-            Err(e) => panic!("reading a frame: {e}"),
-        }
-    }
+/// A Noise channel (the kit's raw client), to send plaintext the client
+/// library never would; the handshake must have shown the server's key.
+fn channel(server: &TestServer) -> RawClient {
+    let raw = RawClient::open(&server.addr());
+    assert_eq!(raw.fingerprint, server.handle().fingerprint);
+    assert_eq!(noise::fingerprint(&raw.server_key), raw.fingerprint);
+    raw
 }
 
 #[test]
@@ -238,15 +157,19 @@ fn bad_messagepack_in_a_good_channel_gets_a_bye_then_the_door() {
             b"\x93\x01\x02",                              // an array, not a map
         ];
         for plaintext in garbage {
-            let mut channel = RawChannel::open(server);
+            let mut channel = channel(server);
             channel.send_plaintext(plaintext);
-            match channel.next() {
+            match channel.next_or_closed() {
                 Some(ServerFrame::Event {
                     event: Event::Bye { reason },
                 }) => assert!(reason.contains("malformed"), "{plaintext:?}: {reason}"),
                 other => panic!("{plaintext:?}: expected a bye, got {other:?}"),
             }
-            assert_eq!(channel.next(), None, "{plaintext:?}: the connection closes");
+            assert_eq!(
+                channel.next_or_closed(),
+                None,
+                "{plaintext:?}: the connection closes"
+            );
         }
     });
 }

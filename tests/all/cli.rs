@@ -2,14 +2,13 @@
 //! would, stopped with SIGTERM.
 
 use crate::kit;
-use crate::kit::WAIT;
+use crate::kit::{ServeProcess, WAIT};
 use chatapp::client::proto::{self, Connection};
 use chatapp::wire::msg::{Event, LeaveReason, Reply, Request};
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -22,6 +21,12 @@ const PROCESS_WAIT: Duration = Duration::from_secs(10);
 /// or servers.
 fn chatapp(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatapp"));
+    isolate(&mut cmd, home);
+    cmd
+}
+
+/// Points `cmd` at `home` and away from the user's own settings.
+fn isolate(cmd: &mut Command, home: &Path) {
     cmd.env("HOME", home)
         .env("XDG_DATA_HOME", home.join("data"))
         .env("XDG_CONFIG_HOME", home.join("config"))
@@ -30,7 +35,6 @@ fn chatapp(home: &Path) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    cmd
 }
 
 /// Runs a command that must end by itself within [`PROCESS_WAIT`].
@@ -38,7 +42,7 @@ fn run(mut cmd: Command) -> Output {
     let mut child = cmd.spawn().expect("start chatapp");
     let stdout = drain(child.stdout.take().unwrap());
     let stderr = drain(child.stderr.take().unwrap());
-    let status = wait_exit(&mut child);
+    let status = kit::wait_exit(&mut child, PROCESS_WAIT);
     Output {
         status,
         stdout: stdout.join().unwrap().into_bytes(),
@@ -54,22 +58,6 @@ fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<String> {
     })
 }
 
-/// Waits for the child to exit; kills it and fails if it does not in time.
-fn wait_exit(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + PROCESS_WAIT;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for chatapp") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chatapp did not exit within {PROCESS_WAIT:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -79,95 +67,22 @@ fn lines(output: &str) -> Vec<&str> {
     output.lines().filter(|l| !l.trim().is_empty()).collect()
 }
 
-/// `chatapp serve` running in the background.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    key: String,
-    stderr: Option<JoinHandle<String>>,
-}
-
-impl Serve {
-    /// Starts `chatapp serve` on `data_dir` and waits for its
-    /// `chatapp listening on ADDR with key SHA256:...` line.
-    fn start(home: &Path, data_dir: &Path) -> Serve {
-        Serve::start_with(home, data_dir, None, &[])
+/// `chatapp serve` on 127.0.0.1:0 over `data_dir`, in the environment of
+/// [`chatapp`] with `CHATAPP_LOG` set to `level` (if given) and more
+/// options; it has printed its `chatapp listening on ADDR with key
+/// SHA256:...` line, and what it logs is kept for `terminate`.
+fn start_serve(
+    home: &Path,
+    data_dir: &Path,
+    level: Option<&str>,
+    options: &[&str],
+) -> ServeProcess {
+    let mut cmd = ServeProcess::command(data_dir, options);
+    isolate(&mut cmd, home);
+    if let Some(level) = level {
+        cmd.env("CHATAPP_LOG", level);
     }
-
-    /// [`Serve::start`] with `CHATAPP_LOG` set to `level` and more options.
-    fn start_with(home: &Path, data_dir: &Path, level: Option<&str>, options: &[&str]) -> Serve {
-        let mut cmd = chatapp(home);
-        if let Some(level) = level {
-            cmd.env("CHATAPP_LOG", level);
-        }
-        let mut child = cmd
-            .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
-            .args(options)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .spawn()
-            .expect("start chatapp serve");
-        let stderr = Some(drain(child.stderr.take().unwrap()));
-        let (tx, rx) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let line = match rx.recv_timeout(PROCESS_WAIT) {
-            Ok(Ok(line)) => line,
-            other => {
-                let _ = child.kill();
-                panic!("no listening line from chatapp serve: {other:?}");
-            }
-        };
-        let words: Vec<&str> = line.split(' ').collect();
-        let (addr, key) = match words[..] {
-            ["chatapp", "listening", "on", addr, "with", "key", key] => (addr, key),
-            _ => panic!("unexpected first line: {line:?}"),
-        };
-        let addr: SocketAddr = addr.parse().expect("a socket address");
-        assert_ne!(addr.port(), 0, "the real port is shown, not 0");
-        assert!(key.starts_with("SHA256:") && key.len() == 7 + 43, "{key}");
-        Serve {
-            child,
-            addr,
-            key: key.to_string(),
-            stderr,
-        }
-    }
-
-    /// A protocol connection whose key must be the one announced.
-    fn connect(&self) -> Connection {
-        let unverified = proto::connect(&self.addr.to_string()).expect("connect");
-        assert_eq!(unverified.fingerprint(), self.key);
-        unverified.accept()
-    }
-
-    /// Sends SIGTERM; returns the exit status and everything logged.
-    fn terminate(mut self) -> (ExitStatus, String) {
-        let killed = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(killed.success());
-        let status = wait_exit(&mut self.child);
-        let log = self.stderr.take().unwrap().join().unwrap();
-        (status, log)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        // Only when a test failed half-way: do not leave the server running.
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    ServeProcess::spawn_logged(cmd)
 }
 
 fn register(conn: &mut Connection, name: &str, password: &str) {
@@ -203,8 +118,8 @@ fn serve_prints_its_address_and_key_and_accepts_clients() {
     const SECRET: &str = "kettle orbit saffron 3141";
     let home = TempDir::new().unwrap();
     let data = TempDir::new().unwrap();
-    let serve = Serve::start(home.path(), data.path());
-    TcpStream::connect(serve.addr).expect("a plain TCP connection is accepted");
+    let serve = start_serve(home.path(), data.path(), None, &[]);
+    TcpStream::connect(&serve.addr).expect("a plain TCP connection is accepted");
     let mut conn = serve.connect();
     register(&mut conn, "operator", SECRET);
     assert_eq!(
@@ -226,7 +141,7 @@ fn serve_prints_its_address_and_key_and_accepts_clients() {
 fn sigterm_says_goodbye_to_clients_keeps_their_messages_and_exits_0() {
     let home = TempDir::new().unwrap();
     let data = TempDir::new().unwrap();
-    let serve = Serve::start(home.path(), data.path());
+    let serve = start_serve(home.path(), data.path(), None, &[]);
     let mut ann = serve.connect();
     register(&mut ann, "ann", kit::PASSWORD);
     let room = match ann
@@ -303,7 +218,7 @@ fn sync_option_sets_the_running_databases_synchronous_pragma() {
     ] {
         let home = TempDir::new().unwrap();
         let data = TempDir::new().unwrap();
-        let serve = Serve::start_with(home.path(), data.path(), None, options);
+        let serve = start_serve(home.path(), data.path(), None, options);
         let (status, log) = serve.terminate();
         assert_eq!(status.code(), Some(0), "{options:?}; log:\n{log}");
         let store: Vec<&str> = lines(&log)
@@ -357,7 +272,7 @@ fn a_port_in_use_is_a_one_line_error() {
 fn a_second_server_on_the_same_data_directory_is_refused() {
     let home = TempDir::new().unwrap();
     let data = TempDir::new().unwrap();
-    let first = Serve::start(home.path(), data.path());
+    let first = start_serve(home.path(), data.path(), None, &[]);
     let mut cmd = chatapp(home.path());
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path());
@@ -375,7 +290,7 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
     let (status, log) = first.terminate();
     assert_eq!(status.code(), Some(0), "log:\n{log}");
     // Once it has stopped, the directory is free again.
-    let again = Serve::start(home.path(), data.path());
+    let again = start_serve(home.path(), data.path(), None, &[]);
     assert_eq!(again.terminate().0.code(), Some(0));
 }
 
@@ -386,14 +301,14 @@ fn the_server_key_is_readable_by_its_owner_only_and_kept() {
     let home = TempDir::new().unwrap();
     let data = TempDir::new().unwrap();
     let key_file = data.path().join("server.key");
-    let serve = Serve::start(home.path(), data.path());
+    let serve = start_serve(home.path(), data.path(), None, &[]);
     let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "mode {:o}", mode & 0o777);
     assert_eq!(std::fs::read(&key_file).unwrap().len(), 64);
-    let key = serve.key.clone();
+    let key = serve.fingerprint.clone();
     assert_eq!(serve.terminate().0.code(), Some(0));
-    let again = Serve::start(home.path(), data.path());
-    assert_eq!(again.key, key, "the same key after a restart");
+    let again = start_serve(home.path(), data.path(), None, &[]);
+    assert_eq!(again.fingerprint, key, "the same key after a restart");
     assert_eq!(again.terminate().0.code(), Some(0));
 }
 
@@ -416,8 +331,8 @@ fn the_handshake_shows_the_fingerprint_that_serve_prints() {
     assert!(printed.starts_with("SHA256:"), "{printed}");
     assert_eq!(fingerprint(), printed);
 
-    let serve = Serve::start(home.path(), data.path());
-    assert_eq!(serve.key, printed, "serve announces the same key");
+    let serve = start_serve(home.path(), data.path(), None, &[]);
+    assert_eq!(serve.fingerprint, printed, "serve announces the same key");
     let unverified = proto::connect(&serve.addr.to_string()).expect("connect");
     assert_eq!(unverified.fingerprint(), printed, "the handshake proves it");
     drop(unverified);
@@ -471,7 +386,7 @@ fn the_loop_reports_its_turn_times_at_debug_level_and_when_it_stops() {
     let data = TempDir::new().unwrap();
     // Pings as fast as replies come: lift the request throttle.
     let unthrottled = ["--request-burst", "1000000", "--request-rate", "1000000"];
-    let serve = Serve::start_with(home.path(), data.path(), Some("debug"), &unthrottled);
+    let serve = start_serve(home.path(), data.path(), Some("debug"), &unthrottled);
     let mut conn = serve.connect();
     register(&mut conn, "timer", kit::PASSWORD);
     // The debug report comes with the first turn that ends a second after

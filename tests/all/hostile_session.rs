@@ -13,7 +13,7 @@ use crate::kit;
 use crate::kit::{Client, Got, PASSWORD, RawClient, ServeProcess, TestServer, WAIT};
 use chatapp::wire::frame;
 use chatapp::wire::msg::{Event, LeaveReason, Reply, Request, ServerFrame};
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::process::Command;
 use std::sync::mpsc;
 use std::thread::{self, JoinHandle};
@@ -285,32 +285,6 @@ const ATTACKS: [Attack; 5] = [
     Attack::Empty,
 ];
 
-/// Writes as much of `bytes` as the server takes: it may close the
-/// connection before reading them all, which is its right.
-fn write_ignoring_close(stream: &mut std::net::TcpStream, bytes: &[u8]) {
-    if let Err(e) = stream.write_all(bytes) {
-        assert!(
-            matches!(
-                e.kind(),
-                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-            ),
-            "writing failed oddly: {e}"
-        );
-    }
-}
-
-/// The reply to request `id`, skipping the room's traffic.
-fn reply_to(raw: &mut RawClient, id: u32) -> Reply {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match raw.read(deadline.saturating_duration_since(Instant::now())) {
-            Got::Frame(ServerFrame::Reply { id: got, result }) if got == id => return result,
-            Got::Frame(ServerFrame::Event { .. }) => {}
-            other => panic!("waiting for the reply to request {id}: {other:?}"),
-        }
-    }
-}
-
 /// One hostile session: logs in, joins `room`, says an honest line (which
 /// it returns), then attacks. The server must close the connection without
 /// a word: PROTOCOL.md section 10 says a frame that fails to decrypt gets no
@@ -336,7 +310,7 @@ fn hostile_session(addr: &str, room: u64, round: usize, attack: Attack) -> Strin
         &mut honest_frame,
     );
     raw.stream.write_all(&honest_frame).expect("send a line");
-    assert_eq!(reply_to(&mut raw, id), Reply::Ok, "the honest line");
+    assert_eq!(raw.reply_to(id), Reply::Ok, "the honest line");
 
     let sealed = |raw: &mut RawClient, what: &str| {
         let mut out = Vec::new();
@@ -369,7 +343,7 @@ fn hostile_session(addr: &str, room: u64, round: usize, attack: Attack) -> Strin
             bytes
         }
     };
-    write_ignoring_close(&mut raw.stream, &bytes);
+    kit::write_ignoring_close(&mut raw.stream, &bytes);
 
     let deadline = Instant::now() + WAIT;
     loop {

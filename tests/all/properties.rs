@@ -4,10 +4,10 @@
 //! model of the product's limits accepts. Case counts are bounded so the
 //! whole file runs in seconds; `PROPTEST_CASES=10000` runs more.
 
-use chatapp::model::{MessageId, Millis, RoomId, UserId};
-use chatapp::server::directory::Directory;
-use chatapp::server::hub::{AuthJob, ConnId, Hub, Input, Limits, Output, StoreJob};
-use chatapp::store::{Snapshot, UserRow};
+use chatapp::model::Millis;
+use chatapp::server::directory::Resolved;
+use chatapp::server::hub::harness::{self, Harness, Watch};
+use chatapp::server::hub::{AuthJob, ConnId, Input, Limits, Output, StoreJob};
 use chatapp::wire::frame;
 use chatapp::wire::msg::{
     self, ClientFrame, Conversation, ErrorCode, Event, LeaveReason, PrivateLine, Reply, Request,
@@ -16,7 +16,6 @@ use chatapp::wire::msg::{
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
-use std::collections::HashMap;
 
 /// `n` cases, unless `PROPTEST_CASES` asks for another number.
 fn cases(n: u32) -> ProptestConfig {
@@ -373,114 +372,55 @@ impl Budget {
     }
 }
 
-const PASSWORD: &str = "correct horse battery staple";
+const PASSWORD: &str = harness::PASSWORD;
 
-/// The hub with a stand-in for the workers: passwords check by comparing,
-/// and the store commits each write as soon as it is made.
-struct World {
-    hub: Hub,
-    now: Millis,
-    seen: HashMap<ConnId, Vec<ServerFrame>>,
-    next_id: u32,
-    /// Broadcasts are resolved through it, as the event loop does.
-    directory: Directory,
+/// Holds the shared hub harness to this test's world: passwords are only
+/// checked (never hashed), nothing is read from the store, and no
+/// connection is ever closed.
+struct Strict;
+
+impl Watch for Strict {
+    fn output(&mut self, out: &Output, _to: Option<Resolved<'_>>) {
+        match out {
+            Output::Auth(AuthJob::Hash { .. }) | Output::Store(StoreJob::Query { .. }) => {
+                unreachable!("not asked for")
+            }
+            Output::Close { conn } => panic!("{conn:?} closed"),
+            _ => {}
+        }
+    }
 }
 
-impl World {
-    fn new() -> World {
-        let user = |id, name: &str| UserRow {
-            id: UserId(id),
-            name: name.into(),
-            password_hash: format!("fake${PASSWORD}"),
-        };
-        let snapshot = Snapshot {
-            users: vec![user(1, "ann"), user(2, "bob")],
-            unread: Vec::new(),
-            next_user: UserId(3),
-            next_room: RoomId(1),
-            next_message: MessageId(1),
-        };
-        World {
-            hub: Hub::new(snapshot, Limits::default()),
-            now: 1_000_000,
-            seen: HashMap::new(),
-            next_id: 1,
-            directory: Directory::default(),
-        }
-    }
+type World = Harness<Strict>;
 
-    fn input(&mut self, input: Input) {
-        self.hub.handle(self.now, input);
-        loop {
-            let mut answers = Vec::new();
-            let mut commit = None;
-            while let Some(out) = self.hub.poll_output() {
-                match out {
-                    Output::Send { conn, frame } => self.seen.entry(conn).or_default().push(frame),
-                    Output::Broadcast { audience, frame } => {
-                        for conn in self.directory.resolve(&audience) {
-                            self.seen.entry(conn).or_default().push(frame.clone());
-                        }
-                    }
-                    Output::Directory(change) => self.directory.apply(change),
-                    Output::Auth(AuthJob::Verify {
-                        caller,
-                        name,
-                        user,
-                        password,
-                    }) => answers.push(Input::Verified {
-                        caller,
-                        name,
-                        user: user
-                            .filter(|(_, hash)| *hash == format!("fake${password}"))
-                            .map(|(u, _)| u),
-                    }),
-                    Output::Store(StoreJob::Write { seq, .. }) => commit = Some(seq),
-                    Output::Auth(AuthJob::Hash { .. }) | Output::Store(StoreJob::Query { .. }) => {
-                        unreachable!("not asked for")
-                    }
-                    Output::Close { conn } => panic!("{conn:?} closed"),
-                    Output::Log { .. } => {}
-                }
-            }
-            answers.extend(commit.map(|seq| Input::Committed { seq, ok: true }));
-            if answers.is_empty() {
-                return;
-            }
-            for answer in answers {
-                self.hub.handle(self.now, answer);
-            }
-        }
-    }
+/// The hub with the harness's workers, which check passwords by comparing,
+/// and its store, which commits each write as soon as it is made; "ann"
+/// and "bob" have accounts. The script runs the clock.
+fn world() -> World {
+    let accounts = harness::snapshot(vec![harness::account(1, "ann"), harness::account(2, "bob")]);
+    let mut world = Harness::build(accounts, Limits::default(), Strict);
+    world.now = 1_000_000;
+    world.tick = 0;
+    world
+}
 
-    fn ask(&mut self, conn: ConnId, req: Request) -> Reply {
-        let id = self.next_id;
-        self.next_id += 1;
-        self.input(Input::Request {
-            conn,
-            frame: ClientFrame { id, req },
-        });
-        self.seen[&conn]
-            .iter()
-            .find_map(|f| match f {
-                ServerFrame::Reply { id: got, result } if *got == id => Some(result.clone()),
-                _ => None,
-            })
-            .expect("every request here is answered at once")
-    }
+fn ask(world: &mut World, conn: ConnId, req: Request) -> Reply {
+    world
+        .ask(conn, req)
+        .expect("every request here is answered at once")
+}
 
-    /// Room messages a connection saw, in order.
-    fn room_messages(&self, conn: ConnId) -> Vec<String> {
-        self.seen[&conn]
-            .iter()
-            .filter_map(|f| match f {
-                ServerFrame::Event {
-                    event: Event::RoomMessage { line, .. },
-                } => Some(line.text.to_string()),
-                _ => None,
-            })
-            .collect()
-    }
+/// Room messages a connection saw, in order.
+fn room_messages(world: &World, conn: ConnId) -> Vec<String> {
+    world.seen[&conn]
+        .iter()
+        .filter_map(|f| match f {
+            ServerFrame::Event {
+                event: Event::RoomMessage { line, .. },
+            } => Some(line.text.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What a step of the script does: who, after how long, and whether it is
@@ -525,7 +465,7 @@ proptest! {
         prop_assert_eq!(i64::from(limits.request_burst), REQUEST_BURST);
         prop_assert_eq!(i64::from(limits.requests_per_second), REQUESTS_PER_SECOND);
 
-        let mut world = World::new();
+        let mut world = world();
         let conns = [ConnId(1), ConnId(2)];
         // The model follows each connection from the moment it connects,
         // setup requests included, as the hub's budgets do.
@@ -545,13 +485,13 @@ proptest! {
                 ip: format!("192.0.2.{}", conn.0),
             });
             let login = Request::Login { name: name.into(), password: PASSWORD.into() };
-            let logged_in = matches!(world.ask(*conn, login), Reply::LoggedIn { .. });
+            let logged_in = matches!(ask(&mut world, *conn, login), Reply::LoggedIn { .. });
             prop_assert!(logged_in);
         }
         let create = Request::CreateRoom { name: "lobby".into(), capacity: 10 };
-        let created = world.ask(conns[0], create);
+        let created = ask(&mut world, conns[0], create);
         prop_assert!(matches!(created, Reply::Room { .. }), "{:?}", created);
-        let joined = world.ask(conns[1], Request::JoinRoom { room: 1 });
+        let joined = ask(&mut world, conns[1], Request::JoinRoom { room: 1 });
         prop_assert!(matches!(joined, Reply::Room { .. }), "{:?}", joined);
         for (requests, _) in &mut budgets {
             prop_assert!(requests.allow(world.now) && requests.allow(world.now));
@@ -570,7 +510,7 @@ proptest! {
             } else {
                 Request::Members
             };
-            let got = world.ask(conns[step.who], req);
+            let got = ask(&mut world, conns[step.who], req);
             match (&got, expect_ok) {
                 (Reply::Ok, true) if step.say => accepted.push(text),
                 (Reply::Members { .. }, true) if !step.say => {}
@@ -583,7 +523,7 @@ proptest! {
             }
         }
         for conn in conns {
-            prop_assert_eq!(&world.room_messages(conn), &accepted);
+            prop_assert_eq!(&room_messages(&world, conn), &accepted);
         }
     }
 }

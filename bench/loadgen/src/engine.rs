@@ -6,6 +6,14 @@
 //! Both protocols are spoken for real: chatapp's Noise NX handshake,
 //! encrypted frames and MessagePack requests (with accounts logging in), and
 //! IRC's NICK/USER/JOIN/PRIVMSG lines.
+//!
+//! The chatapp side shares all of the protocol with chatapp itself
+//! (`chatapp::wire`: framing, the Noise handshake and transport, the
+//! messages and their encoding). Only the driving is its own: chatapp's
+//! client protocol module and the tests' raw client are blocking, one
+//! connection per thread, while this loop keeps tens of thousands of
+//! connections non-blocking on one thread and reuses its buffers, which
+//! is what lets it deliver millions of messages a second.
 
 use crate::hist::Histogram;
 use crate::probe::{self, Probe};

@@ -1,5 +1,11 @@
 //! Starting and stopping the servers under test, each fresh, pinned to one
 //! CPU, and preparing chatapp's accounts.
+//!
+//! Accounts are written through chatapp's own store and password hashing.
+//! The process handling stays here rather than in the tests' harness for
+//! the real binary: that harness is test code of the main crate, and these
+//! servers (IRC ones too) run from an installed tree, pinned with
+//! `taskset` and under another user, none of which a test needs.
 
 use crate::probe::Probe;
 use chatapp::model::UserId;

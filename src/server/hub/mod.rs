@@ -27,6 +27,9 @@ mod accounts;
 mod commits;
 mod connections;
 pub mod effects;
+// The one fake world around the hub, for tests, fuzzing and benchmarks.
+#[cfg(any(test, feature = "testkit"))]
+pub mod harness;
 mod private;
 mod requests;
 mod rooms;

@@ -426,6 +426,9 @@ pub enum Got {
 pub struct RawClient {
     pub stream: std::net::TcpStream,
     transport: chatapp::wire::noise::Transport,
+    /// The fingerprint the handshake reported, and the key it came from.
+    pub fingerprint: String,
+    pub server_key: [u8; chatapp::wire::noise::KEY_LEN],
     inbox: Vec<u8>,
     /// Frames decrypted and not yet read (the server packs several in one).
     frames: std::collections::VecDeque<chatapp::wire::msg::ServerFrame>,
@@ -456,6 +459,8 @@ impl RawClient {
         let pending = hs.finish(&reply).expect("the handshake completes");
         RawClient {
             stream,
+            fingerprint: pending.fingerprint(),
+            server_key: *pending.server_key(),
             transport: pending.accept(),
             inbox,
             frames: Default::default(),
@@ -525,18 +530,61 @@ impl RawClient {
 
     /// Sends `req` and returns its reply, keeping events in `self.events`.
     pub fn request(&mut self, req: Request) -> Reply {
-        use chatapp::wire::msg::ServerFrame;
         let id = self.send(req);
+        self.await_reply(id, true)
+    }
+
+    /// The reply to request `id`, keeping events in `self.events`; a reply
+    /// to any other request is a failure (only `id` is outstanding).
+    pub fn reply_to(&mut self, id: u32) -> Reply {
+        self.await_reply(id, false)
+    }
+
+    fn await_reply(&mut self, id: u32, other_replies: bool) -> Reply {
+        use chatapp::wire::msg::ServerFrame;
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.read(left) {
                 Got::Frame(ServerFrame::Reply { id: got, result }) if got == id => return result,
-                Got::Frame(ServerFrame::Reply { .. }) => {}
+                Got::Frame(ServerFrame::Reply { .. }) if other_replies => {}
                 Got::Frame(ServerFrame::Event { event }) => self.events.push(event),
                 other => panic!("waiting for the reply to request {id}: {other:?}"),
             }
         }
+    }
+
+    /// Seals a plaintext made by hand and sends it as one frame.
+    pub fn send_plaintext(&mut self, plaintext: &[u8]) {
+        use std::io::Write;
+        let mut out = Vec::new();
+        self.seal_plaintext(plaintext, &mut out);
+        self.stream.write_all(&out).expect("send a frame");
+    }
+
+    /// The next message from the server, or `None` once it closed; a
+    /// failure if neither comes within [`WAIT`].
+    pub fn next_or_closed(&mut self) -> Option<chatapp::wire::msg::ServerFrame> {
+        match self.read(WAIT) {
+            Got::Frame(frame) => Some(frame),
+            Got::Closed => None,
+            Got::Nothing => panic!("neither a frame nor the close within {WAIT:?}"),
+        }
+    }
+}
+
+/// Writes as much of `bytes` as the server takes: it may close the
+/// connection before reading them all, which is its right.
+pub fn write_ignoring_close(stream: &mut std::net::TcpStream, bytes: &[u8]) {
+    use std::io::{ErrorKind, Write};
+    if let Err(e) = stream.write_all(bytes) {
+        assert!(
+            matches!(
+                e.kind(),
+                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+            ),
+            "writing failed oddly: {e}"
+        );
     }
 }
 
@@ -634,6 +682,8 @@ pub struct ServeProcess {
     pub child: std::process::Child,
     pub addr: String,
     pub fingerprint: String,
+    /// Everything it logs, when started with [`ServeProcess::spawn_logged`].
+    pub stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl ServeProcess {
@@ -643,14 +693,36 @@ impl ServeProcess {
     }
 
     /// Spawns `command` and waits (up to 30 s) for its listening line.
-    pub fn spawn(mut command: std::process::Command) -> ServeProcess {
-        use std::io::BufRead;
+    pub fn spawn(command: std::process::Command) -> ServeProcess {
+        ServeProcess::start(command, false)
+    }
+
+    /// [`ServeProcess::spawn`], keeping what the server logs for
+    /// [`ServeProcess::terminate`] to return.
+    pub fn spawn_logged(command: std::process::Command) -> ServeProcess {
+        ServeProcess::start(command, true)
+    }
+
+    fn start(mut command: std::process::Command, logged: bool) -> ServeProcess {
+        use std::io::{BufRead, Read};
         use std::process::Stdio;
+        let stderr = if logged {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        };
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start chatapp serve");
+        let stderr = child.stderr.take().map(|mut pipe| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = pipe.read_to_string(&mut text);
+                text
+            })
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -668,30 +740,58 @@ impl ServeProcess {
                 panic!("chatapp serve printed no listening line");
             }
         };
-        // "chatapp listening on ADDR with key FINGERPRINT"
-        let words: Vec<&str> = line.split_whitespace().collect();
-        assert!(
-            words.len() >= 6 && words[1] == "listening",
-            "unexpected first line {line:?}"
-        );
+        let words: Vec<&str> = line.split(' ').collect();
+        let (addr, key) = match words[..] {
+            ["chatapp", "listening", "on", addr, "with", "key", key] => (addr, key),
+            _ => panic!("unexpected first line: {line:?}"),
+        };
+        let parsed: std::net::SocketAddr = addr.parse().expect("a socket address");
+        assert_ne!(parsed.port(), 0, "the real port is shown, not 0");
+        assert!(key.starts_with("SHA256:") && key.len() == 7 + 43, "{key}");
         ServeProcess {
-            addr: words[3].to_string(),
-            fingerprint: words[6..].join(" "),
+            addr: addr.to_string(),
+            fingerprint: key.to_string(),
             child,
+            stderr,
         }
+    }
+
+    /// Sends SIGTERM and waits (up to 10 s) for the exit; returns the exit
+    /// status and everything logged (started with `spawn_logged`).
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(killed.success());
+        let status = wait_exit(&mut self.child, Duration::from_secs(10));
+        let log = self
+            .stderr
+            .take()
+            .expect("the log is kept: start with ServeProcess::spawn_logged")
+            .join()
+            .unwrap();
+        (status, log)
     }
 
     /// `chatapp serve` on 127.0.0.1:0 over `data_dir`, at the cheap test
     /// scrypt cost and logging only errors, with `extra` arguments after.
     pub fn serve(data_dir: &Path, extra: &[&str]) -> ServeProcess {
+        let mut command = ServeProcess::command(data_dir, extra);
+        command.env("CHATAPP_LOG", "error");
+        ServeProcess::spawn(command)
+    }
+
+    /// The command line of [`ServeProcess::serve`], for a caller that sets
+    /// the environment itself.
+    pub fn command(data_dir: &Path, extra: &[&str]) -> std::process::Command {
         let mut command = std::process::Command::new(Self::binary());
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
             .args(extra)
             .arg("--data-dir")
-            .arg(data_dir)
-            .env("CHATAPP_LOG", "error");
-        ServeProcess::spawn(command)
+            .arg(data_dir);
+        command
     }
 
     /// SIGKILL: the server gets no chance to write or sync anything more.
@@ -704,15 +804,37 @@ impl ServeProcess {
         self.child.id()
     }
 
+    /// A protocol connection whose key must be the one announced.
+    pub fn connect(&self) -> Connection {
+        let unverified =
+            proto::connect(&self.addr).unwrap_or_else(|e| panic!("connect to {}: {e}", self.addr));
+        assert_eq!(unverified.fingerprint(), self.fingerprint);
+        unverified.accept()
+    }
+
     /// A client connected to it, key checked.
     pub fn client(&self, name: &str) -> Client {
-        let unverified = proto::connect(&self.addr)
-            .unwrap_or_else(|e| panic!("{name}: connect to {}: {e}", self.addr));
-        assert_eq!(unverified.fingerprint(), self.fingerprint);
         Client {
             name: name.to_string(),
-            conn: unverified.accept(),
+            conn: self.connect(),
         }
+    }
+}
+
+/// Waits for `child` to exit; kills it and fails if it does not within
+/// `wait`. Polls: a child's exit cannot be waited for with a time limit.
+pub fn wait_exit(child: &mut std::process::Child, wait: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for chatapp") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chatapp did not exit within {wait:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
