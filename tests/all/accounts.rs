@@ -5,14 +5,14 @@ use crate::kit::{PASSWORD, TestServer, open_db};
 use chatapp::wire::msg::{ErrorCode, Reply, Request};
 use std::path::Path;
 
-fn register(name: &str, password: &str) -> Request {
+pub(crate) fn register(name: &str, password: &str) -> Request {
     Request::Register {
         name: name.to_string(),
         password: password.to_string(),
     }
 }
 
-fn login(name: &str, password: &str) -> Request {
+pub(crate) fn login(name: &str, password: &str) -> Request {
     Request::Login {
         name: name.to_string(),
         password: password.to_string(),

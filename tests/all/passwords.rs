@@ -3,22 +3,9 @@
 //! compared whole (never cut short), and the same password on two accounts
 //! is stored as two different salted hashes.
 
+use crate::accounts::{login, register};
 use crate::kit::{TestServer, open_db};
-use chatapp::wire::msg::{ErrorCode, Reply, Request};
-
-fn register(name: &str, password: &str) -> Request {
-    Request::Register {
-        name: name.to_string(),
-        password: password.to_string(),
-    }
-}
-
-fn login(name: &str, password: &str) -> Request {
-    Request::Login {
-        name: name.to_string(),
-        password: password.to_string(),
-    }
-}
+use chatapp::wire::msg::{ErrorCode, Reply};
 
 fn logged_in(name: &str) -> Reply {
     Reply::LoggedIn {

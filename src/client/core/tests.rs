@@ -4,7 +4,8 @@
 //! reads like the screen.
 
 use super::*;
-use crate::wire::msg::{LeaveReason, RoomInfo};
+use crate::client::session::tests::lobby;
+use crate::wire::msg::LeaveReason;
 
 const T: i64 = 1_700_000_000_000;
 const PASSWORD: &str = "violet tractor anthem 1987";
@@ -117,15 +118,6 @@ impl Script {
             history: vec![],
         });
         s
-    }
-}
-
-fn lobby() -> RoomInfo {
-    RoomInfo {
-        id: 3,
-        name: "Lobby".into(),
-        admin: "alice".into(),
-        capacity: 10,
     }
 }
 

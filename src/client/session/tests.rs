@@ -14,7 +14,8 @@ fn plus_two_hours(_: i64) -> i32 {
     7200
 }
 
-fn lobby() -> RoomInfo {
+/// The room the client tests sit in (the core's tests use it too).
+pub(in crate::client) fn lobby() -> RoomInfo {
     RoomInfo {
         id: 3,
         name: "Lobby".into(),
