@@ -1,5 +1,5 @@
 //! libFuzzer entry point; the body is `logic::dh`, which
-//! `tests/fuzz_replay.rs` also runs on every file of the corpus.
+//! `tests/all/fuzz_replay.rs` also runs on every file of the corpus.
 #![no_main]
 
 #[path = "../logic.rs"]

@@ -86,7 +86,7 @@ fn filter(level: Level) -> tracing::level_filters::LevelFilter {
 }
 
 /// `chatapp: info: <message>`: the lines operators and scripts (and
-/// `tests/cli.rs`) have always read, with no time or target added.
+/// `tests/all/cli.rs`) have always read, with no time or target added.
 struct Lines;
 
 impl<S, N> FormatEvent<S, N> for Lines
