@@ -43,6 +43,7 @@ fn room_event(id: u64) -> ServerFrame {
             room: 2421,
             line: RoomLine {
                 id,
+                seq: id,
                 from: "someone".into(),
                 text: TEXT.into(),
                 time: 1_700_000_000_000,
@@ -256,6 +257,7 @@ fn store_batches(c: &mut Criterion) {
                                 next += 1;
                                 Write::RoomMessage {
                                     id: MessageId(next),
+                                    seq: next as u64,
                                     room: RoomId(1),
                                     sender: UserId(1),
                                     text: TEXT.into(),

@@ -541,6 +541,7 @@ impl Sim {
                 },
             ],
             unread: vec![(UserId(1), UserId(2), 3)],
+            dialogue_seqs: vec![(UserId(1), UserId(2), 3)],
             next_user: UserId(3),
             next_room: RoomId(3),
             next_message: MessageId(100),
@@ -657,9 +658,13 @@ impl Sim {
         let answer = match (input.u8() % 8, query) {
             (0, _) => Answer::Failed("disk I/O error".into()),
             (_, Query::Inbox { user }) => Answer::Inbox(inbox(input, user)),
-            (_, Query::Dialogue { user, other }) => Answer::Dialogue {
+            (_, Query::Dialogue { user, other, .. }) => Answer::Dialogue {
                 other,
                 rows: dialogue(input, user, other),
+            },
+            (_, Query::Room { room, .. }) => Answer::Room {
+                room,
+                rows: Vec::new(),
             },
         };
         self.world.handle(Input::Answered { caller, answer });
@@ -732,6 +737,7 @@ fn dialogue(input: &mut Bytes, user: UserId, other: UserId) -> Vec<store::Privat
             };
             let row = store::PrivateRow {
                 id: MessageId(i64::from(i)),
+                seq: u64::from(i) + 1,
                 sender,
                 sender_name: name(input),
                 recipient,

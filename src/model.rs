@@ -34,6 +34,11 @@ id_type!(
     MessageId
 );
 
+/// A message's number in its conversation (a room, or the dialogue of two
+/// users): 1, 2, 3, ... in the order the server accepted them, with no gaps
+/// among stored messages. History and catch-up select by it, never by time.
+pub type Seq = u64;
+
 /// Longest chat text, in bytes of UTF-8.
 pub const MAX_TEXT_BYTES: usize = 4096;
 /// Room capacity bounds.
@@ -43,6 +48,9 @@ pub const MAX_CAPACITY: u32 = 1000;
 pub const ROOM_HISTORY: usize = 20;
 /// Private messages shown when a dialogue is opened.
 pub const DIALOGUE_HISTORY: usize = 50;
+/// The most messages one `history` reply carries (fewer when their texts
+/// would not fit one frame).
+pub const HISTORY_PAGE: usize = 200;
 
 /// Why a name was refused. The `Display` text is shown to the user as is.
 #[derive(Debug, Clone, PartialEq, Eq)]

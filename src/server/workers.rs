@@ -15,7 +15,6 @@
 
 use super::hub::{Answer, AuthJob, Input, Level, Query, StoreJob};
 use super::log;
-use crate::model::DIALOGUE_HISTORY;
 use crate::store::password::{self, HashCost};
 use crate::store::{Store, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -303,9 +302,21 @@ impl Batch {
 fn answer(store: &mut dyn Store, query: Query) -> Answer {
     let result = match query {
         Query::Inbox { user } => store.conversations(user).map(Answer::Inbox),
-        Query::Dialogue { user, other } => store
-            .dialogue(user, other, DIALOGUE_HISTORY)
+        Query::Dialogue {
+            user,
+            other,
+            before,
+            limit,
+        } => store
+            .dialogue(user, other, before, limit)
             .map(|rows| Answer::Dialogue { other, rows }),
+        Query::Room {
+            room,
+            before,
+            limit,
+        } => store
+            .room_history(room, before, limit)
+            .map(|rows| Answer::Room { room, rows }),
     };
     result.unwrap_or_else(|e| Answer::Failed(log::chain(&e)))
 }

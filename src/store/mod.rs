@@ -31,7 +31,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::model::{MessageId, Millis, RoomId, UserId};
+use crate::model::{MessageId, Millis, RoomId, Seq, UserId};
 
 /// Where the data lives, and so which backend keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,16 +69,23 @@ pub trait Store: Send {
     fn conversations(&mut self, user: UserId) -> Result<Vec<Conversation>, StoreError>;
 
     /// The last `limit` private messages between `a` and `b` (both
-    /// directions), oldest first.
+    /// directions) numbered below `before`, oldest first.
     fn dialogue(
         &mut self,
         a: UserId,
         b: UserId,
+        before: Seq,
         limit: usize,
     ) -> Result<Vec<PrivateRow>, StoreError>;
 
-    /// The last `limit` messages of a room, oldest first.
-    fn room_history(&mut self, room: RoomId, limit: usize) -> Result<Vec<RoomRow>, StoreError>;
+    /// The last `limit` messages of a room numbered below `before`, oldest
+    /// first.
+    fn room_history(
+        &mut self,
+        room: RoomId,
+        before: Seq,
+        limit: usize,
+    ) -> Result<Vec<RoomRow>, StoreError>;
 
     /// One line for the operator's log saying what this store is and the
     /// settings it runs with, as read back from the database itself (so the
@@ -93,6 +100,9 @@ pub struct Snapshot {
     pub users: Vec<UserRow>,
     /// `(recipient, sender, count)` of unread private messages, counts > 0.
     pub unread: Vec<(UserId, UserId, u32)>,
+    /// `(a, b, seq)`: the last sequence number of the dialogue between `a`
+    /// and `b` (`a < b`), for every dialogue with a message.
+    pub dialogue_seqs: Vec<(UserId, UserId, Seq)>,
     /// One more than the highest id in use (1 in an empty database).
     pub next_user: UserId,
     pub next_room: RoomId,
@@ -126,6 +136,8 @@ pub enum Write {
     CloseRoom { id: RoomId, closed: Millis },
     RoomMessage {
         id: MessageId,
+        /// The message's number in its room.
+        seq: Seq,
         room: RoomId,
         sender: UserId,
         /// Shared with the line the server delivers.
@@ -134,13 +146,20 @@ pub enum Write {
     },
     PrivateMessage {
         id: MessageId,
+        /// The message's number in its dialogue.
+        seq: Seq,
         sender: UserId,
         recipient: UserId,
         text: Arc<str>,
         sent: Millis,
     },
-    /// Marks every private message from `sender` to `recipient` read.
-    MarkRead { recipient: UserId, sender: UserId },
+    /// Marks the private messages from `sender` to `recipient` read up to
+    /// sequence number `upto` of their dialogue. The mark never moves back.
+    MarkRead {
+        recipient: UserId,
+        sender: UserId,
+        upto: Seq,
+    },
 }
 
 /// One entry of a user's list of private conversations.
@@ -158,6 +177,7 @@ pub struct Conversation {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrivateRow {
     pub id: MessageId,
+    pub seq: Seq,
     pub sender: UserId,
     pub sender_name: String,
     pub recipient: UserId,
@@ -168,6 +188,7 @@ pub struct PrivateRow {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomRow {
     pub id: MessageId,
+    pub seq: Seq,
     pub sender: UserId,
     pub sender_name: String,
     pub text: String,

@@ -68,7 +68,23 @@ pub enum Request {
         with: String,
     },
     Inbox,
+    /// Pages back through a conversation the session may read (the room it
+    /// is in, or its dialogue with a user): up to `limit` messages numbered
+    /// below `before`, oldest first; `before: 0` asks for the newest.
+    History {
+        of: Topic,
+        before: u64,
+        limit: u32,
+    },
     Ping,
+}
+
+/// A conversation: a room, or the dialogue with another user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Topic {
+    Room { room: u64 },
+    Dialogue { with: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -102,6 +118,11 @@ pub enum Reply {
     Dialogue {
         with: String,
         history: Vec<PrivateLine>,
+    },
+    /// A page of a room's messages, oldest first (the answer to `history`).
+    RoomHistory {
+        room: u64,
+        history: Vec<RoomLine>,
     },
     Inbox {
         conversations: Vec<Conversation>,
@@ -146,6 +167,8 @@ pub struct RoomInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoomLine {
     pub id: u64,
+    /// Its number in the room: 1, 2, 3, ... with no gaps.
+    pub seq: u64,
     pub from: Arc<str>,
     pub text: Arc<str>,
     /// Unix milliseconds.
@@ -156,6 +179,9 @@ pub struct RoomLine {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrivateLine {
     pub id: u64,
+    /// Its number in the dialogue of its two users: 1, 2, 3, ... with no
+    /// gaps.
+    pub seq: u64,
     pub from: Arc<str>,
     pub to: Arc<str>,
     pub text: Arc<str>,
@@ -685,6 +711,7 @@ mod tests {
                 room: 3,
                 line: RoomLine {
                     id: 9,
+                    seq: 9,
                     from: "ann".into(),
                     text: "hi ✓".into(),
                     time: 1_700_000_000_000,
@@ -695,6 +722,7 @@ mod tests {
             event: Event::PrivateMessage {
                 line: PrivateLine {
                     id: 1,
+                    seq: 1,
                     from: "a".into(),
                     to: "b".into(),
                     text: "x".into(),
@@ -993,6 +1021,7 @@ mod tests {
     fn replies_with_arrays_round_trip_through_the_strict_decoder() {
         let line = RoomLine {
             id: 4,
+            seq: 4,
             from: "ann".into(),
             text: "hello".into(),
             time: 5,

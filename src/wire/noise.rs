@@ -18,7 +18,7 @@ use snow::{Builder, HandshakeState, TransportState};
 
 pub const PATTERN: &str = "Noise_NX_25519_ChaChaPoly_BLAKE2s";
 /// Mixed into the handshake hash; a peer with another prologue fails.
-pub const PROLOGUE: &[u8] = b"chatapp protocol 2";
+pub const PROLOGUE: &[u8] = b"chatapp protocol 3";
 /// Bytes of an X25519 key.
 pub const KEY_LEN: usize = 32;
 

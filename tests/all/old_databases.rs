@@ -89,9 +89,10 @@ fn conversation(with: &str, last_from: &str, last: u64, text: &str, unread: u32)
     }
 }
 
-fn line(id: u64, from: &str, to: &str, text: &str) -> PrivateLine {
+fn line(id: u64, seq: u64, from: &str, to: &str, text: &str) -> PrivateLine {
     PrivateLine {
         id,
+        seq,
         from: from.into(),
         to: to.into(),
         text: text.into(),
@@ -127,23 +128,44 @@ fn migrates_and_keeps_everything(version: i64) {
 
     let server = start(dir.path());
 
-    // Migrated at start, before anyone logged in: the version, and the read
-    // state as one mark per user and partner, from the old flags (version 1)
-    // or as it was (version 2).
+    // Migrated at start, before anyone logged in: the version, the read
+    // state as one mark per user and partner (a sequence number of their
+    // dialogue), from the old flags (version 1) or the old mark, a message
+    // id (version 2), and every message numbered in its conversation.
     let db = open_db(&db_path);
     assert_eq!(user_version(&db), CURRENT);
     assert_eq!(
         rows(
             &db,
-            "SELECT user, other, read_upto FROM dialogues ORDER BY user, other"
+            "SELECT user, other, read_seq FROM dialogues ORDER BY user, other"
         ),
         [
-            [1, 2, 4],
+            [1, 2, 2],
             [1, 3, 0],
-            [2, 1, 3],
+            [2, 1, 1],
             [2, 3, 0],
             [3, 1, 0],
-            [3, 2, 10]
+            [3, 2, 1]
+        ]
+        .map(|row| row.map(Value::Integer).to_vec())
+    );
+    // Rooms #1 (1, 2, 12) and #2 (5, 8); dialogues ann-Bob (3, 4, 6, 9),
+    // ann-cyd (7, 11) and Bob-cyd (10).
+    assert_eq!(
+        rows(&db, "SELECT id, seq FROM messages ORDER BY id"),
+        [
+            [1, 1],
+            [2, 2],
+            [3, 1],
+            [4, 2],
+            [5, 1],
+            [6, 3],
+            [7, 1],
+            [8, 2],
+            [9, 4],
+            [10, 1],
+            [11, 2],
+            [12, 3]
         ]
         .map(|row| row.map(Value::Integer).to_vec())
     );
@@ -185,23 +207,23 @@ fn migrates_and_keeps_everything(version: i64) {
 
     // Every message of a dialogue, in order, from either side.
     let ann_and_bob = [
-        line(3, "ann", "Bob", "are you there?"),
-        line(4, "Bob", "ann", "yes, here"),
-        line(6, "ann", "Bob", "lunch tomorrow?"),
-        line(9, "ann", "Bob", "at noon"),
+        line(3, 1, "ann", "Bob", "are you there?"),
+        line(4, 2, "Bob", "ann", "yes, here"),
+        line(6, 3, "ann", "Bob", "lunch tomorrow?"),
+        line(9, 4, "ann", "Bob", "at noon"),
     ];
     assert_eq!(ann.open_dialogue("Bob"), ann_and_bob);
     assert_eq!(bob.open_dialogue("ann"), ann_and_bob);
     assert_eq!(
         cyd.open_dialogue("ann"),
         [
-            line(7, "cyd", "ann", "ann, a question"),
-            line(11, "cyd", "ann", UNICODE),
+            line(7, 1, "cyd", "ann", "ann, a question"),
+            line(11, 2, "cyd", "ann", UNICODE),
         ]
     );
     assert_eq!(
         cyd.open_dialogue("Bob"),
-        [line(10, "Bob", "cyd", "welcome cyd")]
+        [line(10, 1, "Bob", "cyd", "welcome cyd")]
     );
     // Opening marked Bob's dialogue with ann read; ann's with cyd is not.
     assert_eq!(bob.inbox()[1], conversation("ann", "ann", 9, "at noon", 0));
@@ -211,7 +233,11 @@ fn migrates_and_keeps_everything(version: i64) {
     dee.send_private("ann", "first since the upgrade");
     let new = ann.expect_private("Dee", "ann", "first since the upgrade");
     assert_eq!(new.id, 13, "the next message id after the fixture's");
+    assert_eq!(new.seq, 1, "the first of a new dialogue");
     assert_eq!(ann.inbox()[0].with, "Dee");
+    bob.send_private("ann", "after the upgrade");
+    let next = ann.expect_private("Bob", "ann", "after the upgrade");
+    assert_eq!(next.seq, 5, "numbered after the dialogue's old messages");
     drop((ann, bob, cyd, dee));
     server.stop().expect("the server stops cleanly");
 
@@ -228,8 +254,12 @@ fn migrates_and_keeps_everything(version: i64) {
     assert_eq!(user_version(&db), CURRENT);
     assert_eq!(rows(&db, "SELECT * FROM users ORDER BY id"), users);
     let after = rows(&db, "SELECT * FROM messages ORDER BY id");
-    assert_eq!(after.len(), 13);
-    assert_eq!(after[..12], messages[..]);
+    assert_eq!(after.len(), 14);
+    // Each old row as it was, with its sequence number after it (a fixture
+    // of version 3 has it already).
+    for (old, new) in messages.iter().zip(&after) {
+        assert_eq!(old[..7], new[..7]);
+    }
     // The room left open is closed at start (rooms do not outlive a
     // restart yet); the others keep their closing time.
     let rooms_after = rows(&db, "SELECT * FROM rooms ORDER BY id");
@@ -257,12 +287,12 @@ fn migrates_and_keeps_everything(version: i64) {
     // made two more rows.
     let bob_read: i64 = db
         .query_row(
-            "SELECT read_upto FROM dialogues WHERE user = 2 AND other = 1",
+            "SELECT read_seq FROM dialogues WHERE user = 2 AND other = 1",
             [],
             |row| row.get(0),
         )
         .unwrap();
-    assert_eq!(bob_read, 9);
+    assert_eq!(bob_read, 4);
     assert_eq!(count(&db, "dialogues"), 8);
 
     // The same schema a fresh database gets, object for object.
@@ -279,10 +309,15 @@ fn a_version_1_database_migrates_and_keeps_everything() {
     migrates_and_keeps_everything(1);
 }
 
+#[test]
+fn a_version_2_database_migrates_and_keeps_everything() {
+    migrates_and_keeps_everything(2);
+}
+
 /// The current shape round-trips: a file this version wrote opens as it is.
 #[test]
-fn a_version_2_database_opens_and_keeps_everything() {
-    migrates_and_keeps_everything(2);
+fn a_version_3_database_opens_and_keeps_everything() {
+    migrates_and_keeps_everything(3);
 }
 
 /// A fixture exists for every schema version up to the one a fresh

@@ -11,7 +11,7 @@ use chatapp::server::hub::{AuthJob, ConnId, Input, Limits, Output, StoreJob};
 use chatapp::wire::frame;
 use chatapp::wire::msg::{
     self, ClientFrame, Conversation, ErrorCode, Event, LeaveReason, PrivateLine, Reply, Request,
-    RoomInfo, RoomLine, ServerFrame,
+    RoomInfo, RoomLine, ServerFrame, Topic,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -48,7 +48,19 @@ fn request() -> impl Strategy<Value = Request> {
         (text(), text()).prop_map(|(to, text)| Request::SendPrivate { to, text }),
         text().prop_map(|with| Request::MarkRead { with }),
         Just(Request::Inbox),
+        (topic(), any::<u64>(), any::<u32>()).prop_map(|(of, before, limit)| Request::History {
+            of,
+            before,
+            limit
+        }),
         Just(Request::Ping),
+    ]
+}
+
+fn topic() -> impl Strategy<Value = Topic> {
+    prop_oneof![
+        any::<u64>().prop_map(|room| Topic::Room { room }),
+        text().prop_map(|with| Topic::Dialogue { with }),
     ]
 }
 
@@ -119,6 +131,7 @@ fn every_variant_has_a_strategy(
         | Request::SendPrivate { .. }
         | Request::MarkRead { .. }
         | Request::Inbox
+        | Request::History { .. }
         | Request::Ping => {}
     }
     match reply {
@@ -128,6 +141,7 @@ fn every_variant_has_a_strategy(
         | Reply::Room { .. }
         | Reply::Members { .. }
         | Reply::Dialogue { .. }
+        | Reply::RoomHistory { .. }
         | Reply::Inbox { .. }
         | Reply::Pong => {}
     }
@@ -152,24 +166,34 @@ fn every_variant_has_a_strategy(
 }
 
 fn room_line() -> impl Strategy<Value = RoomLine> {
-    (any::<u64>(), text(), text(), any::<i64>()).prop_map(|(id, from, text, time)| RoomLine {
-        id,
-        from: from.into(),
-        text: text.into(),
-        time,
-    })
+    (any::<u64>(), any::<u64>(), text(), text(), any::<i64>()).prop_map(
+        |(id, seq, from, text, time)| RoomLine {
+            id,
+            seq,
+            from: from.into(),
+            text: text.into(),
+            time,
+        },
+    )
 }
 
 fn private_line() -> impl Strategy<Value = PrivateLine> {
-    (any::<u64>(), text(), text(), text(), any::<i64>()).prop_map(|(id, from, to, text, time)| {
-        PrivateLine {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        text(),
+        text(),
+        text(),
+        any::<i64>(),
+    )
+        .prop_map(|(id, seq, from, to, text, time)| PrivateLine {
             id,
+            seq,
             from: from.into(),
             to: to.into(),
             text: text.into(),
             time,
-        }
-    })
+        })
 }
 
 fn reply() -> impl Strategy<Value = Reply> {
@@ -205,6 +229,8 @@ fn reply() -> impl Strategy<Value = Reply> {
         vec(text(), 0..4).prop_map(|members| Reply::Members { members }),
         (text(), vec(private_line(), 0..4))
             .prop_map(|(with, history)| Reply::Dialogue { with, history }),
+        (any::<u64>(), vec(room_line(), 0..4))
+            .prop_map(|(room, history)| Reply::RoomHistory { room, history }),
         vec(conversation, 0..4).prop_map(|conversations| Reply::Inbox { conversations }),
         Just(Reply::Pong),
     ]

@@ -650,6 +650,7 @@ fn a_member_who_stops_reading_is_cut_off_past_1_mib_and_memory_and_the_others_do
                 room,
                 line: chatapp::wire::msg::RoomLine {
                     id: 1_000,
+                    seq: 1_000,
                     from: "reader00".into(),
                     text: text.into(),
                     time: 1_800_000_000_000,

@@ -478,6 +478,7 @@ fn a_message_in_the_open_chat_is_marked_read_and_others_update_the_menu() {
     let pm = |from: &str, to: &str| Event::PrivateMessage {
         line: PrivateLine {
             id: 1,
+            seq: 1,
             from: from.into(),
             to: to.into(),
             text: "hi".into(),

@@ -27,6 +27,7 @@ pub(in crate::client) fn lobby() -> RoomInfo {
 fn room_line(from: &str, text: &str, time: i64) -> RoomLine {
     RoomLine {
         id: 1,
+        seq: 1,
         from: from.into(),
         text: text.into(),
         time,
@@ -36,6 +37,7 @@ fn room_line(from: &str, text: &str, time: i64) -> RoomLine {
 fn pm(from: &str, to: &str, text: &str) -> PrivateLine {
     PrivateLine {
         id: 1,
+        seq: 1,
         from: from.into(),
         to: to.into(),
         text: text.into(),

@@ -3,7 +3,7 @@
 //! the addresses ([`Caller`], [`Audience`]) that say who an answer or an
 //! event is for. Plain data: nothing here decides anything.
 
-use crate::model::{RoomId, UserId};
+use crate::model::{RoomId, Seq, UserId};
 use crate::store::{self, Write};
 use crate::wire::msg::{ClientFrame, ServerFrame};
 use std::collections::HashMap;
@@ -192,8 +192,23 @@ pub enum Level {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Query {
-    Inbox { user: UserId },
-    Dialogue { user: UserId, other: UserId },
+    Inbox {
+        user: UserId,
+    },
+    /// The last `limit` messages between `user` and `other` numbered
+    /// below `before`.
+    Dialogue {
+        user: UserId,
+        other: UserId,
+        before: Seq,
+        limit: usize,
+    },
+    /// The last `limit` messages of a room numbered below `before`.
+    Room {
+        room: RoomId,
+        before: Seq,
+        limit: usize,
+    },
 }
 
 #[derive(Debug)]
@@ -202,6 +217,10 @@ pub enum Answer {
     Dialogue {
         other: UserId,
         rows: Vec<store::PrivateRow>,
+    },
+    Room {
+        room: RoomId,
+        rows: Vec<store::RoomRow>,
     },
     Failed(String),
 }

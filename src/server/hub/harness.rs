@@ -52,6 +52,7 @@ pub fn snapshot(users: Vec<UserRow>) -> Snapshot {
     Snapshot {
         users,
         unread: Vec::new(),
+        dialogue_seqs: Vec::new(),
         next_user: UserId(next_user),
         next_room: RoomId(1),
         next_message: MessageId(1),
@@ -428,6 +429,10 @@ pub fn empty_answer(query: Query) -> Answer {
         Query::Inbox { .. } => Answer::Inbox(Vec::new()),
         Query::Dialogue { other, .. } => Answer::Dialogue {
             other,
+            rows: Vec::new(),
+        },
+        Query::Room { room, .. } => Answer::Room {
+            room,
             rows: Vec::new(),
         },
     }

@@ -49,7 +49,7 @@ use accounts::Accounts;
 use commits::{Commits, Deferred};
 use connections::{Connections, State};
 use effects::Refusal;
-use private::Unread;
+use private::{Dialogues, Unread};
 use rooms::Rooms;
 use std::collections::VecDeque;
 
@@ -62,6 +62,7 @@ pub struct Hub {
     accounts: Accounts,
     rooms: Rooms,
     unread: Unread,
+    dialogues: Dialogues,
     commits: Commits,
     next_message: i64,
     out: VecDeque<Output>,
@@ -76,6 +77,7 @@ impl Hub {
             accounts: Accounts::new(snapshot.users, snapshot.next_user),
             rooms: Rooms::new(snapshot.next_room),
             unread: Unread::new(snapshot.unread),
+            dialogues: Dialogues::new(snapshot.dialogue_seqs),
             commits: Commits::default(),
             next_message: snapshot.next_message.0,
             out: VecDeque::new(),
@@ -211,6 +213,7 @@ impl Hub {
                         line,
                     },
                 ) => {
+                    self.dialogues.committed(sender, recipient, line.seq);
                     self.unread.add(recipient, sender);
                     if self.accounts.is_online(sender) || self.accounts.is_online(recipient) {
                         let audience = Audience::Users([sender, recipient]);
@@ -235,6 +238,12 @@ impl Hub {
             Answer::Dialogue { other, rows } => Reply::Dialogue {
                 with: name_of(other),
                 history: fit_newest(private::dialogue(rows, name_of), |l| l.text.len() + 64),
+            },
+            Answer::Room { room, rows } => Reply::RoomHistory {
+                room: room.0 as u64,
+                history: fit_newest(rows.into_iter().map(room_line).collect(), |l: &RoomLine| {
+                    l.text.len() + l.from.len() + 32
+                }),
             },
             Answer::Failed(e) => {
                 self.log(Level::Error, format!("store read failed: {e}"));
@@ -317,6 +326,16 @@ fn seconds(ms: Millis) -> String {
         (ms / 1000).to_string()
     } else {
         format!("{:.1}", ms as f64 / 1000.0)
+    }
+}
+
+fn room_line(r: crate::store::RoomRow) -> RoomLine {
+    RoomLine {
+        id: r.id.0 as u64,
+        seq: r.seq,
+        from: r.sender_name.into(),
+        text: r.text.into(),
+        time: r.sent,
     }
 }
 

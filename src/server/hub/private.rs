@@ -1,8 +1,9 @@
-//! Private messages: the unread counts of every user (by sender), kept in
-//! memory from the start-up snapshot on, and the inbox and dialogue
-//! replies made from what the store reads.
+//! Private messages: the unread counts of every user (by sender) and the
+//! sequence numbers of every dialogue, kept in memory from the start-up
+//! snapshot on, and the inbox and dialogue replies made from what the
+//! store reads.
 
-use crate::model::UserId;
+use crate::model::{Seq, UserId};
 use crate::store;
 use crate::wire::msg::{Conversation, PrivateLine};
 use std::collections::HashMap;
@@ -55,6 +56,47 @@ impl Unread {
     }
 }
 
+/// Every dialogue's sequence numbers: the last one given out, and the last
+/// one committed (what its two users can have seen).
+#[derive(Default)]
+pub(super) struct Dialogues {
+    /// Keyed by the pair, lower id first.
+    seqs: HashMap<(UserId, UserId), (Seq, Seq)>,
+}
+
+fn pair(a: UserId, b: UserId) -> (UserId, UserId) {
+    (a.min(b), a.max(b))
+}
+
+impl Dialogues {
+    pub fn new(snapshot: Vec<(UserId, UserId, Seq)>) -> Dialogues {
+        let seqs = snapshot
+            .into_iter()
+            .map(|(a, b, seq)| (pair(a, b), (seq, seq)))
+            .collect();
+        Dialogues { seqs }
+    }
+
+    /// The sequence number of the next message between `a` and `b`.
+    pub fn next_seq(&mut self, a: UserId, b: UserId) -> Seq {
+        let (given, _) = self.seqs.entry(pair(a, b)).or_default();
+        *given += 1;
+        *given
+    }
+
+    /// Message `seq` between `a` and `b` was committed.
+    pub fn committed(&mut self, a: UserId, b: UserId, seq: Seq) {
+        if let Some((_, committed)) = self.seqs.get_mut(&pair(a, b)) {
+            *committed = (*committed).max(seq);
+        }
+    }
+
+    /// The last committed message between `a` and `b` (0: none).
+    pub fn last_committed(&self, a: UserId, b: UserId) -> Seq {
+        self.seqs.get(&pair(a, b)).map_or(0, |&(_, c)| c)
+    }
+}
+
 /// The inbox reply's lines; `name_of` names a user by id.
 pub(super) fn inbox(
     rows: Vec<store::Conversation>,
@@ -80,6 +122,7 @@ pub(super) fn dialogue(
     rows.into_iter()
         .map(|r| PrivateLine {
             id: r.id.0 as u64,
+            seq: r.seq,
             to: name_of(r.recipient).into(),
             from: r.sender_name.into(),
             text: r.text.into(),

@@ -7,12 +7,12 @@ use super::connections::{OverBudget, State};
 use super::effects::Refusal;
 use super::{Audience, AuthJob, Caller, Change, ConnId, Hub, Level, Output, Query, StoreJob};
 use super::{check_text, fit_newest};
-use crate::model::{self, MessageId, Millis, RoomId, UserId};
+use crate::model::{self, DIALOGUE_HISTORY, HISTORY_PAGE, MessageId, Millis, RoomId, Seq, UserId};
 use crate::password;
 use crate::store::Write;
 use crate::wire::msg::{
     ClientFrame, ErrorCode, Event, LeaveReason, PrivateLine, Reply, Request, RoomInfo, RoomLine,
-    ServerFrame,
+    ServerFrame, Topic,
 };
 use std::sync::Arc;
 
@@ -134,7 +134,12 @@ impl Hub {
             (_, Request::OpenDialogue { with }) => {
                 let other = self.correspondent(user, &with)?;
                 self.mark_read(user, other);
-                let query = Query::Dialogue { user, other };
+                let query = Query::Dialogue {
+                    user,
+                    other,
+                    before: Seq::MAX,
+                    limit: DIALOGUE_HISTORY,
+                };
                 self.out
                     .push_back(Output::Store(StoreJob::Query { caller, query }));
                 Ok(None)
@@ -150,6 +155,7 @@ impl Hub {
                 let text: Arc<str> = text.into();
                 let line = PrivateLine {
                     id: self.take_message_id().0 as u64,
+                    seq: self.dialogues.next_seq(user, recipient),
                     from: self.accounts.name(user).clone(),
                     to: self.accounts.name(recipient).clone(),
                     text: text.clone(),
@@ -157,6 +163,7 @@ impl Hub {
                 };
                 let seq = self.persist(Write::PrivateMessage {
                     id: MessageId(line.id as i64),
+                    seq: line.seq,
                     sender: user,
                     recipient,
                     text,
@@ -171,6 +178,36 @@ impl Hub {
                 self.commits.defer(seq, private);
                 let reply = Reply::Ok;
                 self.commits.defer(seq, Deferred::Reply { caller, reply });
+                Ok(None)
+            }
+            (_, Request::History { of, before, limit }) => {
+                let before = if before == 0 { Seq::MAX } else { before };
+                let limit = (limit as usize).clamp(1, HISTORY_PAGE);
+                let query = match of {
+                    Topic::Dialogue { with } => Query::Dialogue {
+                        user,
+                        other: self.correspondent(user, &with)?,
+                        before,
+                        limit,
+                    },
+                    Topic::Room { room: asked } => match room {
+                        Some(room) if room.0 as u64 == asked => Query::Room {
+                            room,
+                            before,
+                            limit,
+                        },
+                        _ => {
+                            return Err((
+                                ErrorCode::NotMember,
+                                format!(
+                                    "you are not in room #{asked}: join it to read its history"
+                                ),
+                            ));
+                        }
+                    },
+                };
+                self.out
+                    .push_back(Output::Store(StoreJob::Query { caller, query }));
                 Ok(None)
             }
             (Some(_), Request::CreateRoom { .. } | Request::JoinRoom { .. }) => Err((
@@ -198,12 +235,14 @@ impl Hub {
                 let text: Arc<str> = text.into();
                 let line = RoomLine {
                     id: self.take_message_id().0 as u64,
+                    seq: self.rooms.next_seq(room),
                     from: self.accounts.name(user).clone(),
                     text: text.clone(),
                     time: now,
                 };
                 let seq = self.persist(Write::RoomMessage {
                     id: MessageId(line.id as i64),
+                    seq: line.seq,
                     room,
                     sender: user,
                     text,
@@ -354,6 +393,7 @@ impl Hub {
             self.persist(Write::MarkRead {
                 recipient: user,
                 sender: other,
+                upto: self.dialogues.last_committed(user, other),
             });
         }
     }

@@ -4,7 +4,7 @@
 //! is refused; telling the members is the hub root's job.
 
 use super::effects::{ConnId, Refusal};
-use crate::model::{self, MAX_CAPACITY, MIN_CAPACITY, ROOM_HISTORY, RoomId, UserId};
+use crate::model::{self, MAX_CAPACITY, MIN_CAPACITY, ROOM_HISTORY, RoomId, Seq, UserId};
 use crate::wire::msg::{ErrorCode, RoomLine};
 use std::collections::{HashMap, VecDeque};
 
@@ -16,6 +16,8 @@ pub(super) struct Room {
     /// In order of joining; the admin first.
     pub members: Vec<(UserId, ConnId)>,
     pub history: VecDeque<RoomLine>,
+    /// The sequence number given to the room's last message.
+    last_seq: Seq,
 }
 
 pub(super) struct Rooms {
@@ -35,6 +37,13 @@ impl Rooms {
 
     pub fn get(&self, room: RoomId) -> Option<&Room> {
         self.rooms.get(&room)
+    }
+
+    /// The sequence number of the room's next message (the room is open).
+    pub fn next_seq(&mut self, room: RoomId) -> Seq {
+        let room = self.rooms.get_mut(&room).expect("an open room");
+        room.last_seq += 1;
+        room.last_seq
     }
 
     pub fn ids(&self) -> Vec<RoomId> {
@@ -77,6 +86,7 @@ impl Rooms {
                 capacity,
                 members: vec![(admin, conn)],
                 history: VecDeque::new(),
+                last_seq: 0,
             },
         );
         Ok((room, name))

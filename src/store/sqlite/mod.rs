@@ -18,16 +18,19 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 use super::{Conversation, PrivateRow, RoomRow, Snapshot, Store, StoreError, Sync, UserRow, Write};
-use crate::model::{MessageId, Millis, RoomId, UserId, room_key, user_key};
+use crate::model::{MessageId, Millis, RoomId, Seq, UserId, room_key, user_key};
 
 /// The schema version this build writes and understands, kept in
 /// `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Each version's script, run in order from the one after the file's
 /// version: version 1 creates the schema, later ones migrate it.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
-    [include_str!("schema.sql"), include_str!("schema2.sql")];
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    include_str!("schema.sql"),
+    include_str!("schema2.sql"),
+    include_str!("schema3.sql"),
+];
 
 /// How long a statement waits for another connection's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,14 +79,14 @@ macro_rules! dialogue_of {
     };
 }
 
-/// Messages from `d.other` to `d.user` after `d.read_upto`, for a row `d`
-/// of `dialogues`: a range of `messages_dialogue`, read from the index alone.
+/// Messages from `d.other` to `d.user` after `d.read_seq`, for a row `d`
+/// of `dialogues`: a range of `messages_dialogue_seq`.
 macro_rules! unread_of_d {
     () => {
         concat!(
             "(SELECT COUNT(*) FROM messages WHERE ",
             dialogue_of!("d.user", "d.other"),
-            " AND id > d.read_upto AND sender = d.other)"
+            " AND seq > d.read_seq AND sender = d.other)"
         )
     };
 }
@@ -101,42 +104,48 @@ const CONVERSATIONS: &str = concat!(
     "SELECT d.other, u.name, last.sender, last.body, last.sent, ",
     unread_of_d!(),
     " FROM dialogues AS d
-JOIN messages AS last ON last.id = (SELECT MAX(id) FROM messages WHERE ",
+JOIN messages AS last ON last.id = (SELECT id FROM messages WHERE ",
     dialogue_of!("d.user", "d.other"),
-    ")
+    " ORDER BY seq DESC LIMIT 1)
 JOIN users AS u ON u.id = d.other
 WHERE d.user = ?1
 ORDER BY last.id DESC"
 );
 
-/// The last ?3 messages between ?1 and ?2: the end of one index range.
+/// The last ?3 messages between ?1 and ?2 numbered below ?4: one range of
+/// the dialogue's index.
 const DIALOGUE: &str = concat!(
-    "SELECT page.id, page.sender, u.name, page.recipient, page.body, page.sent
+    "SELECT page.id, page.seq, page.sender, u.name, page.recipient, page.body, page.sent
 FROM (
-    SELECT id, sender, recipient, body, sent FROM messages
+    SELECT id, seq, sender, recipient, body, sent FROM messages
     WHERE ",
     dialogue_of!("?1", "?2"),
-    " ORDER BY id DESC LIMIT ?3
+    " AND seq < ?4 ORDER BY seq DESC LIMIT ?3
 ) AS page
 JOIN users AS u ON u.id = page.sender
-ORDER BY page.id"
+ORDER BY page.seq"
 );
 
-/// Marks read what ?2 sent ?1 so far: every message of their dialogue.
-const MARK_READ: &str = concat!(
-    "UPDATE dialogues SET read_upto = (SELECT IFNULL(MAX(id), 0) FROM messages WHERE ",
-    dialogue_of!("?1", "?2"),
-    ") WHERE user = ?1 AND other = ?2"
+/// The last sequence number of every dialogue, lower user id first.
+const DIALOGUE_SEQS: &str = concat!(
+    "SELECT d.user, d.other, (SELECT MAX(seq) FROM messages WHERE ",
+    dialogue_of!("d.user", "d.other"),
+    ") FROM dialogues AS d WHERE d.user < d.other ORDER BY d.user, d.other"
 );
 
-/// The last ?2 messages of room ?1.
-const ROOM_HISTORY: &str = "SELECT page.id, page.sender, u.name, page.body, page.sent
+/// Marks read what ?2 sent ?1 up to sequence number ?3; the mark only
+/// moves forward.
+const MARK_READ: &str =
+    "UPDATE dialogues SET read_seq = max(read_seq, ?3) WHERE user = ?1 AND other = ?2";
+
+/// The last ?2 messages of room ?1 numbered below ?3.
+const ROOM_HISTORY: &str = "SELECT page.id, page.seq, page.sender, u.name, page.body, page.sent
 FROM (
-    SELECT id, sender, body, sent FROM messages
-    WHERE room = ?1 ORDER BY id DESC LIMIT ?2
+    SELECT id, seq, sender, body, sent FROM messages
+    WHERE room = ?1 AND seq < ?3 ORDER BY seq DESC LIMIT ?2
 ) AS page
 JOIN users AS u ON u.id = page.sender
-ORDER BY page.id";
+ORDER BY page.seq";
 
 /// `PRAGMA synchronous` for a durability level.
 fn synchronous(sync: Sync) -> &'static str {
@@ -238,6 +247,15 @@ impl Store for SqliteStore {
             .context(loading)?;
         drop(stmt);
 
+        let mut stmt = tx.prepare(DIALOGUE_SEQS).context(loading)?;
+        let dialogue_seqs = stmt
+            .query_map([], |row| {
+                Ok((UserId(row.get(0)?), UserId(row.get(1)?), seq_at(row, 2)?))
+            })
+            .and_then(Iterator::collect)
+            .context(loading)?;
+        drop(stmt);
+
         let (next_user, next_room, next_message) = tx
             .query_row(
                 "SELECT (SELECT IFNULL(MAX(id), 0) + 1 FROM users),
@@ -258,6 +276,7 @@ impl Store for SqliteStore {
         Ok(Snapshot {
             users,
             unread,
+            dialogue_seqs,
             next_user,
             next_room,
             next_message,
@@ -325,34 +344,44 @@ impl Store for SqliteStore {
         &mut self,
         a: UserId,
         b: UserId,
+        before: Seq,
         limit: usize,
     ) -> Result<Vec<PrivateRow>, StoreError> {
         let reading = || format!("could not read the messages between users {a} and {b}");
         let mut stmt = self.conn.prepare_cached(DIALOGUE).context(reading)?;
-        stmt.query_map(params![a.0, b.0, sql_limit(limit)], |row| {
+        let before = sql_seq(before);
+        stmt.query_map(params![a.0, b.0, sql_limit(limit), before], |row| {
             Ok(PrivateRow {
                 id: MessageId(row.get(0)?),
-                sender: UserId(row.get(1)?),
-                sender_name: row.get(2)?,
-                recipient: UserId(row.get(3)?),
-                text: row.get(4)?,
-                sent: row.get(5)?,
+                seq: seq_at(row, 1)?,
+                sender: UserId(row.get(2)?),
+                sender_name: row.get(3)?,
+                recipient: UserId(row.get(4)?),
+                text: row.get(5)?,
+                sent: row.get(6)?,
             })
         })
         .and_then(Iterator::collect)
         .context(reading)
     }
 
-    fn room_history(&mut self, room: RoomId, limit: usize) -> Result<Vec<RoomRow>, StoreError> {
+    fn room_history(
+        &mut self,
+        room: RoomId,
+        before: Seq,
+        limit: usize,
+    ) -> Result<Vec<RoomRow>, StoreError> {
         let reading = || format!("could not read the history of room #{room}");
         let mut stmt = self.conn.prepare_cached(ROOM_HISTORY).context(reading)?;
-        stmt.query_map(params![room.0, sql_limit(limit)], |row| {
+        let before = sql_seq(before);
+        stmt.query_map(params![room.0, sql_limit(limit), before], |row| {
             Ok(RoomRow {
                 id: MessageId(row.get(0)?),
-                sender: UserId(row.get(1)?),
-                sender_name: row.get(2)?,
-                text: row.get(3)?,
-                sent: row.get(4)?,
+                seq: seq_at(row, 1)?,
+                sender: UserId(row.get(2)?),
+                sender_name: row.get(3)?,
+                text: row.get(4)?,
+                sent: row.get(5)?,
             })
         })
         .and_then(Iterator::collect)
@@ -448,6 +477,17 @@ fn migrate(tx: rusqlite::Transaction<'_>, from: i32, path: &Path) -> Result<(), 
         .context(|| format!("could not save the schema of {}", path.display()))
 }
 
+/// A sequence number read back (never negative: the server writes them).
+fn seq_at(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Seq> {
+    row.get::<_, i64>(column).map(|n| n.max(0) as Seq)
+}
+
+/// SQLite integers are i64; a larger sequence number is past every one
+/// stored anyway.
+fn sql_seq(seq: Seq) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
 /// SQLite limits are i64; a larger `usize` means "no limit" anyway.
 fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
@@ -505,30 +545,35 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
         }
         Write::RoomMessage {
             id,
+            seq,
             room,
             sender,
             text,
             sent,
         } => {
             conn.prepare_cached(
-                "INSERT INTO messages (id, sender, room, body, sent)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO messages (id, seq, sender, room, body, sent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
-            .and_then(|mut s| s.execute(params![id.0, sender.0, room.0, text, sent]))
+            .and_then(|mut s| s.execute(params![id.0, sql_seq(*seq), sender.0, room.0, text, sent]))
             .context(|| format!("could not save message {id} from user {sender} in room #{room}"))?
         }
         Write::PrivateMessage {
             id,
+            seq,
             sender,
             recipient,
             text,
             sent,
         } => conn
             .prepare_cached(
-                "INSERT INTO messages (id, sender, recipient, body, sent)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO messages (id, seq, sender, recipient, body, sent)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
-            .and_then(|mut s| s.execute(params![id.0, sender.0, recipient.0, text, sent]))
+            .and_then(|mut s| {
+                let seq = sql_seq(*seq);
+                s.execute(params![id.0, seq, sender.0, recipient.0, text, sent])
+            })
             .and_then(|_| {
                 // Both ends list the dialogue; after the first message
                 // these find their rows and write nothing.
@@ -542,9 +587,13 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                     "could not save private message {id} from user {sender} to user {recipient}"
                 )
             })?,
-        Write::MarkRead { recipient, sender } => conn
+        Write::MarkRead {
+            recipient,
+            sender,
+            upto,
+        } => conn
             .prepare_cached(MARK_READ)
-            .and_then(|mut s| s.execute(params![recipient.0, sender.0]))
+            .and_then(|mut s| s.execute(params![recipient.0, sender.0, sql_seq(*upto)]))
             .context(|| {
                 format!("could not mark the messages from user {sender} to user {recipient} read")
             })?,
@@ -587,6 +636,9 @@ mod tests {
     fn pm(id: i64, sender: i64, recipient: i64, text: &str) -> Write {
         Write::PrivateMessage {
             id: MessageId(id),
+            // Numbered by id: increasing in every dialogue, as the server
+            // numbers them (where it leaves no gaps).
+            seq: id as Seq,
             sender: UserId(sender),
             recipient: UserId(recipient),
             text: text.into(),
@@ -597,6 +649,7 @@ mod tests {
     fn rm(id: i64, room: i64, sender: i64, text: &str) -> Write {
         Write::RoomMessage {
             id: MessageId(id),
+            seq: id as Seq,
             room: RoomId(room),
             sender: UserId(sender),
             text: text.into(),
@@ -735,9 +788,10 @@ mod tests {
         assert_eq!(snap.next_room, RoomId(2));
         assert_eq!(snap.next_message, MessageId(4));
         assert_eq!(
-            store.room_history(RoomId(1), 20).unwrap(),
+            store.room_history(RoomId(1), Seq::MAX, 20).unwrap(),
             vec![RoomRow {
                 id: MessageId(1),
+                seq: 1,
                 sender: UserId(1),
                 sender_name: "ann".into(),
                 text: "hello room".into(),
@@ -931,6 +985,7 @@ mod tests {
             .apply(&[Write::MarkRead {
                 recipient: UserId(1),
                 sender: UserId(2),
+                upto: 2,
             }])
             .unwrap();
         drop(store);
@@ -996,7 +1051,7 @@ mod tests {
             ]
         );
         let texts: Vec<String> = store
-            .dialogue(UserId(1), UserId(2), 50)
+            .dialogue(UserId(1), UserId(2), Seq::MAX, 50)
             .unwrap()
             .into_iter()
             .map(|r| r.text)
@@ -1012,7 +1067,7 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(indexes, ["messages_room", "messages_dialogue"]);
+        assert_eq!(indexes, ["messages_room_seq", "messages_dialogue_seq"]);
     }
 
     #[test]
@@ -1027,7 +1082,7 @@ mod tests {
         writes.push(pm(12, 1, 1, "note to self"));
         store.apply(&writes).unwrap();
 
-        let rows = store.dialogue(UserId(1), UserId(2), 4).unwrap();
+        let rows = store.dialogue(UserId(1), UserId(2), Seq::MAX, 4).unwrap();
         let ids: Vec<i64> = rows.iter().map(|r| r.id.0).collect();
         assert_eq!(ids, vec![7, 8, 9, 10]);
         assert_eq!(rows[0].sender, UserId(2));
@@ -1036,12 +1091,19 @@ mod tests {
         assert_eq!(rows[0].text, "m7");
         assert_eq!(rows[0].sent, 10_007);
         // Same from the other side, and with a limit beyond the count.
-        let all = store.dialogue(UserId(2), UserId(1), usize::MAX).unwrap();
+        let all = store
+            .dialogue(UserId(2), UserId(1), Seq::MAX, usize::MAX)
+            .unwrap();
         assert_eq!(all.len(), 10);
         assert_eq!(all.first().unwrap().id, MessageId(1));
-        let own = store.dialogue(UserId(1), UserId(1), 50).unwrap();
+        let own = store.dialogue(UserId(1), UserId(1), Seq::MAX, 50).unwrap();
         assert_eq!(own.len(), 1);
-        assert!(store.dialogue(UserId(2), UserId(3), 50).unwrap().is_empty());
+        assert!(
+            store
+                .dialogue(UserId(2), UserId(3), Seq::MAX, 50)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -1052,14 +1114,22 @@ mod tests {
             writes.push(rm(id, 1 + id % 2, 1 + id % 3, &format!("m{id}")));
         }
         store.apply(&writes).unwrap();
-        let rows = store.room_history(RoomId(1), 5).unwrap();
+        let rows = store.room_history(RoomId(1), Seq::MAX, 5).unwrap();
         let ids: Vec<i64> = rows.iter().map(|r| r.id.0).collect();
         assert_eq!(ids, vec![22, 24, 26, 28, 30]);
         assert_eq!(rows[4].sender, UserId(1));
         assert_eq!(rows[4].sender_name, "ann");
         assert_eq!(rows[4].text, "m30");
-        assert_eq!(store.room_history(RoomId(2), 100).unwrap().len(), 15);
-        assert!(store.room_history(RoomId(3), 100).unwrap().is_empty());
+        assert_eq!(
+            store.room_history(RoomId(2), Seq::MAX, 100).unwrap().len(),
+            15
+        );
+        assert!(
+            store
+                .room_history(RoomId(3), Seq::MAX, 100)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

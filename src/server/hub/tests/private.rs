@@ -74,7 +74,7 @@ fn opening_a_dialogue_marks_it_read() {
     assert!(matches!(reply, Some(Reply::Dialogue { with, .. }) if with == "ann"));
     assert!(matches!(
         w.committed.last(),
-        Some(Write::MarkRead { recipient, sender }) if *recipient == UserId(2) && *sender == UserId(1)
+        Some(Write::MarkRead { recipient, sender, upto: 1 }) if *recipient == UserId(2) && *sender == UserId(1)
     ));
     assert!(matches!(
         w.login("bob", PW),
@@ -98,6 +98,7 @@ fn unread_counts_come_from_the_snapshot() {
             },
         ],
         unread: vec![(UserId(2), UserId(1), 3)],
+        dialogue_seqs: vec![(UserId(1), UserId(2), 3)],
         next_user: UserId(3),
         next_room: RoomId(7),
         next_message: MessageId(50),
