@@ -68,6 +68,7 @@ pub enum Request {
         with: String,
     },
     Inbox,
+    Ping,
     /// Pages back through a conversation the session may read (the room it
     /// is in, or its dialogue with a user): up to `limit` messages numbered
     /// below `before`, oldest first; `before: 0` asks for the newest.
@@ -76,7 +77,6 @@ pub enum Request {
         before: u64,
         limit: u32,
     },
-    Ping,
 }
 
 /// A conversation: a room, or the dialogue with another user.

@@ -721,7 +721,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "database {} has schema version 7, newer than this chatapp understands (2): \
+                "database {} has schema version 7, newer than this chatapp understands (3): \
                  run a newer chatapp, or point --data-dir elsewhere",
                 path.display()
             )
