@@ -29,5 +29,6 @@ mod protocol_doc;
 mod pty_chat;
 mod pty_trust;
 mod rooms;
+mod sequences;
 mod server;
 mod slow_clients;

@@ -1133,6 +1133,35 @@ mod tests {
     }
 
     #[test]
+    fn a_conversation_never_holds_two_messages_with_one_number() {
+        let (_dir, _path, mut store) = with_users();
+        store
+            .apply(&[room(1, "a", 1), rm(1, 1, 1, "one"), pm(2, 1, 2, "one")])
+            .unwrap();
+        // Numbered as the first message of the room and of the dialogue.
+        let renumbered = |mut write: Write| {
+            match &mut write {
+                Write::RoomMessage { seq, .. } => *seq = 1,
+                Write::PrivateMessage { seq, .. } => *seq = 2,
+                _ => unreachable!(),
+            }
+            write
+        };
+        for dup in [rm(3, 1, 2, "two"), pm(4, 2, 1, "two")] {
+            let err = store.apply(&[renumbered(dup.clone())]).unwrap_err();
+            assert!(err.is_constraint_violation(), "{dup:?}: {err}");
+        }
+        // The same number in another conversation is another message.
+        store
+            .apply(&[
+                room(2, "b", 1),
+                renumbered(rm(5, 2, 1, "x")),
+                renumbered(pm(6, 1, 3, "x")),
+            ])
+            .unwrap();
+    }
+
+    #[test]
     fn foreign_keys_are_enforced() {
         let (_dir, _path, mut store) = with_users();
         for bad in [

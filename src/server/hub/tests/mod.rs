@@ -40,3 +40,4 @@ mod commits;
 mod connections;
 mod private;
 mod rooms;
+mod sequences;

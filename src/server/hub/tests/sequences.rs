@@ -1,0 +1,168 @@
+//! Sequence numbers: every message is numbered in its conversation as it
+//! is accepted (rooms and dialogues each count on their own, from where
+//! the store left off), and `history` asks the store for a page below a
+//! number, of a conversation the session may read.
+
+use super::*;
+use crate::wire::msg::Topic;
+
+fn seqs(events: &[Event]) -> Vec<(String, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RoomMessage { line, .. } => Some((line.text.to_string(), line.seq)),
+            Event::PrivateMessage { line } => Some((line.text.to_string(), line.seq)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn send(to: &str, text: &str) -> Request {
+    Request::SendPrivate {
+        to: to.into(),
+        text: text.into(),
+    }
+}
+
+#[test]
+fn each_room_numbers_its_messages_from_one_without_gaps() {
+    let mut w = World::new();
+    let (ann, bob, cat) = (w.user("ann"), w.user("bob"), w.user("cat"));
+    let lobby = w.create_room(ann, "lobby", 10);
+    let den = w.create_room(cat, "den", 10);
+    w.join(bob, lobby);
+    w.say(ann, "a1");
+    w.say(cat, "d1");
+    w.say(bob, "a2");
+    // Refused messages take no number.
+    assert_eq!(
+        w.error(bob, Request::Say { text: " ".into() }),
+        ErrorCode::Empty
+    );
+    w.say(ann, "a3");
+    w.say(cat, "d2");
+    assert_eq!(
+        seqs(&w.events(bob)),
+        [("a1".into(), 1), ("a2".into(), 2), ("a3".into(), 3)]
+    );
+    assert_eq!(seqs(&w.events(cat)), [("d1".into(), 1), ("d2".into(), 2)]);
+    // What is stored carries the same numbers.
+    let stored: Vec<(RoomId, u64)> = w
+        .committed
+        .iter()
+        .filter_map(|write| match write {
+            Write::RoomMessage { room, seq, .. } => Some((*room, *seq)),
+            _ => None,
+        })
+        .collect();
+    let (l, d) = (RoomId(lobby as i64), RoomId(den as i64));
+    assert_eq!(stored, [(l, 1), (d, 1), (l, 2), (l, 3), (d, 2)]);
+}
+
+#[test]
+fn each_dialogue_numbers_its_messages_in_both_directions() {
+    let mut w = World::new();
+    let (ann, bob, cat) = (w.user("ann"), w.user("bob"), w.user("cat"));
+    w.ask(ann, send("bob", "ab1"));
+    w.ask(bob, send("ann", "ab2"));
+    w.ask(cat, send("ann", "ac1"));
+    w.ask(ann, send("BOB", "ab3"));
+    assert_eq!(
+        seqs(&w.events(bob)),
+        [("ab1".into(), 1), ("ab2".into(), 2), ("ab3".into(), 3)]
+    );
+    assert_eq!(seqs(&w.events(cat)), [("ac1".into(), 1)]);
+}
+
+#[test]
+fn dialogues_go_on_from_the_numbers_the_store_holds() {
+    let mut snapshot =
+        harness::snapshot(vec![harness::account(1, "ann"), harness::account(2, "bob")]);
+    snapshot.dialogue_seqs = vec![(UserId(1), UserId(2), 41)];
+    let mut w = World::with(snapshot);
+    w.login("ann", PW);
+    let ann = ConnId(w.next_conn - 1);
+    w.login("bob", PW);
+    let bob = ConnId(w.next_conn - 1);
+    w.ask(bob, send("ann", "next"));
+    assert_eq!(seqs(&w.events(ann)), [("next".into(), 42)]);
+}
+
+#[test]
+fn reading_marks_up_to_the_last_message_committed() {
+    let mut w = World::new();
+    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    w.ask(ann, send("bob", "one"));
+    w.ask(ann, send("bob", "two"));
+    // A third is accepted but not yet stored: bob has not seen it.
+    w.auto_commit = false;
+    w.request(ann, send("bob", "three"));
+    w.ask(bob, Request::MarkRead { with: "ann".into() });
+    w.commit(true);
+    assert!(
+        w.committed.iter().any(|write| matches!(
+            write,
+            Write::MarkRead {
+                recipient: UserId(2),
+                sender: UserId(1),
+                upto: 2
+            }
+        )),
+        "{:?}",
+        w.committed
+    );
+}
+
+#[test]
+fn history_asks_the_store_for_a_page_of_a_readable_conversation() {
+    let mut w = World::new();
+    let (ann, bob, cat) = (w.user("ann"), w.user("bob"), w.user("cat"));
+    let lobby = w.create_room(ann, "lobby", 10);
+    w.auto_answer = false;
+    let history = |of: Topic, before: u64, limit: u32| Request::History { of, before, limit };
+
+    w.request(ann, history(Topic::Room { room: lobby }, 30, 10));
+    w.request(ann, history(Topic::Dialogue { with: "BOB".into() }, 0, 0));
+    w.request(
+        ann,
+        history(Topic::Dialogue { with: "cat".into() }, 5, 100_000),
+    );
+    let queries: Vec<Query> = w
+        .jobs
+        .drain(..)
+        .map(|job| match job {
+            harness::Job::Query { query, .. } => query,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let (l, a) = (RoomId(lobby as i64), UserId(1));
+    assert!(
+        matches!(
+            &queries[..],
+            [
+                Query::Room { room, before: 30, limit: 10 },
+                Query::Dialogue { user, other: UserId(2), before: u64::MAX, limit: 1 },
+                Query::Dialogue { user: u2, other: UserId(3), before: 5, limit: model::HISTORY_PAGE },
+            ] if *room == l && *user == a && *u2 == a
+        ),
+        "{queries:?}"
+    );
+
+    // Not the room one is in, nobody, or oneself: refused, nothing asked.
+    let other_room = Topic::Room { room: lobby + 1 };
+    assert_eq!(
+        w.error(bob, history(Topic::Room { room: lobby }, 0, 10)),
+        ErrorCode::NotMember
+    );
+    assert_eq!(
+        w.error(ann, history(other_room, 0, 10)),
+        ErrorCode::NotMember
+    );
+    let nobody = Topic::Dialogue {
+        with: "nobody".into(),
+    };
+    assert_eq!(w.error(cat, history(nobody, 0, 10)), ErrorCode::NoSuchUser);
+    let me = Topic::Dialogue { with: "cat".into() };
+    assert_eq!(w.error(cat, history(me, 0, 10)), ErrorCode::NotAllowed);
+    assert!(w.jobs.is_empty());
+}
