@@ -256,6 +256,11 @@ pub fn run(parts: Parts) -> io::Result<()> {
         while let Ok(input) = inputs.try_recv() {
             net.feed(input);
         }
+        if net.hub.halted().is_some() {
+            // Nothing more goes to the store: see `Hub::halted`.
+            net.workers.abandon();
+            stop.store(true, Ordering::SeqCst);
+        }
         let now = now_millis();
         if net.hub.poll_timeout().is_some_and(|at| at <= now) {
             net.hub.handle_timeout(now);
@@ -274,7 +279,10 @@ pub fn run(parts: Parts) -> io::Result<()> {
     }
     net.log(Level::Info, turns.final_line());
     net.shut_down(&mut poll, &mut listener, &inputs);
-    Ok(())
+    match net.hub.halted() {
+        Some(why) => Err(io::Error::other(why.to_string())),
+        None => Ok(()),
+    }
 }
 
 struct Net {

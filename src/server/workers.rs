@@ -59,6 +59,8 @@ pub struct Workers {
     writing: Option<u64>,
     /// The earliest the next batch may be handed over.
     ready: Instant,
+    /// Set by [`Workers::abandon`]: nothing more goes to the store.
+    abandoned: bool,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -92,6 +94,7 @@ impl Workers {
             pending: Vec::new(),
             writing: None,
             ready: Instant::now(),
+            abandoned: false,
             threads,
         }
     }
@@ -104,7 +107,9 @@ impl Workers {
 
     /// Queues a store job; [`Workers::dispatch`] hands the queue over.
     pub fn store(&mut self, job: StoreJob) {
-        self.pending.push(job);
+        if !self.abandoned {
+            self.pending.push(job);
+        }
     }
 
     /// Hands the store thread every job queued so far, in one message,
@@ -147,6 +152,14 @@ impl Workers {
         {
             self.writing = None;
         }
+    }
+
+    /// Drops every store job not yet handed over, for good: the server is
+    /// stopping because the store failed (see `Hub::halted`), and none of
+    /// them was acknowledged.
+    pub fn abandon(&mut self) {
+        self.pending.clear();
+        self.abandoned = true;
     }
 
     /// Lets the queues drain, then joins every thread: every write handed
@@ -282,10 +295,19 @@ impl Batch {
                 });
             }
             Err(_) => {
+                // Once a numbered message fails, the ones after it are not
+                // tried: storing them would leave a gap in a conversation's
+                // numbers (the hub stops the server on such a failure).
+                let mut message_failed = false;
                 for (write, &seq) in self.writes.iter().zip(&self.seqs) {
-                    let ok = store.apply(std::slice::from_ref(write));
-                    if let Err(e) = &ok {
+                    let ok = if message_failed {
+                        Err(None)
+                    } else {
+                        store.apply(std::slice::from_ref(write)).map_err(Some)
+                    };
+                    if let Err(Some(e)) = &ok {
                         log::emit(Level::Error, &log::chain(e));
+                        message_failed = write.is_message();
                     }
                     reply.send(Input::Committed {
                         seq,
@@ -351,10 +373,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn writes_wait_for_the_commit_in_flight_and_the_window_then_go_as_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = crate::store::Location::Sqlite(dir.path().join("chatapp.db"));
+    /// Workers on a fresh database in `dir`, and the channel they answer on.
+    fn start(dir: &std::path::Path) -> (Workers, Receiver<Input>, mio::Poll) {
+        let location = crate::store::Location::Sqlite(dir.join("chatapp.db"));
         let store = crate::store::open(&location, crate::store::Sync::Full).unwrap();
         let poll = mio::Poll::new().unwrap();
         let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
@@ -364,7 +385,64 @@ mod tests {
             r: 8,
             p: 1,
         };
-        let mut workers = Workers::start(store, cost, 1, Reply { tx, waker });
+        (
+            Workers::start(store, cost, 1, Reply { tx, waker }),
+            rx,
+            poll,
+        )
+    }
+
+    #[test]
+    fn after_a_message_fails_nothing_behind_it_is_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut workers, rx, _poll) = start(dir.path());
+        let message = |seq: u64, room: i64| StoreJob::Write {
+            seq,
+            write: Write::RoomMessage {
+                id: crate::model::MessageId(seq as i64),
+                seq,
+                room: crate::model::RoomId(room),
+                sender: UserId(1),
+                text: "hi".into(),
+                sent: 0,
+            },
+        };
+        let room = StoreJob::Write {
+            seq: 2,
+            write: Write::Room {
+                id: crate::model::RoomId(1),
+                name: "lobby".into(),
+                admin: UserId(1),
+                capacity: 5,
+                created: 0,
+            },
+        };
+        // One batch; the message to a room that does not exist fails it,
+        // and each write is then tried alone until that message.
+        for job in [user(1, 1), room, message(3, 7), message(4, 1), user(5, 2)] {
+            workers.store(job);
+        }
+        workers.dispatch(Instant::now());
+        let reports: Vec<(u64, bool)> = (0..5).map(|_| committed(&rx, &mut workers)).collect();
+        assert_eq!(
+            reports,
+            [(1, true), (2, true), (3, false), (4, false), (5, false)]
+        );
+        // Abandoned: what comes now never reaches the store.
+        workers.abandon();
+        workers.store(user(6, 3));
+        workers.finish();
+        assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+        let db = rusqlite::Connection::open(dir.path().join("chatapp.db")).unwrap();
+        let count = |sql: &str| -> i64 { db.query_row(sql, [], |row| row.get(0)).unwrap() };
+        assert_eq!(count("SELECT COUNT(*) FROM users"), 1);
+        assert_eq!(count("SELECT COUNT(*) FROM messages"), 0);
+    }
+
+    #[test]
+    fn writes_wait_for_the_commit_in_flight_and_the_window_then_go_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut workers, rx, _poll) = start(dir.path());
 
         let t0 = Instant::now();
         workers.store(user(1, 1));

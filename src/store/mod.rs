@@ -162,6 +162,17 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// A room or private message: a write that takes a number in its
+    /// conversation.
+    pub fn is_message(&self) -> bool {
+        matches!(
+            self,
+            Write::RoomMessage { .. } | Write::PrivateMessage { .. }
+        )
+    }
+}
+
 /// One entry of a user's list of private conversations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conversation {

@@ -68,6 +68,9 @@ pub struct Hub {
     out: VecDeque<Output>,
     limits: Limits,
     next_sweep: Millis,
+    /// Why the server must stop, once a numbered message could not be
+    /// stored (see [`Hub::halted`]).
+    halted: Option<String>,
 }
 
 impl Hub {
@@ -83,6 +86,7 @@ impl Hub {
             out: VecDeque::new(),
             limits,
             next_sweep: 0,
+            halted: None,
         }
     }
 
@@ -161,6 +165,17 @@ impl Hub {
         }
     }
 
+    /// Set when the store failed to keep a room or private message. The
+    /// messages after it in its conversation already have their numbers,
+    /// and storing them would leave a gap that no reader could fill, so the
+    /// server stops instead, and drops the writes it has not handed to the
+    /// store (none of them was acknowledged). On the next start the
+    /// numbering goes on from what the database holds, without a hole.
+    /// The event loop checks this after every input.
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
     /// Bytes of messages handed to the store and not yet committed (text
     /// plus a frame's overhead each): what will be delivered at once when
     /// the commit comes. The event loop reads no more requests while this
@@ -220,7 +235,14 @@ impl Hub {
                         self.broadcast(audience, Event::PrivateMessage { line });
                     }
                 }
-                (false, _) => {}
+                (false, Deferred::Room { .. } | Deferred::Private { .. }) => {
+                    self.halted.get_or_insert_with(|| {
+                        "the database could not store a message; the server stops rather \
+                         than leave a gap in a conversation: see the error above, fix the \
+                         database or its disk, and start the server again"
+                            .to_string()
+                    });
+                }
             }
         }
         if !ok {

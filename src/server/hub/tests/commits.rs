@@ -81,6 +81,7 @@ fn a_failed_commit_is_reported_and_nothing_is_delivered() {
     w.events(ann);
     w.auto_commit = false;
     w.say(bob, "lost");
+    assert!(w.hub.halted().is_none());
     w.commit(false);
     assert!(matches!(
         w.reply_to(bob, w.next_id - 1),
@@ -90,6 +91,14 @@ fn a_failed_commit_is_reported_and_nothing_is_delivered() {
         })
     ));
     assert!(texts(&w.events(ann)).is_empty());
+    // Its number is taken: the server must stop rather than store the
+    // next message of the room with a gap before it.
+    assert!(
+        w.hub
+            .halted()
+            .unwrap()
+            .contains("could not store a message")
+    );
 }
 
 #[test]
@@ -122,6 +131,10 @@ fn a_room_that_could_not_be_stored_is_closed() {
     );
     // Nothing about the failed room is written again, and its name is free.
     assert!(w.uncommitted.is_empty());
+    assert!(
+        w.hub.halted().is_none(),
+        "no message was lost: the server goes on"
+    );
     w.auto_commit = true;
     assert!(matches!(w.ask(ann, create), Some(Reply::Room { .. })));
 }
