@@ -249,6 +249,10 @@ enum Pending {
     Leave,
     Members,
     Kick,
+    /// `/more`: earlier messages, then back to this screen.
+    More {
+        back: Screen,
+    },
     OpenChat {
         exit: ChatExit,
     },
@@ -737,6 +741,18 @@ impl Core {
                     other => self.refused(&other),
                 }
             }
+            Pending::More { back } => {
+                self.screen = back;
+                let Some(s) = self.session.as_mut() else {
+                    return;
+                };
+                let lines = match reply {
+                    Reply::RoomHistory { history, .. } => s.earlier_room(&history),
+                    Reply::Dialogue { history, .. } => s.earlier_chat(&history),
+                    other => return self.refused(&other),
+                };
+                self.show(lines);
+            }
             Pending::Kick => {
                 // Success shows as the "was kicked out" notice that follows.
                 if let Reply::Error { message, .. } = reply {
@@ -939,9 +955,19 @@ impl Core {
             Command::Quit => self.call(Pending::Leave, Request::LeaveRoom),
             Command::List => self.call(Pending::Members, Request::Members),
             Command::Kick(name) => self.call(Pending::Kick, Request::Kick { name }),
+            Command::More => self.more(Screen::Room),
             Command::Help => self.show(session::room_help()),
             Command::Nothing => {}
             Command::Refused(line) => self.line(line),
+        }
+    }
+
+    /// Asks for the page before what the screen shows, unless it shows
+    /// the beginning already.
+    fn more(&mut self, back: Screen) {
+        match self.session.as_ref().and_then(Session::more_request) {
+            Some(req) => self.call(Pending::More { back }, req),
+            None => self.say(Tone::Dim, "No earlier messages: that is the beginning."),
         }
     }
 
@@ -994,6 +1020,7 @@ impl Core {
                     ChatExit::Inbox => self.open_inbox(),
                 }
             }
+            Command::More => self.more(Screen::Chat { with, exit }),
             Command::Help => self.show(session::chat_help_to(&with, exit)),
             Command::Refused(line) => self.line(line),
             Command::Nothing | Command::List | Command::Kick(_) => {}

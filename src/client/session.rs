@@ -6,7 +6,12 @@
 //! colours and places them.
 
 use crate::model::{MAX_CAPACITY, MIN_CAPACITY};
-use crate::wire::msg::{Conversation, Event, LeaveReason, PrivateLine, RoomInfo, RoomLine};
+use crate::wire::msg::{
+    Conversation, Event, LeaveReason, PrivateLine, Request, RoomInfo, RoomLine, Topic,
+};
+
+/// Messages one `/more` asks for.
+pub const MORE_PAGE: u32 = 20;
 use unicode_width::UnicodeWidthStr;
 
 /// How a piece of text is meant to look; the terminal picks the colours,
@@ -226,6 +231,9 @@ pub struct Session {
     unread: u32,
     place: Place,
     local: LocalOffset,
+    /// The lowest sequence number shown on the room or chat screen, where
+    /// `/more` pages back from.
+    oldest: Option<u64>,
 }
 
 impl Session {
@@ -235,6 +243,7 @@ impl Session {
             unread,
             place: Place::Menu,
             local,
+            oldest: None,
         }
     }
 
@@ -257,6 +266,77 @@ impl Session {
     /// Back at the main menu.
     pub fn to_menu(&mut self) {
         self.place = Place::Menu;
+        self.oldest = None;
+    }
+
+    /// A message numbered `seq` is on the screen.
+    fn shown(&mut self, seq: u64) {
+        self.oldest = Some(self.oldest.map_or(seq, |o| o.min(seq)));
+    }
+
+    /// The `history` request for the page before what the room or chat
+    /// screen shows; `None` at the beginning of the conversation (or off
+    /// such a screen).
+    pub fn more_request(&self) -> Option<Request> {
+        let of = match &self.place {
+            Place::Room { info, .. } => Topic::Room { room: info.id },
+            Place::Chat { with } => Topic::Dialogue { with: with.clone() },
+            Place::Menu => return None,
+        };
+        match self.oldest {
+            Some(1) => None,
+            oldest => Some(Request::History {
+                of,
+                before: oldest.unwrap_or(0),
+                limit: MORE_PAGE,
+            }),
+        }
+    }
+
+    /// A page of earlier room messages, from a `room_history` reply.
+    pub fn earlier_room(&mut self, page: &[RoomLine]) -> Vec<Line> {
+        let first = page.first().map(|l| l.seq);
+        let lines = page.iter().map(|l| (l.time, &*l.from, &*l.text));
+        self.earlier(first, lines)
+    }
+
+    /// A page of earlier private messages, from a `dialogue` reply to
+    /// `history`.
+    pub fn earlier_chat(&mut self, page: &[PrivateLine]) -> Vec<Line> {
+        let first = page.first().map(|l| l.seq);
+        let lines = page.iter().map(|l| (l.time, &*l.from, &*l.text));
+        self.earlier(first, lines)
+    }
+
+    fn earlier<'a>(
+        &mut self,
+        first: Option<u64>,
+        page: impl ExactSizeIterator<Item = (i64, &'a str, &'a str)>,
+    ) -> Vec<Line> {
+        let Some(first) = first else {
+            self.oldest = Some(1);
+            return vec![Line::of(
+                Tone::Dim,
+                "No earlier messages: that is the beginning.",
+            )];
+        };
+        let mut lines = vec![Line::of(
+            Tone::Dim,
+            format!("--- earlier: {} ---", plural(page.len(), "message")),
+        )];
+        for (time, from, text) in page {
+            lines.extend(self.message(time, from, text));
+        }
+        self.shown(first);
+        lines.push(Line::of(
+            Tone::Dim,
+            if first == 1 {
+                "--- end of the earlier messages: that is the beginning ---"
+            } else {
+                "--- end of the earlier messages: /more shows more ---"
+            },
+        ));
+        lines
     }
 
     fn time(&self, ms: i64) -> String {
@@ -325,6 +405,7 @@ impl Session {
             Line::of(Tone::Dim, "Admin: ").with(self.name_tone(&info.admin), info.admin.clone()),
         ];
         self.place = Place::Room { info, members };
+        self.oldest = history.first().map(|l| l.seq);
         lines.push(self.members_line());
         lines.push(room_commands());
         let history = history.iter().map(|l| (l.time, &*l.from, &*l.text));
@@ -432,12 +513,14 @@ impl Session {
     ) -> Vec<Line> {
         let mut lines =
             vec![Line::of(Tone::Heading, "Private chat with ").with(Tone::Name, with.to_string())];
+        let oldest = history.first().map(|l| l.seq);
         let history = history.iter().map(|l| (l.time, &*l.from, &*l.text));
         lines.extend(self.history(history, "No messages yet: write the first one."));
         lines.push(chat_commands_to(with, exit));
         self.place = Place::Chat {
             with: with.to_string(),
         };
+        self.oldest = oldest;
         lines
     }
 
@@ -482,6 +565,7 @@ impl Session {
         match event {
             Event::RoomMessage { room, line } => match &self.place {
                 Place::Room { info, .. } if info.id == room => {
+                    self.shown(line.seq);
                     Shown::lines(self.message(line.time, &line.from, &line.text))
                 }
                 _ => Shown::nothing(),
@@ -576,6 +660,7 @@ impl Session {
             let other = if from_me { &line.to } else { &line.from };
             if other.eq_ignore_ascii_case(with) {
                 let mark_read = (!from_me).then(|| with.clone());
+                self.shown(line.seq);
                 return Shown {
                     lines: self.message(line.time, &line.from, &line.text),
                     next: Next::Stay,
@@ -644,6 +729,7 @@ pub fn room_help() -> Vec<Line> {
         Line::plain("  type a line and press Enter to send it to everyone here"),
         Line::plain("  /q          leave the room (if you are its admin, this closes it)"),
         Line::plain("  /l          list the members"),
+        Line::plain("  /more       show earlier messages"),
         Line::plain("  /kick NAME  remove a member (admin only)"),
         Line::plain("  /help       show this"),
         Line::plain("  //text      send a line that starts with /"),
@@ -695,6 +781,7 @@ pub fn chat_help_to(with: &str, exit: ChatExit) -> Vec<Line> {
             "  type a line and press Enter to send it to {with}"
         )),
         Line::plain(format!("  /q          {}", exit.words())),
+        Line::plain("  /more       show earlier messages"),
         Line::plain("  /help       show this"),
         Line::plain("  //text      send a line that starts with /"),
     ]
@@ -730,6 +817,8 @@ pub enum Command {
     Quit,
     List,
     Kick(String),
+    /// `/more`: the page of messages before the ones shown.
+    More,
     Help,
     /// An empty line: nothing happens.
     Nothing,
@@ -765,6 +854,7 @@ fn parse_command(text: &str, in_room: bool) -> Command {
     match (verb.as_str(), arg, in_room) {
         ("q" | "quit" | "leave", _, _) => Command::Quit,
         ("help" | "h" | "?", _, _) => Command::Help,
+        ("more" | "m", _, _) => Command::More,
         ("l" | "list", _, true) => Command::List,
         ("kick", Some(name), true) => Command::Kick(name.to_string()),
         ("kick", None, true) => {

@@ -492,3 +492,65 @@ fn the_member_count_follows_joins_leaves_and_kicks() {
     alice.expect("* carol left the room");
     expect_count(&mut alice, &room, "1/10");
 }
+
+#[test]
+fn more_shows_a_room_s_earlier_messages_once_and_says_where_they_begin() {
+    use chatapp::client::proto;
+    use chatapp::wire::msg::{Reply, Request};
+    let server = Server::start();
+    // Three people fill a room with 25 lines before bob comes: a joiner is
+    // shown the last 20.
+    let mut room = 0;
+    let mut talkers = Vec::new();
+    for (i, name) in ["ann", "cat", "dan"].into_iter().enumerate() {
+        account(&server, name);
+        let mut conn = proto::connect(&server.addr()).expect("connect").accept();
+        let login = Request::Login {
+            name: name.into(),
+            password: PASSWORD.into(),
+        };
+        let reply = conn.request_within(login, WAIT).expect("log in");
+        assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
+        let req = if i == 0 {
+            Request::CreateRoom {
+                name: "Archive".into(),
+                capacity: 10,
+            }
+        } else {
+            Request::JoinRoom { room }
+        };
+        match conn.request_within(req, WAIT).expect("enter the room") {
+            Reply::Room { room: info, .. } => room = info.id,
+            other => panic!("{other:?}"),
+        }
+        talkers.push(conn);
+    }
+    for n in 1..=25 {
+        let conn = &mut talkers[n % 3];
+        let say = Request::Say {
+            text: format!("line number {n}"),
+        };
+        assert_eq!(conn.request_within(say, WAIT).expect("say"), Reply::Ok);
+    }
+
+    let (mut bob, _home) = newcomer("bob", &server);
+    join_room(&mut bob, "Archive", &room.to_string());
+    bob.expect("--- the last 20 messages ---");
+    bob.expect("line number 6\n");
+    bob.expect("line number 25\n");
+    assert!(!bob.transcript().contains("line number 5\n"));
+
+    bob.line("/more");
+    bob.expect("--- earlier: 5 messages ---");
+    for n in 1..=5 {
+        bob.expect(&format!("line number {n}\n"));
+    }
+    bob.expect("--- end of the earlier messages: that is the beginning ---");
+    bob.line("/more");
+    bob.expect("No earlier messages: that is the beginning.");
+    // Still in the room: a line is said there.
+    bob.line("thanks for the backlog");
+    expect_message(&mut bob, "bob", "thanks for the backlog");
+    let shown = bob.transcript();
+    assert_eq!(shown.matches("line number 3\n").count(), 1, "{shown}");
+}

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::client::session::tests::lobby;
-use crate::wire::msg::LeaveReason;
+use crate::wire::msg::{LeaveReason, RoomLine};
 
 const T: i64 = 1_700_000_000_000;
 const PASSWORD: &str = "violet tractor anthem 1987";
@@ -544,4 +544,92 @@ fn creating_a_room_asks_the_name_then_the_capacity() {
     );
     // Esc goes back to the menu.
     assert_eq!(s.user(UserInput::Cancel), ["call: Inbox"]);
+}
+
+fn room_line(seq: u64, from: &str, text: &str) -> RoomLine {
+    RoomLine {
+        id: 100 + seq,
+        seq,
+        from: from.into(),
+        text: text.into(),
+        time: T,
+    }
+}
+
+#[test]
+fn more_pages_back_through_a_room_by_sequence_number() {
+    let mut s = Script::in_room("bob", &["alice", "bob"]);
+    // Joined with nothing shown yet: the first page is the newest.
+    assert_eq!(
+        s.text("/more"),
+        ["call: History { of: Room { room: 3 }, before: 0, limit: 20 }"]
+    );
+    let page = s.reply(Reply::RoomHistory {
+        room: 3,
+        history: vec![
+            room_line(41, "alice", "forty-one"),
+            room_line(42, "bob", "forty-two"),
+        ],
+    });
+    assert_eq!(
+        page,
+        ["show: --- earlier: 2 messages ---\n\
+          [22:13] alice: forty-one\n\
+          [22:13] bob: forty-two\n\
+          --- end of the earlier messages: /more shows more ---"]
+    );
+    // Back on the room screen: the next page is before the oldest shown.
+    assert_eq!(s.text("hi"), ["send: Say { text: \"hi\" }"]);
+    assert_eq!(
+        s.text("/m"),
+        ["call: History { of: Room { room: 3 }, before: 41, limit: 20 }"]
+    );
+    let page = s.reply(Reply::RoomHistory {
+        room: 3,
+        history: vec![room_line(1, "alice", "first")],
+    });
+    assert!(has(&page, "that is the beginning ---"), "{page:?}");
+    // Nothing is asked once the beginning is shown.
+    assert_eq!(
+        s.text("/more"),
+        ["show: No earlier messages: that is the beginning."]
+    );
+}
+
+#[test]
+fn more_in_a_chat_asks_for_the_dialogue_before_its_history() {
+    let mut s = Script::logged_in("bob");
+    s.choose(Choice::Main(MainChoice::Compose));
+    s.text("alice");
+    let pm = |seq: u64| PrivateLine {
+        id: seq,
+        seq,
+        from: "alice".into(),
+        to: "bob".into(),
+        text: format!("pm {seq}").into(),
+        time: T,
+    };
+    s.reply(Reply::Dialogue {
+        with: "alice".into(),
+        history: vec![pm(7), pm(8)],
+    });
+    let help = s.text("/help");
+    assert!(has(&help, "/more       show earlier messages"), "{help:?}");
+    let with = "with: \"alice\"";
+    assert_eq!(
+        s.text("/more"),
+        [format!(
+            "call: History {{ of: Dialogue {{ {with} }}, before: 7, limit: 20 }}"
+        )]
+    );
+    let page = s.reply(Reply::Dialogue {
+        with: "alice".into(),
+        history: vec![],
+    });
+    assert_eq!(page, ["show: No earlier messages: that is the beginning."]);
+    // Still in the chat: a line goes to alice.
+    assert_eq!(
+        s.text("hello"),
+        ["send: SendPrivate { to: \"alice\", text: \"hello\" }"]
+    );
 }
