@@ -658,12 +658,19 @@ impl Sim {
         let answer = match (input.u8() % 8, query) {
             (0, _) => Answer::Failed("disk I/O error".into()),
             (_, Query::Inbox { user }) => Answer::Inbox(inbox(input, user)),
-            (_, Query::Dialogue { user, other, .. }) => Answer::Dialogue {
+            (
+                _,
+                Query::Dialogue {
+                    user, other, page, ..
+                },
+            ) => Answer::Dialogue {
                 other,
+                page,
                 rows: dialogue(input, user, other),
             },
-            (_, Query::Room { room, .. }) => Answer::Room {
+            (_, Query::Room { room, page, .. }) => Answer::Room {
                 room,
+                page,
                 rows: Vec::new(),
             },
         };

@@ -327,18 +327,14 @@ fn answer(store: &mut dyn Store, query: Query) -> Answer {
         Query::Dialogue {
             user,
             other,
-            before,
+            page,
             limit,
         } => store
-            .dialogue(user, other, before, limit)
-            .map(|rows| Answer::Dialogue { other, rows }),
-        Query::Room {
-            room,
-            before,
-            limit,
-        } => store
-            .room_history(room, before, limit)
-            .map(|rows| Answer::Room { room, rows }),
+            .dialogue(user, other, page, limit)
+            .map(|rows| Answer::Dialogue { other, page, rows }),
+        Query::Room { room, page, limit } => store
+            .room_history(room, page, limit)
+            .map(|rows| Answer::Room { room, page, rows }),
     };
     result.unwrap_or_else(|e| Answer::Failed(log::chain(&e)))
 }

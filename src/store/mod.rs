@@ -69,21 +69,20 @@ pub trait Store: Send {
     fn conversations(&mut self, user: UserId) -> Result<Vec<Conversation>, StoreError>;
 
     /// The last `limit` private messages between `a` and `b` (both
-    /// directions) numbered below `before`, oldest first.
+    /// directions) in `page`, oldest first.
     fn dialogue(
         &mut self,
         a: UserId,
         b: UserId,
-        before: Seq,
+        page: Page,
         limit: usize,
     ) -> Result<Vec<PrivateRow>, StoreError>;
 
-    /// The last `limit` messages of a room numbered below `before`, oldest
-    /// first.
+    /// The last `limit` messages of a room in `page`, oldest first.
     fn room_history(
         &mut self,
         room: RoomId,
-        before: Seq,
+        page: Page,
         limit: usize,
     ) -> Result<Vec<RoomRow>, StoreError>;
 
@@ -91,6 +90,26 @@ pub trait Store: Send {
     /// settings it runs with, as read back from the database itself (so the
     /// line shows what is in force, not what was asked for).
     fn describe(&mut self) -> Result<String, StoreError>;
+}
+
+/// Which messages of a conversation a read is about, by sequence number;
+/// the newest of them are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// Numbered below this: paging back through history.
+    Before(Seq),
+    /// Numbered above this: catching up after the last one seen.
+    After(Seq),
+}
+
+impl Page {
+    /// The open range `(after, before)` the page is.
+    pub fn bounds(self) -> (Seq, Seq) {
+        match self {
+            Page::Before(before) => (0, before),
+            Page::After(after) => (after, Seq::MAX),
+        }
+    }
 }
 
 /// What the server loads at start.

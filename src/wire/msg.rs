@@ -77,6 +77,14 @@ pub enum Request {
         before: u64,
         limit: u32,
     },
+    /// What the session missed in a conversation after the last message it
+    /// saw, numbered `after`: the newest `limit` of the messages numbered
+    /// above it, oldest first, and how many before those were left out.
+    CatchUp {
+        of: Topic,
+        after: u64,
+        limit: u32,
+    },
 }
 
 /// A conversation: a room, or the dialogue with another user.
@@ -123,6 +131,21 @@ pub enum Reply {
     RoomHistory {
         room: u64,
         history: Vec<RoomLine>,
+    },
+    /// The answer to `catch_up` for a room: the newest messages after the
+    /// one the client saw, oldest first; `skipped` messages between that
+    /// one and the first of these were left out (a gap the client can
+    /// fill with `history`).
+    RoomCaughtUp {
+        room: u64,
+        skipped: u64,
+        history: Vec<RoomLine>,
+    },
+    /// The answer to `catch_up` for a dialogue, as [`Reply::RoomCaughtUp`].
+    DialogueCaughtUp {
+        with: String,
+        skipped: u64,
+        history: Vec<PrivateLine>,
     },
     Inbox {
         conversations: Vec<Conversation>,

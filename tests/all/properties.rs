@@ -54,6 +54,11 @@ fn request() -> impl Strategy<Value = Request> {
             limit
         }),
         Just(Request::Ping),
+        (topic(), any::<u64>(), any::<u32>()).prop_map(|(of, after, limit)| Request::CatchUp {
+            of,
+            after,
+            limit
+        }),
     ]
 }
 
@@ -132,6 +137,7 @@ fn every_variant_has_a_strategy(
         | Request::MarkRead { .. }
         | Request::Inbox
         | Request::History { .. }
+        | Request::CatchUp { .. }
         | Request::Ping => {}
     }
     match reply {
@@ -142,6 +148,8 @@ fn every_variant_has_a_strategy(
         | Reply::Members { .. }
         | Reply::Dialogue { .. }
         | Reply::RoomHistory { .. }
+        | Reply::RoomCaughtUp { .. }
+        | Reply::DialogueCaughtUp { .. }
         | Reply::Inbox { .. }
         | Reply::Pong => {}
     }
@@ -231,6 +239,20 @@ fn reply() -> impl Strategy<Value = Reply> {
             .prop_map(|(with, history)| Reply::Dialogue { with, history }),
         (any::<u64>(), vec(room_line(), 0..4))
             .prop_map(|(room, history)| Reply::RoomHistory { room, history }),
+        (any::<u64>(), any::<u64>(), vec(room_line(), 0..4)).prop_map(
+            |(room, skipped, history)| Reply::RoomCaughtUp {
+                room,
+                skipped,
+                history
+            }
+        ),
+        (text(), any::<u64>(), vec(private_line(), 0..4)).prop_map(|(with, skipped, history)| {
+            Reply::DialogueCaughtUp {
+                with,
+                skipped,
+                history,
+            }
+        }),
         vec(conversation, 0..4).prop_map(|conversations| Reply::Inbox { conversations }),
         Just(Reply::Pong),
     ]

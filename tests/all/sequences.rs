@@ -4,7 +4,7 @@
 //! database.
 
 use crate::kit::{Client, TestServer};
-use chatapp::wire::msg::{ErrorCode, PrivateLine, Reply, Request, RoomLine, Topic};
+use chatapp::wire::msg::{ErrorCode, Event, PrivateLine, Reply, Request, RoomLine, Topic};
 
 fn history(of: Topic, before: u64, limit: u32) -> Request {
     Request::History { of, before, limit }
@@ -112,4 +112,82 @@ fn dialogues_are_numbered_both_ways_and_go_on_after_a_restart() {
         with: "nobody".into(),
     };
     ann.refused(history(of, 0, 10), ErrorCode::NoSuchUser);
+}
+
+#[test]
+fn catch_up_sends_what_was_missed_in_order_and_says_what_it_left_out() {
+    let server = TestServer::start_with(|config| {
+        config.limits.messages_per_second = 10_000;
+        config.limits.message_burst = 10_000;
+    });
+    let (room, mut members) = server.room_with("ann", &["bob"], 10);
+    let mut bob = members.pop().unwrap();
+    let mut ann = members.pop().unwrap();
+    for i in 1..=5 {
+        ann.say(&format!("before {i}"));
+        bob.expect_said(room, "ann", &format!("before {i}"));
+    }
+    ann.send_private("bob", "pm 1");
+    bob.expect_private("ann", "bob", "pm 1");
+    // Bob drops with 5 and pm 1 seen; 30 lines and 3 messages come.
+    drop(bob);
+    ann.wait_for("bob's leaving", |e| {
+        matches!(e, Event::Left { .. }).then_some(())
+    });
+    for i in 6..=35 {
+        ann.say(&format!("while away {i}"));
+    }
+    for i in 2..=4 {
+        ann.send_private("bob", &format!("pm {i}"));
+    }
+
+    let (mut bob, unread) = server.login("bob");
+    assert_eq!(unread, 4, "pm 1 was shown, never marked read");
+    bob.join(room);
+    let catch_up = |of: Topic, after: u64, limit: u32| Request::CatchUp { of, after, limit };
+    match bob.request(catch_up(Topic::Room { room }, 5, 20)) {
+        Reply::RoomCaughtUp {
+            room: r,
+            skipped,
+            history,
+        } => {
+            assert_eq!((r, skipped), (room, 10), "16..35 sent, 6..15 left out");
+            assert_eq!(numbers(&history, |l| l.seq), (16..=35).collect::<Vec<_>>());
+            assert_eq!(&*history[0].text, "while away 16");
+        }
+        other => panic!("{other:?}"),
+    }
+    let dialogue = Topic::Dialogue { with: "ANN".into() };
+    match bob.request(catch_up(dialogue.clone(), 1, 20)) {
+        Reply::DialogueCaughtUp {
+            with,
+            skipped,
+            history,
+        } => {
+            assert_eq!((with.as_str(), skipped), ("ann", 0));
+            assert_eq!(
+                history.iter().map(|l| &*l.text).collect::<Vec<_>>(),
+                ["pm 2", "pm 3", "pm 4"]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Up to date: nothing, at once. Past the end: refused, only this
+    // request; the session goes on.
+    assert_eq!(
+        bob.request(catch_up(dialogue.clone(), 4, 20)),
+        Reply::DialogueCaughtUp {
+            with: "ann".into(),
+            skipped: 0,
+            history: vec![]
+        }
+    );
+    let why = bob.refused(catch_up(dialogue, u64::MAX, 20), ErrorCode::NotAllowed);
+    assert!(why.contains("has 4 messages so far"), "{why}");
+    bob.say("back");
+    let back = ann.wait_for("bob's line", |e| match e {
+        Event::RoomMessage { line, .. } if &*line.from == "bob" => Some(line.seq),
+        _ => None,
+    });
+    assert_eq!(back, 36);
 }

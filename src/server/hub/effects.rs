@@ -3,8 +3,8 @@
 //! the addresses ([`Caller`], [`Audience`]) that say who an answer or an
 //! event is for. Plain data: nothing here decides anything.
 
-use crate::model::{RoomId, Seq, UserId};
-use crate::store::{self, Write};
+use crate::model::{RoomId, UserId};
+use crate::store::{self, Page, Write};
 use crate::wire::msg::{ClientFrame, ServerFrame};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -195,18 +195,17 @@ pub enum Query {
     Inbox {
         user: UserId,
     },
-    /// The last `limit` messages between `user` and `other` numbered
-    /// below `before`.
+    /// The last `limit` messages between `user` and `other` in `page`.
     Dialogue {
         user: UserId,
         other: UserId,
-        before: Seq,
+        page: Page,
         limit: usize,
     },
-    /// The last `limit` messages of a room numbered below `before`.
+    /// The last `limit` messages of a room in `page`.
     Room {
         room: RoomId,
-        before: Seq,
+        page: Page,
         limit: usize,
     },
 }
@@ -216,10 +215,12 @@ pub enum Answer {
     Inbox(Vec<store::Conversation>),
     Dialogue {
         other: UserId,
+        page: Page,
         rows: Vec<store::PrivateRow>,
     },
     Room {
         room: RoomId,
+        page: Page,
         rows: Vec<store::RoomRow>,
     },
     Failed(String),

@@ -427,12 +427,14 @@ impl<W: Watch> Harness<W> {
 pub fn empty_answer(query: Query) -> Answer {
     match query {
         Query::Inbox { .. } => Answer::Inbox(Vec::new()),
-        Query::Dialogue { other, .. } => Answer::Dialogue {
+        Query::Dialogue { other, page, .. } => Answer::Dialogue {
             other,
+            page,
             rows: Vec::new(),
         },
-        Query::Room { room, .. } => Answer::Room {
+        Query::Room { room, page, .. } => Answer::Room {
             room,
+            page,
             rows: Vec::new(),
         },
     }

@@ -43,7 +43,7 @@ pub use effects::{
 pub use private::{INBOX_LIMIT, PREVIEW_CHARS};
 
 use crate::model::{MAX_TEXT_BYTES, MessageId, Millis, RoomId};
-use crate::store::{Snapshot, Write};
+use crate::store::{Page, Snapshot, Write};
 use crate::wire::msg::{ErrorCode, Event, LeaveReason, Reply, RoomLine, ServerFrame};
 use accounts::Accounts;
 use commits::{Commits, Deferred};
@@ -257,16 +257,33 @@ impl Hub {
             Answer::Inbox(rows) => Reply::Inbox {
                 conversations: private::inbox(rows, name_of),
             },
-            Answer::Dialogue { other, rows } => Reply::Dialogue {
-                with: name_of(other),
-                history: fit_newest(private::dialogue(rows, name_of), |l| l.text.len() + 64),
-            },
-            Answer::Room { room, rows } => Reply::RoomHistory {
-                room: room.0 as u64,
-                history: fit_newest(rows.into_iter().map(room_line).collect(), |l: &RoomLine| {
-                    l.text.len() + l.from.len() + 32
-                }),
-            },
+            Answer::Dialogue { other, page, rows } => {
+                let with = name_of(other);
+                let history = fit_newest(private::dialogue(rows, name_of), |l| l.text.len() + 64);
+                match page {
+                    Page::Before(_) => Reply::Dialogue { with, history },
+                    Page::After(after) => Reply::DialogueCaughtUp {
+                        with,
+                        skipped: skipped(after, history.first().map(|l| l.seq)),
+                        history,
+                    },
+                }
+            }
+            Answer::Room { room, page, rows } => {
+                let room = room.0 as u64;
+                let history =
+                    fit_newest(rows.into_iter().map(room_line).collect(), |l: &RoomLine| {
+                        l.text.len() + l.from.len() + 32
+                    });
+                match page {
+                    Page::Before(_) => Reply::RoomHistory { room, history },
+                    Page::After(after) => Reply::RoomCaughtUp {
+                        room,
+                        skipped: skipped(after, history.first().map(|l| l.seq)),
+                        history,
+                    },
+                }
+            }
             Answer::Failed(e) => {
                 self.log(Level::Error, format!("store read failed: {e}"));
                 Reply::Error {
@@ -349,6 +366,11 @@ fn seconds(ms: Millis) -> String {
     } else {
         format!("{:.1}", ms as f64 / 1000.0)
     }
+}
+
+/// Messages between the last one seen (`after`) and the first one sent.
+fn skipped(after: u64, first: Option<u64>) -> u64 {
+    first.map_or(0, |first| first.saturating_sub(after + 1))
 }
 
 fn room_line(r: crate::store::RoomRow) -> RoomLine {

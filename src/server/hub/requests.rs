@@ -9,7 +9,7 @@ use super::{Audience, AuthJob, Caller, Change, ConnId, Hub, Level, Output, Query
 use super::{check_text, fit_newest};
 use crate::model::{self, DIALOGUE_HISTORY, HISTORY_PAGE, MessageId, Millis, RoomId, Seq, UserId};
 use crate::password;
-use crate::store::Write;
+use crate::store::{Page, Write};
 use crate::wire::msg::{
     ClientFrame, ErrorCode, Event, LeaveReason, PrivateLine, Reply, Request, RoomInfo, RoomLine,
     ServerFrame, Topic,
@@ -137,7 +137,7 @@ impl Hub {
                 let query = Query::Dialogue {
                     user,
                     other,
-                    before: Seq::MAX,
+                    page: Page::Before(Seq::MAX),
                     limit: DIALOGUE_HISTORY,
                 };
                 self.out
@@ -182,33 +182,13 @@ impl Hub {
             }
             (_, Request::History { of, before, limit }) => {
                 let before = if before == 0 { Seq::MAX } else { before };
-                let limit = (limit as usize).clamp(1, HISTORY_PAGE);
-                let query = match of {
-                    Topic::Dialogue { with } => Query::Dialogue {
-                        user,
-                        other: self.correspondent(user, &with)?,
-                        before,
-                        limit,
-                    },
-                    Topic::Room { room: asked } => match room {
-                        Some(room) if room.0 as u64 == asked => Query::Room {
-                            room,
-                            before,
-                            limit,
-                        },
-                        _ => {
-                            return Err((
-                                ErrorCode::NotMember,
-                                format!(
-                                    "you are not in room #{asked}: join it to read its history"
-                                ),
-                            ));
-                        }
-                    },
-                };
+                let query = self.page_query(user, room, of, Page::Before(before), limit)?;
                 self.out
                     .push_back(Output::Store(StoreJob::Query { caller, query }));
                 Ok(None)
+            }
+            (_, Request::CatchUp { of, after, limit }) => {
+                self.catch_up(caller, user, room, of, after, limit)
             }
             (Some(_), Request::CreateRoom { .. } | Request::JoinRoom { .. }) => Err((
                 ErrorCode::NotAllowed,
@@ -372,6 +352,82 @@ impl Hub {
         Ok(Some(Reply::Ok))
     }
 
+    /// The store read for a page of a conversation `user` may read: the
+    /// room they are in, or a dialogue with someone else.
+    fn page_query(
+        &self,
+        user: UserId,
+        room: Option<RoomId>,
+        of: Topic,
+        page: Page,
+        limit: u32,
+    ) -> Result<Query, Refusal> {
+        let limit = (limit as usize).clamp(1, HISTORY_PAGE);
+        match of {
+            Topic::Dialogue { with } => Ok(Query::Dialogue {
+                user,
+                other: self.correspondent(user, &with)?,
+                page,
+                limit,
+            }),
+            Topic::Room { room: asked } => match room {
+                Some(room) if room.0 as u64 == asked => Ok(Query::Room { room, page, limit }),
+                _ => Err((
+                    ErrorCode::NotMember,
+                    format!("you are not in room #{asked}: join it to read its history"),
+                )),
+            },
+        }
+    }
+
+    /// `catch_up`: what came after the last message the client saw, from
+    /// the store; at once if nothing did.
+    fn catch_up(
+        &mut self,
+        caller: Caller,
+        user: UserId,
+        room: Option<RoomId>,
+        of: Topic,
+        after: Seq,
+        limit: u32,
+    ) -> Answered {
+        let query = self.page_query(user, room, of, Page::After(after), limit)?;
+        let (last, what) = match &query {
+            Query::Room { room, .. } => (self.rooms.last_committed(*room), format!("room #{room}")),
+            Query::Dialogue { other, .. } => (
+                self.dialogues.last_committed(user, *other),
+                format!("your dialogue with {}", self.accounts.name(*other)),
+            ),
+            Query::Inbox { .. } => unreachable!("a page"),
+        };
+        if after > last {
+            return Err((
+                ErrorCode::NotAllowed,
+                format!(
+                    "{what} has {last} messages so far, so message {after} cannot have been \
+                     seen: catch up from the number of the last message you were shown"
+                ),
+            ));
+        }
+        if after == last {
+            return Ok(Some(match query {
+                Query::Room { room, .. } => Reply::RoomCaughtUp {
+                    room: room.0 as u64,
+                    skipped: 0,
+                    history: Vec::new(),
+                },
+                _ => Reply::DialogueCaughtUp {
+                    with: of_name(&self.accounts, &query),
+                    skipped: 0,
+                    history: Vec::new(),
+                },
+            }));
+        }
+        self.out
+            .push_back(Output::Store(StoreJob::Query { caller, query }));
+        Ok(None)
+    }
+
     fn correspondent(&self, user: UserId, name: &str) -> Result<UserId, Refusal> {
         let Some(other) = self.accounts.named(name) else {
             return Err((
@@ -404,5 +460,13 @@ impl Hub {
             .iter()
             .map(|&(u, _)| self.accounts.name(u).to_string())
             .collect()
+    }
+}
+
+/// The registered spelling of a dialogue query's partner.
+fn of_name(accounts: &super::accounts::Accounts, query: &Query) -> String {
+    match query {
+        Query::Dialogue { other, .. } => accounts.name_of(*other),
+        _ => String::new(),
     }
 }

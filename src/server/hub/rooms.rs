@@ -18,6 +18,8 @@ pub(super) struct Room {
     pub history: VecDeque<RoomLine>,
     /// The sequence number given to the room's last message.
     last_seq: Seq,
+    /// The sequence number of its last message stored and shown.
+    committed: Seq,
 }
 
 pub(super) struct Rooms {
@@ -44,6 +46,11 @@ impl Rooms {
         let room = self.rooms.get_mut(&room).expect("an open room");
         room.last_seq += 1;
         room.last_seq
+    }
+
+    /// The number of the room's last message stored (0: none yet).
+    pub fn last_committed(&self, room: RoomId) -> Seq {
+        self.rooms.get(&room).map_or(0, |r| r.committed)
     }
 
     pub fn ids(&self) -> Vec<RoomId> {
@@ -87,6 +94,7 @@ impl Rooms {
                 members: vec![(admin, conn)],
                 history: VecDeque::new(),
                 last_seq: 0,
+                committed: 0,
             },
         );
         Ok((room, name))
@@ -180,6 +188,7 @@ impl Rooms {
             room.history.pop_front();
         }
         room.history.push_back(line.clone());
+        room.committed = room.committed.max(line.seq);
         true
     }
 }

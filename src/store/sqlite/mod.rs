@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
-use super::{Conversation, PrivateRow, RoomRow, Snapshot, Store, StoreError, Sync, UserRow, Write};
+use super::{
+    Conversation, Page, PrivateRow, RoomRow, Snapshot, Store, StoreError, Sync, UserRow, Write,
+};
 use crate::model::{MessageId, Millis, RoomId, Seq, UserId, room_key, user_key};
 
 /// The schema version this build writes and understands, kept in
@@ -112,15 +114,15 @@ WHERE d.user = ?1
 ORDER BY last.id DESC"
 );
 
-/// The last ?3 messages between ?1 and ?2 numbered below ?4: one range of
-/// the dialogue's index.
+/// The last ?3 messages between ?1 and ?2 numbered below ?4 and above ?5:
+/// one range of the dialogue's index.
 const DIALOGUE: &str = concat!(
     "SELECT page.id, page.seq, page.sender, u.name, page.recipient, page.body, page.sent
 FROM (
     SELECT id, seq, sender, recipient, body, sent FROM messages
     WHERE ",
     dialogue_of!("?1", "?2"),
-    " AND seq < ?4 ORDER BY seq DESC LIMIT ?3
+    " AND seq < ?4 AND seq > ?5 ORDER BY seq DESC LIMIT ?3
 ) AS page
 JOIN users AS u ON u.id = page.sender
 ORDER BY page.seq"
@@ -138,11 +140,11 @@ const DIALOGUE_SEQS: &str = concat!(
 const MARK_READ: &str =
     "UPDATE dialogues SET read_seq = max(read_seq, ?3) WHERE user = ?1 AND other = ?2";
 
-/// The last ?2 messages of room ?1 numbered below ?3.
+/// The last ?2 messages of room ?1 numbered below ?3 and above ?4.
 const ROOM_HISTORY: &str = "SELECT page.id, page.seq, page.sender, u.name, page.body, page.sent
 FROM (
     SELECT id, seq, sender, body, sent FROM messages
-    WHERE room = ?1 AND seq < ?3 ORDER BY seq DESC LIMIT ?2
+    WHERE room = ?1 AND seq < ?3 AND seq > ?4 ORDER BY seq DESC LIMIT ?2
 ) AS page
 JOIN users AS u ON u.id = page.sender
 ORDER BY page.seq";
@@ -344,13 +346,14 @@ impl Store for SqliteStore {
         &mut self,
         a: UserId,
         b: UserId,
-        before: Seq,
+        page: Page,
         limit: usize,
     ) -> Result<Vec<PrivateRow>, StoreError> {
         let reading = || format!("could not read the messages between users {a} and {b}");
         let mut stmt = self.conn.prepare_cached(DIALOGUE).context(reading)?;
-        let before = sql_seq(before);
-        stmt.query_map(params![a.0, b.0, sql_limit(limit), before], |row| {
+        let (after, before) = page.bounds();
+        let (after, before) = (sql_seq(after), sql_seq(before));
+        stmt.query_map(params![a.0, b.0, sql_limit(limit), before, after], |row| {
             Ok(PrivateRow {
                 id: MessageId(row.get(0)?),
                 seq: seq_at(row, 1)?,
@@ -368,13 +371,14 @@ impl Store for SqliteStore {
     fn room_history(
         &mut self,
         room: RoomId,
-        before: Seq,
+        page: Page,
         limit: usize,
     ) -> Result<Vec<RoomRow>, StoreError> {
         let reading = || format!("could not read the history of room #{room}");
         let mut stmt = self.conn.prepare_cached(ROOM_HISTORY).context(reading)?;
-        let before = sql_seq(before);
-        stmt.query_map(params![room.0, sql_limit(limit), before], |row| {
+        let (after, before) = page.bounds();
+        let (after, before) = (sql_seq(after), sql_seq(before));
+        stmt.query_map(params![room.0, sql_limit(limit), before, after], |row| {
             Ok(RoomRow {
                 id: MessageId(row.get(0)?),
                 seq: seq_at(row, 1)?,
@@ -788,7 +792,9 @@ mod tests {
         assert_eq!(snap.next_room, RoomId(2));
         assert_eq!(snap.next_message, MessageId(4));
         assert_eq!(
-            store.room_history(RoomId(1), Seq::MAX, 20).unwrap(),
+            store
+                .room_history(RoomId(1), Page::Before(Seq::MAX), 20)
+                .unwrap(),
             vec![RoomRow {
                 id: MessageId(1),
                 seq: 1,
@@ -1051,7 +1057,7 @@ mod tests {
             ]
         );
         let texts: Vec<String> = store
-            .dialogue(UserId(1), UserId(2), Seq::MAX, 50)
+            .dialogue(UserId(1), UserId(2), Page::Before(Seq::MAX), 50)
             .unwrap()
             .into_iter()
             .map(|r| r.text)
@@ -1082,7 +1088,9 @@ mod tests {
         writes.push(pm(12, 1, 1, "note to self"));
         store.apply(&writes).unwrap();
 
-        let rows = store.dialogue(UserId(1), UserId(2), Seq::MAX, 4).unwrap();
+        let rows = store
+            .dialogue(UserId(1), UserId(2), Page::Before(Seq::MAX), 4)
+            .unwrap();
         let ids: Vec<i64> = rows.iter().map(|r| r.id.0).collect();
         assert_eq!(ids, vec![7, 8, 9, 10]);
         assert_eq!(rows[0].sender, UserId(2));
@@ -1092,15 +1100,17 @@ mod tests {
         assert_eq!(rows[0].sent, 10_007);
         // Same from the other side, and with a limit beyond the count.
         let all = store
-            .dialogue(UserId(2), UserId(1), Seq::MAX, usize::MAX)
+            .dialogue(UserId(2), UserId(1), Page::Before(Seq::MAX), usize::MAX)
             .unwrap();
         assert_eq!(all.len(), 10);
         assert_eq!(all.first().unwrap().id, MessageId(1));
-        let own = store.dialogue(UserId(1), UserId(1), Seq::MAX, 50).unwrap();
+        let own = store
+            .dialogue(UserId(1), UserId(1), Page::Before(Seq::MAX), 50)
+            .unwrap();
         assert_eq!(own.len(), 1);
         assert!(
             store
-                .dialogue(UserId(2), UserId(3), Seq::MAX, 50)
+                .dialogue(UserId(2), UserId(3), Page::Before(Seq::MAX), 50)
                 .unwrap()
                 .is_empty()
         );
@@ -1114,19 +1124,24 @@ mod tests {
             writes.push(rm(id, 1 + id % 2, 1 + id % 3, &format!("m{id}")));
         }
         store.apply(&writes).unwrap();
-        let rows = store.room_history(RoomId(1), Seq::MAX, 5).unwrap();
+        let rows = store
+            .room_history(RoomId(1), Page::Before(Seq::MAX), 5)
+            .unwrap();
         let ids: Vec<i64> = rows.iter().map(|r| r.id.0).collect();
         assert_eq!(ids, vec![22, 24, 26, 28, 30]);
         assert_eq!(rows[4].sender, UserId(1));
         assert_eq!(rows[4].sender_name, "ann");
         assert_eq!(rows[4].text, "m30");
         assert_eq!(
-            store.room_history(RoomId(2), Seq::MAX, 100).unwrap().len(),
+            store
+                .room_history(RoomId(2), Page::Before(Seq::MAX), 100)
+                .unwrap()
+                .len(),
             15
         );
         assert!(
             store
-                .room_history(RoomId(3), Seq::MAX, 100)
+                .room_history(RoomId(3), Page::Before(Seq::MAX), 100)
                 .unwrap()
                 .is_empty()
         );

@@ -4,6 +4,7 @@
 //! number, of a conversation the session may read.
 
 use super::*;
+use crate::store::Page;
 use crate::wire::msg::Topic;
 
 fn seqs(events: &[Event]) -> Vec<(String, u64)> {
@@ -140,9 +141,9 @@ fn history_asks_the_store_for_a_page_of_a_readable_conversation() {
         matches!(
             &queries[..],
             [
-                Query::Room { room, before: 30, limit: 10 },
-                Query::Dialogue { user, other: UserId(2), before: u64::MAX, limit: 1 },
-                Query::Dialogue { user: u2, other: UserId(3), before: 5, limit: model::HISTORY_PAGE },
+                Query::Room { room, page: Page::Before(30), limit: 10 },
+                Query::Dialogue { user, other: UserId(2), page: Page::Before(u64::MAX), limit: 1 },
+                Query::Dialogue { user: u2, other: UserId(3), page: Page::Before(5), limit: model::HISTORY_PAGE },
             ] if *room == l && *user == a && *u2 == a
         ),
         "{queries:?}"
@@ -164,5 +165,69 @@ fn history_asks_the_store_for_a_page_of_a_readable_conversation() {
     assert_eq!(w.error(cat, history(nobody, 0, 10)), ErrorCode::NoSuchUser);
     let me = Topic::Dialogue { with: "cat".into() };
     assert_eq!(w.error(cat, history(me, 0, 10)), ErrorCode::NotAllowed);
+    assert!(w.jobs.is_empty());
+}
+
+#[test]
+fn catch_up_asks_for_what_came_after_the_last_message_seen() {
+    let mut w = World::new();
+    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    let lobby = w.create_room(ann, "lobby", 10);
+    w.join(bob, lobby);
+    for text in ["one", "two", "three"] {
+        w.say(ann, text);
+    }
+    w.ask(ann, send("bob", "psst"));
+    let catch_up = |of: Topic, after: u64| Request::CatchUp {
+        of,
+        after,
+        limit: 50,
+    };
+    let room = || Topic::Room { room: lobby };
+    let bob_dialogue = || Topic::Dialogue { with: "bob".into() };
+
+    // Seen everything: answered at once, nothing read.
+    w.auto_answer = false;
+    assert_eq!(
+        w.ask(ann, catch_up(room(), 3)),
+        Some(Reply::RoomCaughtUp {
+            room: lobby,
+            skipped: 0,
+            history: vec![]
+        })
+    );
+    assert_eq!(
+        w.ask(ann, catch_up(bob_dialogue(), 1)),
+        Some(Reply::DialogueCaughtUp {
+            with: "bob".into(),
+            skipped: 0,
+            history: vec![]
+        })
+    );
+    assert!(w.jobs.is_empty());
+
+    // Behind: the store is asked for what is after.
+    w.request(ann, catch_up(room(), 1));
+    match w.jobs.pop() {
+        Some(harness::Job::Query {
+            query: Query::Room { page, limit, .. },
+            ..
+        }) => assert_eq!((page, limit), (Page::After(1), 50)),
+        other => panic!("{other:?}"),
+    }
+
+    // Past the end, however far: refused, and says why.
+    for absurd in [4, u64::MAX] {
+        let reply = w.ask(ann, catch_up(room(), absurd));
+        let Some(Reply::Error { code, message }) = reply else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(code, ErrorCode::NotAllowed);
+        assert!(message.contains("has 3 messages so far"), "{message}");
+    }
+    assert_eq!(
+        w.error(ann, catch_up(bob_dialogue(), 2)),
+        ErrorCode::NotAllowed
+    );
     assert!(w.jobs.is_empty());
 }
