@@ -641,6 +641,11 @@ impl Session {
                 }
             }
             Event::PrivateMessage { line } => self.private_message(line),
+            // Read on another device: the count follows, quietly.
+            Event::Read { unread, .. } => {
+                self.unread = unread;
+                Shown::nothing()
+            }
             // Answered by the network thread; nothing to show.
             Event::Ping => Shown::nothing(),
             Event::Bye { reason } => Shown {

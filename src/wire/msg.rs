@@ -259,6 +259,12 @@ pub enum Event {
     Bye {
         reason: String,
     },
+    /// The user read their messages from `with` on another of their
+    /// sessions; `unread` is what is left unread from everyone.
+    Read {
+        with: String,
+        unread: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -122,3 +122,37 @@ fn writing_to_yourself_or_to_no_one_is_refused_clearly() {
     assert_eq!(ann.inbox(), Vec::new());
     ann.expect_quiet();
 }
+
+#[test]
+fn two_sessions_of_one_user_both_get_a_message_and_reading_on_one_clears_the_other() {
+    use chatapp::wire::msg::Event;
+    let server = TestServer::start();
+    let mut ann = server.register("ann");
+    let (mut laptop, _) = {
+        server.register("bob").ok(Request::Logout);
+        server.login("bob")
+    };
+    let (mut phone, _) = server.login("bob");
+    ann.send_private("bob", "are you there?");
+    ann.send_private("bob", "either device will do");
+    for bob in [&mut laptop, &mut phone] {
+        bob.expect_private("ann", "bob", "are you there?");
+        bob.expect_private("ann", "bob", "either device will do");
+    }
+    // Both sessions count the same unread messages.
+    let unread = |bob: &mut crate::kit::Client| bob.inbox()[0].unread;
+    assert_eq!((unread(&mut laptop), unread(&mut phone)), (2, 2));
+
+    // Reading on the phone: the laptop is told at once, and its count is 0.
+    phone.ok(Request::MarkRead { with: "ann".into() });
+    let left = laptop.wait_for("the read on the phone", |e| match e {
+        Event::Read { with, unread } if with == "ann" => Some(*unread),
+        _ => None,
+    });
+    assert_eq!(left, 0);
+    assert_eq!(unread(&mut laptop), 0);
+    phone.expect_quiet();
+    // A third login sees nothing unread either.
+    let (_, total) = server.login("bob");
+    assert_eq!(total, 0);
+}

@@ -161,7 +161,8 @@ fn every_variant_has_a_strategy(
         | Event::RoomClosed { .. }
         | Event::PrivateMessage { .. }
         | Event::Ping
-        | Event::Bye { .. } => {}
+        | Event::Bye { .. }
+        | Event::Read { .. } => {}
     }
     match code {
         NotAllowed | InvalidName | NameTaken | WeakPassword | BadCredentials | AlreadyLoggedIn
@@ -273,6 +274,7 @@ fn event() -> impl Strategy<Value = Event> {
         private_line().prop_map(|line| Event::PrivateMessage { line }),
         Just(Event::Ping),
         text().prop_map(|reason| Event::Bye { reason }),
+        (text(), any::<u32>()).prop_map(|(with, unread)| Event::Read { with, unread }),
     ]
 }
 

@@ -1,7 +1,7 @@
 //! Accounts and who is logged in: the users (names and password hashes)
 //! with the case-blind keys that keep names unique, names reserved while
-//! a registration is being hashed, the connection each user is logged in
-//! on, and login throttling (failures counted by account and by address,
+//! a registration is being hashed, the connections each user is logged in
+//! on (up to [`MAX_SESSIONS`]), and login throttling (failures counted by account and by address,
 //! and the password checks held back because of them).
 
 use super::effects::{AuthJob, ConnId};
@@ -10,6 +10,11 @@ use crate::server::limits::{FAILURE_MEMORY, Failures, Limits};
 use crate::store::UserRow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+
+/// Sessions one account may have at once (devices, or windows). A login
+/// beyond them ends the oldest, so a half-open connection can never lock
+/// its owner out.
+pub const MAX_SESSIONS: usize = 8;
 
 pub(super) struct User {
     /// Shared by every line the user writes.
@@ -22,7 +27,8 @@ pub(super) struct Accounts {
     by_key: HashMap<String, UserId>,
     /// Names whose registration is being hashed.
     reserved: HashSet<String>,
-    online: HashMap<UserId, ConnId>,
+    /// Each user's sessions, oldest first.
+    online: HashMap<UserId, Vec<ConnId>>,
     next_user: i64,
     /// Failed logins by account key and by address.
     failures: HashMap<String, Failures>,
@@ -124,8 +130,9 @@ impl Accounts {
         }
     }
 
-    pub fn online(&self, user: UserId) -> Option<ConnId> {
-        self.online.get(&user).copied()
+    /// The connections the user is logged in on, oldest first.
+    pub fn sessions(&self, user: UserId) -> &[ConnId] {
+        self.online.get(&user).map_or(&[], Vec::as_slice)
     }
 
     pub fn is_online(&self, user: UserId) -> bool {
@@ -133,14 +140,16 @@ impl Accounts {
     }
 
     pub fn go_online(&mut self, user: UserId, conn: ConnId) {
-        self.online.insert(user, conn);
+        self.online.entry(user).or_default().push(conn);
     }
 
-    /// The user is no longer online on `conn` (a newer login may have
-    /// taken their place already: that one stays).
+    /// The user is no longer online on `conn`.
     pub fn go_offline(&mut self, user: UserId, conn: ConnId) {
-        if self.online.get(&user) == Some(&conn) {
-            self.online.remove(&user);
+        if let Some(conns) = self.online.get_mut(&user) {
+            conns.retain(|&c| c != conn);
+            if conns.is_empty() {
+                self.online.remove(&user);
+            }
         }
     }
 

@@ -275,7 +275,15 @@ impl<W: Watch> Harness<W> {
         for conn in self.hub.conns.ids() {
             if let Some(State::Online { user, room }) = self.hub.conns.state(conn) {
                 online += 1;
-                assert_eq!(self.directory.user(user), [conn], "{user:?}'s connections");
+                assert!(
+                    self.directory.user(user).contains(&conn),
+                    "{user:?} on {conn:?}"
+                );
+                assert_eq!(
+                    self.directory.user(user),
+                    self.hub.accounts.sessions(user),
+                    "{user:?}'s connections"
+                );
                 if let Some(room) = room {
                     assert!(
                         self.directory.room(room).contains(&conn),

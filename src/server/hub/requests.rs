@@ -133,7 +133,7 @@ impl Hub {
             }
             (_, Request::OpenDialogue { with }) => {
                 let other = self.correspondent(user, &with)?;
-                self.mark_read(user, other);
+                self.mark_read(conn, user, other);
                 let query = Query::Dialogue {
                     user,
                     other,
@@ -146,7 +146,7 @@ impl Hub {
             }
             (_, Request::MarkRead { with }) => {
                 let other = self.correspondent(user, &with)?;
-                self.mark_read(user, other);
+                self.mark_read(conn, user, other);
                 Ok(Some(Reply::Ok))
             }
             (_, Request::SendPrivate { to, text }) => {
@@ -288,7 +288,7 @@ impl Hub {
     }
 
     fn join_room(&mut self, conn: ConnId, user: UserId, room_no: u64) -> Answered {
-        let room_id = self.rooms.join(room_no, user, conn)?;
+        let (room_id, new) = self.rooms.join(room_no, user, conn)?;
         let room = self.rooms.get(room_id).expect("joined");
         let history = fit_newest(room.history.iter().cloned().collect(), |l: &RoomLine| {
             l.text.len() + l.from.len() + 32
@@ -305,12 +305,15 @@ impl Hub {
             room: Some(room_id),
         };
         self.conns.set_state(conn, state);
-        // Told to the room as it was: the joiner enters it only after.
-        let joined = Event::Joined {
-            room: room_no,
-            name: name.clone(),
-        };
-        self.broadcast(Audience::Room(room_id), joined);
+        // Told to the room as it was: the joiner enters it only after. A
+        // user already there from another device is not news.
+        if new {
+            let joined = Event::Joined {
+                room: room_no,
+                name: name.clone(),
+            };
+            self.broadcast(Audience::Room(room_id), joined);
+        }
         self.directory(Change::Entered {
             conn,
             room: room_id,
@@ -325,25 +328,27 @@ impl Hub {
 
     fn kick(&mut self, user: UserId, room_id: RoomId, name: &str) -> Answered {
         let named = self.accounts.named(name);
-        let (target, target_conn) = self.rooms.kick(room_id, user, named, name)?;
+        let (target, target_conns) = self.rooms.kick(room_id, user, named, name)?;
         let admin = self.accounts.name(user).to_string();
         let target_name = self.accounts.name(target).to_string();
-        let state = State::Online {
-            user: target,
-            room: None,
-        };
-        self.conns.set_state(target_conn, state);
-        self.directory(Change::Left { conn: target_conn });
         let room_no = room_id.0 as u64;
-        self.send(
-            target_conn,
-            ServerFrame::Event {
-                event: Event::Kicked {
-                    room: room_no,
-                    by: admin.clone(),
+        for target_conn in target_conns {
+            let state = State::Online {
+                user: target,
+                room: None,
+            };
+            self.conns.set_state(target_conn, state);
+            self.directory(Change::Left { conn: target_conn });
+            self.send(
+                target_conn,
+                ServerFrame::Event {
+                    event: Event::Kicked {
+                        room: room_no,
+                        by: admin.clone(),
+                    },
                 },
-            },
-        );
+            );
+        }
         self.announce_left(room_id, target_name.clone(), LeaveReason::Kicked);
         self.log(
             Level::Info,
@@ -444,21 +449,32 @@ impl Hub {
         Ok(other)
     }
 
-    fn mark_read(&mut self, user: UserId, other: UserId) {
+    /// Marks what `other` sent `user` read, for every session of `user`:
+    /// the others are told, so their unread counts follow at once.
+    fn mark_read(&mut self, reader: ConnId, user: UserId, other: UserId) {
         if self.unread.clear(user, other) > 0 {
             self.persist(Write::MarkRead {
                 recipient: user,
                 sender: other,
                 upto: self.dialogues.last_committed(user, other),
             });
+            let read = Event::Read {
+                with: self.accounts.name_of(other),
+                unread: self.unread.total(user),
+            };
+            let others: Vec<ConnId> = self.accounts.sessions(user).to_vec();
+            for conn in others.into_iter().filter(|&c| c != reader) {
+                let event = read.clone();
+                self.send(conn, ServerFrame::Event { event });
+            }
         }
     }
 
     fn member_names(&self, room: RoomId) -> Vec<String> {
-        let members = &self.rooms.get(room).expect("an open room").members;
-        members
-            .iter()
-            .map(|&(u, _)| self.accounts.name(u).to_string())
+        let room = self.rooms.get(room).expect("an open room");
+        room.users()
+            .into_iter()
+            .map(|u| self.accounts.name(u).to_string())
             .collect()
     }
 }

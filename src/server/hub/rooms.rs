@@ -13,13 +13,32 @@ pub(super) struct Room {
     key: String,
     pub admin: UserId,
     pub capacity: u32,
-    /// In order of joining; the admin first.
+    /// Each session in the room, in order of joining; the admin first. A
+    /// user in the room from several devices has an entry for each, and
+    /// counts once (see [`Room::users`]).
     pub members: Vec<(UserId, ConnId)>,
     pub history: VecDeque<RoomLine>,
     /// The sequence number given to the room's last message.
     last_seq: Seq,
     /// The sequence number of its last message stored and shown.
     committed: Seq,
+}
+
+impl Room {
+    /// The users in the room, each once, in order of joining.
+    pub fn users(&self) -> Vec<UserId> {
+        let mut users: Vec<UserId> = Vec::with_capacity(self.members.len());
+        for &(user, _) in &self.members {
+            if !users.contains(&user) {
+                users.push(user);
+            }
+        }
+        users
+    }
+
+    fn has(&self, user: UserId) -> bool {
+        self.members.iter().any(|&(u, _)| u == user)
+    }
 }
 
 pub(super) struct Rooms {
@@ -100,9 +119,15 @@ impl Rooms {
         Ok((room, name))
     }
 
-    /// Adds a member to the room the client typed the number of, if it is
-    /// open and has space.
-    pub fn join(&mut self, room_no: u64, user: UserId, conn: ConnId) -> Result<RoomId, Refusal> {
+    /// Adds a session to the room the client typed the number of, if it is
+    /// open and has space (a user already in it from another device takes
+    /// no more space). Returns the room, and whether the user is new in it.
+    pub fn join(
+        &mut self,
+        room_no: u64,
+        user: UserId,
+        conn: ConnId,
+    ) -> Result<(RoomId, bool), Refusal> {
         let room_id = RoomId(i64::try_from(room_no).unwrap_or(i64::MAX));
         let Some(room) = self.rooms.get_mut(&room_id) else {
             return Err(if room_id.0 >= 1 && room_id.0 < self.next_room {
@@ -117,29 +142,31 @@ impl Rooms {
                 )
             });
         };
-        if room.members.len() >= room.capacity as usize {
+        let new = !room.has(user);
+        let count = room.users().len();
+        if new && count >= room.capacity as usize {
             return Err((
                 ErrorCode::RoomFull,
                 format!(
-                    "room #{room_no} is full ({} of {}): try again later",
-                    room.members.len(),
+                    "room #{room_no} is full ({count} of {}): try again later",
                     room.capacity
                 ),
             ));
         }
         room.members.push((user, conn));
-        Ok(room_id)
+        Ok((room_id, new))
     }
 
     /// Checks that `by` may kick `target` (the user `name` means, if any)
-    /// and takes the target out; returns the target and its connection.
+    /// and takes the target out; returns the target and its sessions that
+    /// were in the room.
     pub fn kick(
         &mut self,
         room_id: RoomId,
         by: UserId,
         target: Option<UserId>,
         name: &str,
-    ) -> Result<(UserId, ConnId), Refusal> {
+    ) -> Result<(UserId, Vec<ConnId>), Refusal> {
         let room = self.rooms.get_mut(&room_id).expect("the kicker's room");
         if room.admin != by {
             return Err((
@@ -153,22 +180,31 @@ impl Rooms {
                 format!("{name} is not in this room: /l lists who is"),
             ));
         };
-        let (target, conn) = room.members[pos];
+        let (target, _) = room.members[pos];
         if target == by {
             return Err((
                 ErrorCode::NotAllowed,
                 "you cannot kick yourself: /q leaves and closes the room".to_string(),
             ));
         }
-        room.members.remove(pos);
-        Ok((target, conn))
+        let conns = room
+            .members
+            .iter()
+            .filter(|&&(u, _)| u == target)
+            .map(|&(_, c)| c)
+            .collect();
+        room.members.retain(|&(u, _)| u != target);
+        Ok((target, conns))
     }
 
-    /// Takes a member out of a room (not its admin: that closes it).
-    pub fn remove_member(&mut self, room: RoomId, user: UserId) {
-        if let Some(room) = self.rooms.get_mut(&room) {
-            room.members.retain(|&(u, _)| u != user);
-        }
+    /// Takes one session out of a room; true if that was its user's last
+    /// one there (the user has left).
+    pub fn remove_session(&mut self, room: RoomId, user: UserId, conn: ConnId) -> bool {
+        let Some(room) = self.rooms.get_mut(&room) else {
+            return false;
+        };
+        room.members.retain(|&(u, c)| (u, c) != (user, conn));
+        !room.has(user)
     }
 
     /// Takes a room out of memory, its name free again.

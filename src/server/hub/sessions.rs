@@ -3,6 +3,7 @@
 //! logging out and disconnecting. Like `requests`, they belong to the root
 //! and reach over every part of the state.
 
+use super::accounts::MAX_SESSIONS;
 use super::commits::Deferred;
 use super::connections::State;
 use super::{Audience, Caller, Change, ConnId, Hub, Level};
@@ -61,19 +62,33 @@ impl Hub {
             self.reply(caller, Reply::Error { code, message });
             return;
         };
-        if let Some(old) = self.accounts.online(user) {
-            // The newest login wins: a half-open old connection must not
-            // lock its owner out.
-            self.end_session(now, old, LeaveReason::Disconnected);
-            self.conns.set_state(old, State::Anonymous);
-            self.bye(old, "you logged in from another place");
-        }
+        self.make_room_for_session(now, user);
         self.accounts.succeeded(&key);
         self.go_online(conn, user);
         let name = self.accounts.name(user).to_string();
         self.log(Level::Info, format!("{peer}: {name} logged in"));
         let unread = self.unread.total(user);
         self.reply(caller, Reply::LoggedIn { name, unread });
+    }
+
+    /// Several sessions of one account may be logged in at once, up to
+    /// [`MAX_SESSIONS`]; a new one beyond that ends the oldest (which may be
+    /// a half-open connection whose owner has gone).
+    pub(super) fn make_room_for_session(&mut self, now: Millis, user: UserId) {
+        let sessions = self.accounts.sessions(user);
+        if sessions.len() < MAX_SESSIONS {
+            return;
+        }
+        let oldest = sessions[0];
+        self.end_session(now, oldest, LeaveReason::Disconnected);
+        self.conns.set_state(oldest, State::Anonymous);
+        self.bye(
+            oldest,
+            &format!(
+                "you logged in from more than {MAX_SESSIONS} places at once; this, \
+                 the oldest session, was logged out"
+            ),
+        );
     }
 
     fn go_online(&mut self, conn: ConnId, user: UserId) {
@@ -114,7 +129,7 @@ impl Hub {
         // Wherever the account is logged in: on the connection that made it
         // or, if a login with the new password came first, on that one.
         let mut sessions = vec![conn];
-        sessions.extend(self.accounts.online(user));
+        sessions.extend_from_slice(self.accounts.sessions(user));
         for c in sessions {
             if let Some(State::Online { user: u, .. }) = self.conns.state(c)
                 && u == user
@@ -143,7 +158,13 @@ impl Hub {
         let Some(room) = self.rooms.get(room_id) else {
             return;
         };
-        if room.admin == user {
+        let admin = room.admin;
+        let gone = self.rooms.remove_session(room_id, user, conn);
+        self.directory(Change::Left { conn });
+        if !gone {
+            return; // still in the room from another session
+        }
+        if admin == user {
             let reason = if why == LeaveReason::Disconnected {
                 LeaveReason::AdminDisconnected
             } else {
@@ -152,8 +173,6 @@ impl Hub {
             self.close_room(now, room_id, reason);
             return;
         }
-        self.rooms.remove_member(room_id, user);
-        self.directory(Change::Left { conn });
         let name = self.accounts.name(user).to_string();
         self.log(
             Level::Info,

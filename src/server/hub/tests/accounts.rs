@@ -94,19 +94,83 @@ fn nothing_but_login_is_allowed_before_it() {
 }
 
 #[test]
-fn a_second_login_replaces_the_first_session() {
+fn a_second_login_is_another_session_of_the_same_user() {
     let mut w = World::new();
     let (ann, bob) = (w.user("ann"), w.user("bob"));
-    let room = w.create_room(ann, "Lobby", 10);
+    let room = w.create_room(ann, "Lobby", 2);
     w.join(bob, room);
     w.events(ann);
+    // Bob logs in from a second device: the first session goes on.
     assert!(matches!(w.login("bob", PW), Some(Reply::LoggedIn { .. })));
-    assert!(w.closed.contains(&bob));
-    assert!(matches!(&w.events(bob)[..], [Event::Bye { .. }]));
+    let bob2 = ConnId(w.next_conn - 1);
+    assert!(!w.closed.contains(&bob));
+    assert!(w.events(bob).is_empty());
+    assert!(w.events(ann).is_empty());
+    // The second session joins the full room: bob counts once, and is not
+    // announced again.
+    assert!(matches!(
+        w.join(bob2, room),
+        Reply::Room { members, .. } if members == ["ann", "bob"]
+    ));
+    assert!(w.events(ann).is_empty());
+    w.say(ann, "to both");
+    assert_eq!(texts(&w.events(bob)), ["ann: to both"]);
+    assert_eq!(texts(&w.events(bob2)), ["ann: to both"]);
+    w.events(ann);
+    // One session leaving is not bob leaving; the last one is.
+    assert_eq!(w.ask(bob, Request::LeaveRoom), Some(Reply::Ok));
+    assert!(w.events(ann).is_empty());
+    w.say(ann, "still here?");
+    assert_eq!(texts(&w.events(bob2)), ["ann: still here?"]);
+    assert!(texts(&w.events(bob)).is_empty());
+    w.events(ann);
+    w.input(Input::Disconnected {
+        conn: bob2,
+        reason: "gone".into(),
+    });
     assert_eq!(
         w.events(ann),
         vec![left(room, "bob", LeaveReason::Disconnected)]
     );
+}
+
+#[test]
+fn a_kick_takes_every_session_of_the_user_out() {
+    let mut w = World::new();
+    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    let room = w.create_room(ann, "Lobby", 5);
+    w.join(bob, room);
+    w.login("bob", PW);
+    let bob2 = ConnId(w.next_conn - 1);
+    w.join(bob2, room);
+    w.events(ann);
+    assert_eq!(
+        w.ask(ann, Request::Kick { name: "bob".into() }),
+        Some(Reply::Ok)
+    );
+    for conn in [bob, bob2] {
+        assert!(
+            matches!(&w.events(conn)[..], [Event::Kicked { .. }]),
+            "{conn:?}"
+        );
+    }
+    assert_eq!(w.events(ann), vec![left(room, "bob", LeaveReason::Kicked)]);
+}
+
+#[test]
+fn a_ninth_session_ends_the_oldest() {
+    let mut w = World::new();
+    let first = w.user("ann");
+    for _ in 1..crate::server::hub::accounts::MAX_SESSIONS {
+        assert!(matches!(w.login("ann", PW), Some(Reply::LoggedIn { .. })));
+    }
+    assert!(w.closed.is_empty(), "eight at once");
+    assert!(matches!(w.login("ann", PW), Some(Reply::LoggedIn { .. })));
+    assert_eq!(w.closed, [first]);
+    assert!(matches!(
+        &w.events(first)[..],
+        [Event::Bye { reason }] if reason.contains("more than 8 places")
+    ));
 }
 
 #[test]

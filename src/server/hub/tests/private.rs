@@ -40,12 +40,10 @@ fn private_messages_reach_online_users_and_wait_for_offline_ones() {
 #[test]
 fn a_private_message_is_addressed_to_its_two_users_and_reaches_their_connections() {
     let mut w = World::new();
-    let (ann, old_bob, cat) = (w.user("ann"), w.user("bob"), w.user("cat"));
-    // Bob logs in again elsewhere: the old connection, closed, must not
-    // be delivered to.
+    let (ann, bob, cat) = (w.user("ann"), w.user("bob"), w.user("cat"));
+    // Bob logs in again elsewhere: both of his sessions get the message.
     assert!(matches!(w.login("bob", PW), Some(Reply::LoggedIn { .. })));
-    let bob = ConnId(w.next_conn - 1);
-    w.events(old_bob);
+    let bob2 = ConnId(w.next_conn - 1);
     let send = Request::SendPrivate {
         to: "bob".into(),
         text: "hi".into(),
@@ -53,10 +51,43 @@ fn a_private_message_is_addressed_to_its_two_users_and_reaches_their_connections
     w.audiences.clear();
     assert_eq!(w.ask(ann, send), Some(Reply::Ok));
     assert_eq!(w.audiences, [Audience::Users([UserId(1), UserId(2)])]);
-    assert!(w.events(old_bob).is_empty());
     assert!(w.events(cat).is_empty());
     assert_eq!(w.events(bob).len(), 1);
+    assert_eq!(w.events(bob2).len(), 1);
     assert_eq!(w.events(ann).len(), 1, "the sender's copy");
+}
+
+#[test]
+fn reading_on_one_session_clears_the_count_on_the_others() {
+    let mut w = World::new();
+    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    w.login("bob", PW);
+    let bob2 = ConnId(w.next_conn - 1);
+    for text in ["one", "two"] {
+        let send = Request::SendPrivate {
+            to: "bob".into(),
+            text: text.into(),
+        };
+        w.ask(ann, send);
+    }
+    w.events(bob);
+    w.events(bob2);
+    w.ask(bob, Request::MarkRead { with: "ANN".into() });
+    assert_eq!(
+        w.events(bob2),
+        [Event::Read {
+            with: "ann".into(),
+            unread: 0
+        }]
+    );
+    assert!(w.events(bob).is_empty(), "the reader knows");
+    // Nothing more to read: nobody is told again.
+    w.ask(bob2, Request::MarkRead { with: "ann".into() });
+    assert!(w.events(bob).is_empty());
+    assert!(matches!(
+        w.login("bob", PW),
+        Some(Reply::LoggedIn { unread: 0, .. })
+    ));
 }
 
 #[test]
