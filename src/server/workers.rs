@@ -429,10 +429,12 @@ mod tests {
         workers.store(user(6, 3));
         workers.finish();
         assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
-        let db = rusqlite::Connection::open(dir.path().join("chatapp.db")).unwrap();
-        let count = |sql: &str| -> i64 { db.query_row(sql, [], |row| row.get(0)).unwrap() };
-        assert_eq!(count("SELECT COUNT(*) FROM users"), 1);
-        assert_eq!(count("SELECT COUNT(*) FROM messages"), 0);
+        let location = crate::store::Location::Sqlite(dir.path().join("chatapp.db"));
+        let mut store = crate::store::open(&location, crate::store::Sync::Full).unwrap();
+        assert_eq!(store.load().unwrap().users.len(), 1);
+        let page = crate::store::Page::Before(u64::MAX);
+        let room = crate::model::RoomId(1);
+        assert!(store.room_history(room, page, 100).unwrap().is_empty());
     }
 
     #[test]

