@@ -640,6 +640,11 @@ impl Session {
                     mark_read: None,
                 }
             }
+            Event::Away { room, name } => self.room_notice(
+                room,
+                format!("{name} lost their connection; their place is kept for a while"),
+            ),
+            Event::Back { room, name } => self.room_notice(room, format!("{name} is back")),
             Event::PrivateMessage { line } => self.private_message(line),
             // Read on another device: the count follows, quietly.
             Event::Read { unread, .. } => {
@@ -656,6 +661,14 @@ impl Session {
                 next: Next::Disconnected(reason),
                 mark_read: None,
             },
+        }
+    }
+
+    /// A notice for the room on the screen, if it is that room.
+    fn room_notice(&self, room: u64, text: String) -> Shown {
+        match &self.place {
+            Place::Room { info, .. } if info.id == room => Shown::lines(vec![notice(text)]),
+            _ => Shown::nothing(),
         }
     }
 

@@ -55,6 +55,10 @@ pub struct ServeArgs {
     /// Seconds of silence before a client is dropped.
     #[arg(long, default_value_t = secs(limits::IDLE_CLOSE), value_name = "SECS", hide = true)]
     pub idle_close: f64,
+    /// Seconds a member whose connection dropped keeps their place in their
+    /// room (an admin's room stays open as long); 0 makes them leave at once.
+    #[arg(long, default_value_t = secs(limits::GRACE), value_name = "SECS")]
+    pub grace: f64,
 }
 
 fn millis(secs: f64) -> i64 {
@@ -91,6 +95,7 @@ fn config(args: &ServeArgs, data_dir: PathBuf) -> super::Config {
     config.limits.message_burst = args.message_burst;
     config.limits.requests_per_second = args.request_rate;
     config.limits.request_burst = args.request_burst;
+    config.limits.grace = millis(args.grace.max(0.0));
     let limits = &config.limits;
     config.limits = limits.clone().with_deadlines(
         millis(args.login_timeout),

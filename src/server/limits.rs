@@ -30,6 +30,12 @@ pub const FREE_LOGIN_FAILURES: u32 = 3;
 pub const MAX_LOGIN_DELAY: Millis = 30_000;
 /// How often deadlines are checked.
 pub const SWEEP: Millis = 1_000;
+/// How long a member whose connection dropped (without leaving) keeps
+/// their place in their room; an admin's room stays open as long.
+pub const GRACE: Millis = 60_000;
+/// A dropped member's absence shorter than this is not told to the room:
+/// a blip is not a departure.
+pub const QUIET_BLIP: Millis = 10_000;
 /// Connections one address may hold at once (loopback is exempt).
 pub const MAX_PER_ADDRESS: usize = 16;
 
@@ -71,6 +77,10 @@ pub struct Limits {
     pub max_login_delay: Millis,
     /// How often deadlines are checked.
     pub sweep: Millis,
+    /// How long a dropped member keeps their place (0: they leave at once).
+    pub grace: Millis,
+    /// How long a dropped member's absence goes untold.
+    pub quiet_blip: Millis,
 }
 
 impl Default for Limits {
@@ -86,6 +96,8 @@ impl Default for Limits {
             free_login_failures: FREE_LOGIN_FAILURES,
             max_login_delay: MAX_LOGIN_DELAY,
             sweep: SWEEP,
+            grace: GRACE,
+            quiet_blip: QUIET_BLIP,
         }
     }
 }

@@ -259,6 +259,17 @@ pub enum Event {
     Bye {
         reason: String,
     },
+    /// A member's connection dropped a while ago: they keep their place for
+    /// the grace period, and may be back.
+    Away {
+        room: u64,
+        name: String,
+    },
+    /// A member who was `away` is back.
+    Back {
+        room: u64,
+        name: String,
+    },
     /// The user read their messages from `with` on another of their
     /// sessions; `unread` is what is left unread from everyone.
     Read {

@@ -437,6 +437,8 @@ fn two_hundred_hostile_sessions_leave_the_servers_memory_flat() {
     let mut command = Command::new(ServeProcess::binary());
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
+        // Each hostile session leaves when it is shut out: no grace period.
+        .args(["--grace", "0"])
         .args(["--message-rate", "10000", "--message-burst", "10000"])
         .args(["--request-rate", "10000", "--request-burst", "10000"])
         .arg("--data-dir")

@@ -538,6 +538,8 @@ fn messages_survive_delay_and_loss_and_a_cut_link_is_noticed_on_both_sides() {
     let mut command = lab.command("srv", Path::new(env!("CARGO_BIN_EXE_chatapp")));
     command
         .args(["serve", "--listen", &listen, "--scrypt-log-n", "4"])
+        // The cut client leaves at once (no grace period): the room is told.
+        .args(["--grace", "0"])
         .args(["--idle-ping", &IDLE_PING.to_string()])
         .args(["--idle-close", &IDLE_CLOSE.to_string()])
         .arg("--data-dir")

@@ -162,6 +162,8 @@ fn every_variant_has_a_strategy(
         | Event::PrivateMessage { .. }
         | Event::Ping
         | Event::Bye { .. }
+        | Event::Away { .. }
+        | Event::Back { .. }
         | Event::Read { .. } => {}
     }
     match code {
@@ -275,6 +277,8 @@ fn event() -> impl Strategy<Value = Event> {
         Just(Event::Ping),
         text().prop_map(|reason| Event::Bye { reason }),
         (text(), any::<u32>()).prop_map(|(with, unread)| Event::Read { with, unread }),
+        (any::<u64>(), text()).prop_map(|(room, name)| Event::Away { room, name }),
+        (any::<u64>(), text()).prop_map(|(room, name)| Event::Back { room, name }),
     ]
 }
 

@@ -236,3 +236,57 @@ fn a_newcomer_sees_the_last_twenty_messages() {
         .collect();
     assert_eq!(shown, said[said.len() - 20..], "the last 20, oldest first");
 }
+
+/// A server whose grace period is short enough to see end in a test.
+fn with_grace(quiet_ms: i64, grace_ms: i64) -> TestServer {
+    TestServer::start_with(|config| {
+        config.limits.quiet_blip = quiet_ms;
+        config.limits.grace = grace_ms;
+        config.limits.sweep = 50;
+    })
+}
+
+#[test]
+fn a_dropped_member_keeps_their_place_is_told_away_and_back() {
+    let server = with_grace(300, 60_000);
+    let (room, mut members) = server.room_with("ann", &["bob"], 2);
+    let bob = members.pop().unwrap();
+    let mut ann = members.pop().unwrap();
+    drop(bob);
+    let away = Event::Away {
+        room,
+        name: "bob".into(),
+    };
+    ann.expect_event(&away);
+    // His place is kept: the room of 2 is full.
+    let mut cat = server.register("cat");
+    cat.refused(Request::JoinRoom { room }, ErrorCode::RoomFull);
+    let (mut bob, _) = server.login("bob");
+    let (_, members, _) = bob.join(room);
+    assert_eq!(members, ["ann", "bob"]);
+    ann.expect_event(&Event::Back {
+        room,
+        name: "bob".into(),
+    });
+    ann.say("welcome back");
+    bob.expect_said(room, "ann", "welcome back");
+}
+
+#[test]
+fn an_admin_who_drops_closes_the_room_only_when_the_grace_period_ends() {
+    let server = with_grace(100, 3_000);
+    let (room, mut members) = server.room_with("ann", &["bob"], 5);
+    let mut bob = members.pop().unwrap();
+    drop(members);
+    bob.expect_event(&Event::Away {
+        room,
+        name: "ann".into(),
+    });
+    // The room goes on meanwhile.
+    bob.say("is she gone?");
+    bob.expect_said(room, "bob", "is she gone?");
+    bob.expect_event(&Event::RoomClosed {
+        room,
+        reason: LeaveReason::AdminDisconnected,
+    });
+}

@@ -511,6 +511,8 @@ fn a_member_who_stops_reading_is_cut_off_past_1_mib_and_memory_and_the_others_do
     let mut command = Command::new(ServeProcess::binary());
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--scrypt-log-n", "4"])
+        // The cut-off member leaves at once (no grace period): the room is told.
+        .args(["--grace", "0"])
         .arg("--data-dir")
         .arg(dir.path())
         .env("CHATAPP_LOG", "warn");

@@ -59,6 +59,14 @@ pub fn snapshot(users: Vec<UserRow>) -> Snapshot {
     }
 }
 
+/// The product's limits without a grace period for dropped members.
+pub fn no_grace() -> Limits {
+    Limits {
+        grace: 0,
+        ..Limits::default()
+    }
+}
+
 /// A job the workers owe the hub, while `auto_answer` is off.
 #[derive(Debug)]
 pub enum Job {
@@ -113,14 +121,16 @@ pub struct Harness<W: Watch = ()> {
 }
 
 impl Harness {
-    /// No accounts yet, the product's limits, the clock at 1,000 ms and
-    /// moving 10 ms before each input.
+    /// No accounts yet, the product's limits but no grace period (a
+    /// member whose connection drops leaves at once, unless a test gives
+    /// [`Limits::grace`] a length), the clock at 1,000 ms and moving 10 ms
+    /// before each input.
     pub fn new() -> Harness {
         Harness::with(snapshot(Vec::new()))
     }
 
     pub fn with(snapshot: Snapshot) -> Harness {
-        Harness::build(snapshot, Limits::default(), ())
+        Harness::build(snapshot, no_grace(), ())
     }
 }
 

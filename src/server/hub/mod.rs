@@ -103,7 +103,9 @@ impl Hub {
     pub fn poll_timeout(&self) -> Option<Millis> {
         let held = self.accounts.next_due();
         let sweep = (!self.conns.is_empty()).then_some(self.next_sweep);
-        held.into_iter().chain(sweep).min()
+        let (quiet, grace) = (self.limits.quiet_blip, self.limits.grace);
+        let places = self.rooms.next_hold_due(quiet, grace);
+        held.into_iter().chain(sweep).chain(places).min()
     }
 
     /// Deadlines: logins held back whose time came, connections that did
@@ -111,6 +113,7 @@ impl Hub {
     pub fn handle_timeout(&mut self, now: Millis) {
         let due = self.accounts.due(now);
         self.out.extend(due.into_iter().map(Output::Auth));
+        self.held_due(now);
         if now < self.next_sweep {
             return;
         }
@@ -301,7 +304,7 @@ impl Hub {
                 room: room.0 as u64,
                 line,
             };
-            self.broadcast(Audience::Room(room), event);
+            self.tell_room(room, event);
         }
     }
 
@@ -336,6 +339,14 @@ impl Hub {
             audience,
             frame: ServerFrame::Event { event },
         });
+    }
+
+    /// The event to everyone connected in an open room; nothing when all
+    /// its members are away (their places held) or it is closed.
+    fn tell_room(&mut self, room: RoomId, event: Event) {
+        if self.rooms.get(room).is_some_and(|r| !r.members.is_empty()) {
+            self.broadcast(Audience::Room(room), event);
+        }
     }
 
     fn directory(&mut self, change: Change) {

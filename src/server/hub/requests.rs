@@ -5,7 +5,8 @@
 use super::commits::Deferred;
 use super::connections::{OverBudget, State};
 use super::effects::Refusal;
-use super::{Audience, AuthJob, Caller, Change, ConnId, Hub, Level, Output, Query, StoreJob};
+use super::rooms::Joined;
+use super::{AuthJob, Caller, Change, ConnId, Hub, Level, Output, Query, StoreJob};
 use super::{check_text, fit_newest};
 use crate::model::{self, DIALOGUE_HISTORY, HISTORY_PAGE, MessageId, Millis, RoomId, Seq, UserId};
 use crate::password;
@@ -288,7 +289,7 @@ impl Hub {
     }
 
     fn join_room(&mut self, conn: ConnId, user: UserId, room_no: u64) -> Answered {
-        let (room_id, new) = self.rooms.join(room_no, user, conn)?;
+        let (room_id, joined) = self.rooms.join(room_no, user, conn)?;
         let room = self.rooms.get(room_id).expect("joined");
         let history = fit_newest(room.history.iter().cloned().collect(), |l: &RoomLine| {
             l.text.len() + l.from.len() + 32
@@ -306,13 +307,21 @@ impl Hub {
         };
         self.conns.set_state(conn, state);
         // Told to the room as it was: the joiner enters it only after. A
-        // user already there from another device is not news.
-        if new {
-            let joined = Event::Joined {
+        // user already there from another device is not news, nor is one
+        // back from a blip the room was not told of.
+        let news = match joined {
+            Joined::New => Some(Event::Joined {
                 room: room_no,
                 name: name.clone(),
-            };
-            self.broadcast(Audience::Room(room_id), joined);
+            }),
+            Joined::Back { announced: true } => Some(Event::Back {
+                room: room_no,
+                name: name.clone(),
+            }),
+            Joined::Again | Joined::Back { announced: false } => None,
+        };
+        if let Some(event) = news {
+            self.tell_room(room_id, event);
         }
         self.directory(Change::Entered {
             conn,

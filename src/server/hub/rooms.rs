@@ -4,7 +4,7 @@
 //! is refused; telling the members is the hub root's job.
 
 use super::effects::{ConnId, Refusal};
-use crate::model::{self, MAX_CAPACITY, MIN_CAPACITY, ROOM_HISTORY, RoomId, Seq, UserId};
+use crate::model::{self, MAX_CAPACITY, MIN_CAPACITY, Millis, ROOM_HISTORY, RoomId, Seq, UserId};
 use crate::wire::msg::{ErrorCode, RoomLine};
 use std::collections::{HashMap, VecDeque};
 
@@ -18,17 +18,52 @@ pub(super) struct Room {
     /// counts once (see [`Room::users`]).
     pub members: Vec<(UserId, ConnId)>,
     pub history: VecDeque<RoomLine>,
+    /// Members whose connection dropped, keeping their place.
+    pub held: Vec<Held>,
     /// The sequence number given to the room's last message.
     last_seq: Seq,
     /// The sequence number of its last message stored and shown.
     committed: Seq,
 }
 
+/// A member whose connection dropped without leaving: they keep their
+/// place for the grace period.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Held {
+    pub user: UserId,
+    pub since: Millis,
+    /// The room was told they lost their connection.
+    pub announced: bool,
+}
+
+/// What a join was, for the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Joined {
+    /// A new member.
+    New,
+    /// A member already there from another session.
+    Again,
+    /// A member whose place was held; `announced` if the room was told
+    /// they had lost their connection.
+    Back { announced: bool },
+}
+
+/// A held place whose time came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HoldDue {
+    /// Away long enough to tell the room.
+    Announce,
+    /// The grace period is over: the member is gone.
+    Expired,
+}
+
 impl Room {
-    /// The users in the room, each once, in order of joining.
+    /// The users in the room, each once, in order of joining; those whose
+    /// place is held after them.
     pub fn users(&self) -> Vec<UserId> {
         let mut users: Vec<UserId> = Vec::with_capacity(self.members.len());
-        for &(user, _) in &self.members {
+        let held = self.held.iter().map(|h| h.user);
+        for user in self.members.iter().map(|&(u, _)| u).chain(held) {
             if !users.contains(&user) {
                 users.push(user);
             }
@@ -45,6 +80,8 @@ pub(super) struct Rooms {
     rooms: HashMap<RoomId, Room>,
     open_names: HashMap<String, RoomId>,
     next_room: i64,
+    /// Held places in all rooms, so that none costs nothing to check.
+    holding: usize,
 }
 
 impl Rooms {
@@ -53,6 +90,7 @@ impl Rooms {
             rooms: HashMap::new(),
             open_names: HashMap::new(),
             next_room: next_room.0,
+            holding: 0,
         }
     }
 
@@ -112,6 +150,7 @@ impl Rooms {
                 capacity,
                 members: vec![(admin, conn)],
                 history: VecDeque::new(),
+                held: Vec::new(),
                 last_seq: 0,
                 committed: 0,
             },
@@ -127,7 +166,7 @@ impl Rooms {
         room_no: u64,
         user: UserId,
         conn: ConnId,
-    ) -> Result<(RoomId, bool), Refusal> {
+    ) -> Result<(RoomId, Joined), Refusal> {
         let room_id = RoomId(i64::try_from(room_no).unwrap_or(i64::MAX));
         let Some(room) = self.rooms.get_mut(&room_id) else {
             return Err(if room_id.0 >= 1 && room_id.0 < self.next_room {
@@ -142,6 +181,13 @@ impl Rooms {
                 )
             });
         };
+        if let Some(i) = room.held.iter().position(|h| h.user == user) {
+            let held = room.held.remove(i);
+            self.holding -= 1;
+            room.members.push((user, conn));
+            let announced = held.announced;
+            return Ok((room_id, Joined::Back { announced }));
+        }
         let new = !room.has(user);
         let count = room.users().len();
         if new && count >= room.capacity as usize {
@@ -154,7 +200,73 @@ impl Rooms {
             ));
         }
         room.members.push((user, conn));
-        Ok((room_id, new))
+        Ok((room_id, if new { Joined::New } else { Joined::Again }))
+    }
+
+    /// Keeps the place of a member whose last session dropped.
+    pub fn hold(&mut self, room: RoomId, user: UserId, now: Millis) {
+        if let Some(room) = self.rooms.get_mut(&room) {
+            room.held.push(Held {
+                user,
+                since: now,
+                announced: false,
+            });
+            self.holding += 1;
+        }
+    }
+
+    /// When the next held place is due to be told or to expire.
+    pub fn next_hold_due(&self, quiet: Millis, grace: Millis) -> Option<Millis> {
+        if self.holding == 0 {
+            return None;
+        }
+        let due = |h: &Held| match h.announced || quiet >= grace {
+            true => h.since + grace,
+            false => h.since + quiet,
+        };
+        self.rooms
+            .values()
+            .flat_map(|r| r.held.iter().map(due))
+            .min()
+    }
+
+    /// The held places whose time has come: to be told (marked told), or
+    /// over (taken out of their room).
+    pub fn due_holds(
+        &mut self,
+        now: Millis,
+        quiet: Millis,
+        grace: Millis,
+    ) -> Vec<(RoomId, UserId, HoldDue)> {
+        let mut due = Vec::new();
+        if self.holding == 0 {
+            return due;
+        }
+        for (&id, room) in &mut self.rooms {
+            room.held.retain_mut(|h| {
+                if now >= h.since + grace {
+                    due.push((id, h.user, HoldDue::Expired));
+                    return false;
+                }
+                if !h.announced && now >= h.since + quiet {
+                    h.announced = true;
+                    due.push((id, h.user, HoldDue::Announce));
+                }
+                true
+            });
+        }
+        self.holding -= due.iter().filter(|d| d.2 == HoldDue::Expired).count();
+        due.sort_by_key(|&(room, user, _)| (room, user));
+        due
+    }
+
+    /// Forgets a user's held places (an account that could not be stored).
+    pub fn forget_held(&mut self, user: UserId) {
+        for room in self.rooms.values_mut() {
+            let before = room.held.len();
+            room.held.retain(|h| h.user != user);
+            self.holding -= before - room.held.len();
+        }
     }
 
     /// Checks that `by` may kick `target` (the user `name` means, if any)
@@ -173,6 +285,11 @@ impl Rooms {
                 ErrorCode::NotAdmin,
                 "only the room's admin can kick".to_string(),
             ));
+        }
+        if let Some(i) = room.held.iter().position(|h| Some(h.user) == target) {
+            let held = room.held.remove(i);
+            self.holding -= 1;
+            return Ok((held.user, Vec::new()));
         }
         let Some(pos) = room.members.iter().position(|&(u, _)| Some(u) == target) else {
             return Err((
@@ -210,6 +327,7 @@ impl Rooms {
     /// Takes a room out of memory, its name free again.
     pub fn close(&mut self, room: RoomId) -> Option<Room> {
         let room = self.rooms.remove(&room)?;
+        self.holding -= room.held.len();
         self.open_names.remove(&room.key);
         Some(room)
     }

@@ -6,6 +6,7 @@
 use super::accounts::MAX_SESSIONS;
 use super::commits::Deferred;
 use super::connections::State;
+use super::rooms::HoldDue;
 use super::{Audience, Caller, Change, ConnId, Hub, Level};
 use crate::model::{self, Millis, RoomId, UserId};
 use crate::store::Write;
@@ -138,6 +139,7 @@ impl Hub {
                 self.conns.set_state(c, State::Anonymous);
             }
         }
+        self.rooms.forget_held(user);
         self.accounts.forget(user);
     }
 
@@ -163,6 +165,17 @@ impl Hub {
         self.directory(Change::Left { conn });
         if !gone {
             return; // still in the room from another session
+        }
+        if why == LeaveReason::Disconnected && self.limits.grace > 0 {
+            // A blip is not a departure: the place is kept (an admin's room
+            // stays open) until the grace period ends; see `held_due`.
+            self.rooms.hold(room_id, user, now);
+            let name = self.accounts.name(user).to_string();
+            self.log(
+                Level::Info,
+                format!("{name} dropped from room #{room_id}: place held"),
+            );
+            return;
         }
         if admin == user {
             let reason = if why == LeaveReason::Disconnected {
@@ -222,6 +235,36 @@ impl Hub {
         true
     }
 
+    /// Held places whose time came: the room is told the member lost their
+    /// connection, or, once the grace period is over, that they left (an
+    /// admin's room closes).
+    pub(super) fn held_due(&mut self, now: Millis) {
+        let (quiet, grace) = (self.limits.quiet_blip, self.limits.grace);
+        for (room_id, user, due) in self.rooms.due_holds(now, quiet, grace) {
+            let Some(room) = self.rooms.get(room_id) else {
+                continue;
+            };
+            let admin = room.admin == user;
+            let name = self.accounts.name(user).to_string();
+            match due {
+                HoldDue::Announce => {
+                    let room = room_id.0 as u64;
+                    self.tell_room(room_id, Event::Away { room, name });
+                }
+                HoldDue::Expired if admin => {
+                    self.close_room(now, room_id, LeaveReason::AdminDisconnected);
+                }
+                HoldDue::Expired => {
+                    self.log(
+                        Level::Info,
+                        format!("{name} left room #{room_id} (grace period over)"),
+                    );
+                    self.announce_left(room_id, name, LeaveReason::Disconnected);
+                }
+            }
+        }
+    }
+
     /// Tells a room that someone left it (they are out of it already).
     pub(super) fn announce_left(&mut self, room_id: RoomId, name: String, reason: LeaveReason) {
         let left = Event::Left {
@@ -229,6 +272,6 @@ impl Hub {
             name,
             reason,
         };
-        self.broadcast(Audience::Room(room_id), left);
+        self.tell_room(room_id, left);
     }
 }

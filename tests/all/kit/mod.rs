@@ -148,6 +148,9 @@ impl TestServer {
 fn start_on(dir: &Path, tune: &dyn Fn(&mut Config)) -> Handle {
     let mut config = Config::new(dir.to_path_buf());
     config.hash_cost = HashCost::TEST;
+    // A dropped member leaves at once, as after the grace period: tests of
+    // the grace period itself give it a length.
+    config.limits.grace = 0;
     tune(&mut config);
     server::start("127.0.0.1:0".parse().unwrap(), config).expect("the server starts")
 }

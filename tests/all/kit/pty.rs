@@ -69,6 +69,8 @@ impl Server {
 fn start_on(dir: &Path, addr: SocketAddr) -> Handle {
     let mut config = Config::new(dir.to_path_buf());
     config.hash_cost = HashCost::TEST;
+    // As in the protocol tests' server: no grace period unless asked.
+    config.limits.grace = 0;
     config.log_level = server::hub::Level::Error;
     server::start(addr, config).expect("the server starts")
 }
