@@ -177,6 +177,7 @@ struct Server {
     /// Loaded before the address is announced, so a client that sees the
     /// announcement finds every account in place.
     snapshot: Snapshot,
+    open_rooms: Vec<store::OpenRoom>,
     config: Config,
     poll: mio::Poll,
     waker: Arc<mio::Waker>,
@@ -201,12 +202,16 @@ impl Server {
                     source,
                 }
             })?;
-        let closed = store.close_open_rooms(now_millis())?;
         let snapshot = store.load()?;
-        if closed > 0 && config.log_level >= Level::Info {
+        let open_rooms = store.open_rooms(crate::model::ROOM_HISTORY)?;
+        if !open_rooms.is_empty() && config.log_level >= Level::Info {
             log::emit(
                 Level::Info,
-                &format!("closed {closed} rooms left open by the last run"),
+                &format!(
+                    "reopened {} rooms left open by the last run; each waits {} s for its admin",
+                    open_rooms.len(),
+                    config.limits.grace / 1000
+                ),
             );
         }
         let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
@@ -228,6 +233,7 @@ impl Server {
             key,
             store,
             snapshot,
+            open_rooms,
             config,
             poll,
             waker,
@@ -239,7 +245,8 @@ impl Server {
 
     fn run(self) -> io::Result<()> {
         let users = self.snapshot.users.len();
-        let hub = Hub::new(self.snapshot, self.config.limits.clone());
+        let mut hub = Hub::new(self.snapshot, self.config.limits.clone());
+        hub.reopen(now_millis(), self.open_rooms);
         let (tx, inputs) = std::sync::mpsc::channel();
         let reply = workers::Reply {
             tx,

@@ -55,9 +55,10 @@ pub trait Store: Send {
     /// counts, and the next free ids, read as one consistent view.
     fn load(&mut self) -> Result<Snapshot, StoreError>;
 
-    /// At start no room can be open (their admins are gone): sets
-    /// `closed = now` on every open room and returns how many there were.
-    fn close_open_rooms(&mut self, now: Millis) -> Result<usize, StoreError>;
+    /// The rooms left open by the last run (rooms survive a restart), in
+    /// id order, each with its last sequence number and its last
+    /// `history` messages.
+    fn open_rooms(&mut self, history: usize) -> Result<Vec<OpenRoom>, StoreError>;
 
     /// Applies all writes in one transaction and commits: either all of them
     /// are saved, or (on error) none.
@@ -190,6 +191,19 @@ impl Write {
             Write::RoomMessage { .. } | Write::PrivateMessage { .. }
         )
     }
+}
+
+/// A room left open by the last run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenRoom {
+    pub id: RoomId,
+    pub name: String,
+    pub admin: UserId,
+    pub capacity: u32,
+    /// The number of its last message (0: none).
+    pub last_seq: Seq,
+    /// Its newest messages, oldest first.
+    pub history: Vec<RoomRow>,
 }
 
 /// One entry of a user's list of private conversations.

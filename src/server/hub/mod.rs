@@ -43,7 +43,7 @@ pub use effects::{
 pub use private::{INBOX_LIMIT, PREVIEW_CHARS};
 
 use crate::model::{MAX_TEXT_BYTES, MessageId, Millis, RoomId};
-use crate::store::{Page, Snapshot, Write};
+use crate::store::{OpenRoom, Page, Snapshot, Write};
 use crate::wire::msg::{ErrorCode, Event, LeaveReason, Reply, RoomLine, ServerFrame};
 use accounts::Accounts;
 use commits::{Commits, Deferred};
@@ -157,14 +157,34 @@ impl Hub {
         }
     }
 
-    /// Closes every room and says goodbye to everyone: the server is
-    /// stopping. The caller then flushes outputs and waits for the store.
-    pub fn shutdown(&mut self, now: Millis) {
-        for room in self.rooms.ids() {
-            self.close_room(now, room, LeaveReason::Shutdown);
+    /// The rooms the last run left open, as it left them but with nobody
+    /// in them: each admin's place is held for the grace period from
+    /// `now`, as if their connection had just dropped, and the room
+    /// closes if they do not come back in time.
+    pub fn reopen(&mut self, now: Millis, rooms: Vec<OpenRoom>) {
+        for room in rooms {
+            let history = room.history.into_iter().map(room_line).collect();
+            self.rooms.reopen(
+                room.id,
+                room.name,
+                room.admin,
+                room.capacity,
+                room.last_seq,
+                history,
+                now,
+            );
         }
+    }
+
+    /// Says goodbye to everyone: the server is stopping, to start again.
+    /// Rooms stay open (in the database too) and are reopened by the next
+    /// start. The caller then flushes outputs and waits for the store.
+    pub fn shutdown(&mut self, _now: Millis) {
         for conn in self.conns.ids() {
-            self.bye(conn, "the server is shutting down");
+            self.bye(
+                conn,
+                "the server is restarting: connect again in a moment; your rooms stay open",
+            );
         }
     }
 

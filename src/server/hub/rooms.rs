@@ -110,10 +110,6 @@ impl Rooms {
         self.rooms.get(&room).map_or(0, |r| r.committed)
     }
 
-    pub fn ids(&self) -> Vec<RoomId> {
-        self.rooms.keys().copied().collect()
-    }
-
     /// Opens a room with its admin as its only member, after checking the
     /// name and the capacity. Returns its id and its trimmed name.
     pub fn create(
@@ -201,6 +197,49 @@ impl Rooms {
         }
         room.members.push((user, conn));
         Ok((room_id, if new { Joined::New } else { Joined::Again }))
+    }
+
+    /// A room the last run left open, with nobody in it but its admin's
+    /// place, held from `now`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn reopen(
+        &mut self,
+        id: RoomId,
+        name: String,
+        admin: UserId,
+        capacity: u32,
+        last_seq: Seq,
+        history: VecDeque<RoomLine>,
+        now: Millis,
+    ) {
+        let key = model::room_key(&name);
+        self.open_names.insert(key.clone(), id);
+        self.rooms.insert(
+            id,
+            Room {
+                name,
+                key,
+                admin,
+                capacity,
+                members: Vec::new(),
+                history,
+                held: vec![Held {
+                    user: admin,
+                    since: now,
+                    announced: false,
+                }],
+                last_seq,
+                committed: last_seq,
+            },
+        );
+        self.holding += 1;
+        self.next_room = self.next_room.max(id.0 + 1);
+    }
+
+    /// Every open room (for the test harness's checks).
+    #[cfg(any(test, feature = "testkit"))]
+    pub fn ids(&self) -> Vec<RoomId> {
+        self.rooms.keys().copied().collect()
     }
 
     /// Keeps the place of a member whose last session dropped.

@@ -18,9 +18,10 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 use super::{
-    Conversation, Page, PrivateRow, RoomRow, Snapshot, Store, StoreError, Sync, UserRow, Write,
+    Conversation, OpenRoom, Page, PrivateRow, RoomRow, Snapshot, Store, StoreError, Sync, UserRow,
+    Write,
 };
-use crate::model::{MessageId, Millis, RoomId, Seq, UserId, room_key, user_key};
+use crate::model::{MessageId, RoomId, Seq, UserId, room_key, user_key};
 
 /// The schema version this build writes and understands, kept in
 /// `PRAGMA user_version`.
@@ -285,13 +286,37 @@ impl Store for SqliteStore {
         })
     }
 
-    fn close_open_rooms(&mut self, now: Millis) -> Result<usize, StoreError> {
-        self.conn
-            .execute(
-                "UPDATE rooms SET closed = ?1 WHERE closed IS NULL",
-                params![now],
+    fn open_rooms(&mut self, history: usize) -> Result<Vec<OpenRoom>, StoreError> {
+        let reading = || "could not read the rooms left open by the last run".to_owned();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT r.id, r.name, r.admin, r.capacity,
+                        IFNULL((SELECT MAX(seq) FROM messages WHERE room = r.id), 0)
+                 FROM rooms AS r WHERE r.closed IS NULL ORDER BY r.id",
             )
-            .context(|| "could not close the rooms left open by the last run".to_owned())
+            .context(reading)?;
+        let rooms: Vec<OpenRoom> = stmt
+            .query_map([], |row| {
+                Ok(OpenRoom {
+                    id: RoomId(row.get(0)?),
+                    name: row.get(1)?,
+                    admin: UserId(row.get(2)?),
+                    capacity: row.get(3)?,
+                    last_seq: seq_at(row, 4)?,
+                    history: Vec::new(),
+                })
+            })
+            .and_then(Iterator::collect)
+            .context(reading)?;
+        drop(stmt);
+        rooms
+            .into_iter()
+            .map(|mut room| {
+                room.history = self.room_history(room.id, Page::Before(Seq::MAX), history)?;
+                Ok(room)
+            })
+            .collect()
     }
 
     fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
@@ -889,32 +914,36 @@ mod tests {
     }
 
     #[test]
-    fn close_open_rooms_closes_only_open_ones() {
+    fn open_rooms_come_back_with_their_last_number_and_newest_lines() {
         let (_dir, path, mut store) = with_users();
-        store
-            .apply(&[
-                room(1, "a", 1),
-                room(2, "b", 1),
-                room(3, "c", 2),
-                Write::CloseRoom {
-                    id: RoomId(2),
-                    closed: 100,
-                },
-            ])
-            .unwrap();
-        assert_eq!(store.close_open_rooms(999).unwrap(), 2);
-        assert_eq!(store.close_open_rooms(1000).unwrap(), 0);
+        let mut writes = vec![
+            room(1, "a", 1),
+            room(2, "b", 1),
+            room(3, "c", 2),
+            Write::CloseRoom {
+                id: RoomId(2),
+                closed: 100,
+            },
+        ];
+        for id in 1..=5 {
+            writes.push(rm(id, 1, 2, &format!("a{id}")));
+        }
+        store.apply(&writes).unwrap();
         drop(store);
-        let store = SqliteStore::open(&path).unwrap();
-        let closed: Vec<i64> = store
-            .conn
-            .prepare("SELECT closed FROM rooms ORDER BY id")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(closed, vec![999, 100, 999]);
+        let mut store = SqliteStore::open(&path).unwrap();
+        let open = store.open_rooms(2).unwrap();
+        let summary: Vec<(i64, &str, i64, Seq, Vec<&str>)> = open
+            .iter()
+            .map(|r| {
+                let texts = r.history.iter().map(|l| l.text.as_str()).collect();
+                (r.id.0, r.name.as_str(), r.admin.0, r.last_seq, texts)
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [(1, "a", 1, 5, vec!["a4", "a5"]), (3, "c", 2, 0, vec![])]
+        );
+        assert_eq!(open[0].capacity, 10);
     }
 
     #[test]

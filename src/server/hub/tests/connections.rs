@@ -3,24 +3,97 @@
 use super::*;
 
 #[test]
-fn shutdown_closes_rooms_and_says_goodbye() {
+fn shutdown_says_the_server_is_restarting_and_keeps_rooms_open() {
     let mut w = World::new();
     let (ann, bob) = (w.user("ann"), w.user("bob"));
     let room = w.create_room(ann, "Lobby", 10);
     w.join(bob, room);
     w.events(bob);
+    let writes = w.committed.len();
     w.hub.shutdown(w.now);
     w.run_effects();
-    let events = w.events(bob);
-    assert_eq!(
-        events[0],
-        Event::RoomClosed {
-            room,
-            reason: LeaveReason::Shutdown
-        }
-    );
-    assert!(matches!(events[1], Event::Bye { .. }));
+    assert!(matches!(
+        &w.events(bob)[..],
+        [Event::Bye { reason }] if reason.contains("restarting")
+    ));
     assert!(w.closed.contains(&ann) && w.closed.contains(&bob));
+    assert_eq!(w.committed.len(), writes, "the room is not closed");
+}
+
+#[test]
+fn a_reopened_room_waits_the_grace_period_for_its_admin() {
+    use crate::store::{OpenRoom, RoomRow};
+    let limits = Limits {
+        grace: 60_000,
+        ..Limits::default()
+    };
+    let snapshot = harness::snapshot(vec![harness::account(1, "ann"), harness::account(2, "bob")]);
+    let mut w = harness::Harness::build(snapshot, limits, ());
+    let line = RoomRow {
+        id: crate::model::MessageId(7),
+        seq: 7,
+        sender: UserId(1),
+        sender_name: "ann".into(),
+        text: "before the restart".into(),
+        sent: 500,
+    };
+    let open = |id: i64, name: &str| OpenRoom {
+        id: RoomId(id),
+        name: name.into(),
+        admin: UserId(1),
+        capacity: 5,
+        last_seq: 7,
+        history: vec![line.clone()],
+    };
+    let start = w.now;
+    w.hub.reopen(start, vec![open(3, "Lobby"), open(4, "Den")]);
+    w.login("bob", PW);
+    let bob = ConnId(w.next_conn - 1);
+    let taken = Request::CreateRoom {
+        name: "lobby".into(),
+        capacity: 5,
+    };
+    assert_eq!(w.error(bob, taken), ErrorCode::RoomNameTaken);
+    // Open as it was: its history, its name taken, its numbers going on.
+    match w.join(bob, 3) {
+        Reply::Room {
+            room,
+            members,
+            history,
+        } => {
+            assert_eq!((room.name.as_str(), room.admin.as_str()), ("Lobby", "ann"));
+            assert_eq!(members, ["bob", "ann"], "ann's place is held");
+            assert_eq!(history.len(), 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    w.say(bob, "anyone?");
+    let seqs: Vec<u64> = w
+        .events(bob)
+        .iter()
+        .filter_map(|e| match e {
+            Event::RoomMessage { line, .. } => Some(line.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seqs, [8]);
+    // Ann comes back to one of her rooms in time; the other closes.
+    w.login("ann", PW);
+    let ann = ConnId(w.next_conn - 1);
+    assert!(matches!(w.join(ann, 3), Reply::Room { .. }));
+    w.now = start + 60_000;
+    w.timeout();
+    let closed: Vec<RoomId> = w
+        .committed
+        .iter()
+        .filter_map(|write| match write {
+            Write::CloseRoom { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, [RoomId(4)]);
+    w.say(ann, "I am back");
+    assert_eq!(texts(&w.events(bob)), ["ann: I am back"]);
 }
 
 #[test]
