@@ -721,8 +721,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "database {} has schema version 7, newer than this chatapp understands (2): \
-                 run a newer chatapp, or point --data-dir elsewhere",
+                "database {} has schema version 7, newer than this chatapp understands \
+                 ({SCHEMA_VERSION}): run a newer chatapp, or point --data-dir elsewhere",
                 path.display()
             )
         );
