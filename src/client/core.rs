@@ -606,7 +606,7 @@ impl Core {
     fn on_reply(&mut self, pending: Pending, reply: Reply) {
         match pending {
             Pending::Login { name, .. } => match reply {
-                Reply::LoggedIn { name, unread } => {
+                Reply::LoggedIn { name, unread, .. } => {
                     let welcome = format!("Welcome back, {name}.");
                     self.logged_in(name, unread, welcome);
                 }
@@ -637,7 +637,7 @@ impl Core {
                 }
             }
             Pending::Register { name, .. } => match reply {
-                Reply::LoggedIn { name, unread } => {
+                Reply::LoggedIn { name, unread, .. } => {
                     let welcome = format!("Welcome, {name}: your account is ready.");
                     self.logged_in(name, unread, welcome);
                 }

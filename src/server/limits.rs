@@ -30,6 +30,13 @@ pub const FREE_LOGIN_FAILURES: u32 = 3;
 pub const MAX_LOGIN_DELAY: Millis = 30_000;
 /// How often deadlines are checked.
 pub const SWEEP: Millis = 1_000;
+/// Days a resume token may go unused before it expires (`--resume-days`).
+pub const RESUME_DAYS: u32 = 30;
+/// Devices (resume tokens) one account may hold; a password login past
+/// this many revokes the one used least recently.
+pub const MAX_DEVICES: usize = 32;
+/// A day, in milliseconds.
+pub const DAY: Millis = 24 * 60 * 60 * 1000;
 /// Connections one address may hold at once (loopback is exempt).
 pub const MAX_PER_ADDRESS: usize = 16;
 
@@ -71,6 +78,10 @@ pub struct Limits {
     pub max_login_delay: Millis,
     /// How often deadlines are checked.
     pub sweep: Millis,
+    /// How long a resume token may go unused before it expires.
+    pub resume_expiry: Millis,
+    /// Devices (resume tokens) one account may hold.
+    pub max_devices: usize,
 }
 
 impl Default for Limits {
@@ -86,6 +97,8 @@ impl Default for Limits {
             free_login_failures: FREE_LOGIN_FAILURES,
             max_login_delay: MAX_LOGIN_DELAY,
             sweep: SWEEP,
+            resume_expiry: Millis::from(RESUME_DAYS) * DAY,
+            max_devices: MAX_DEVICES,
         }
     }
 }

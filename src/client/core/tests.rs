@@ -9,6 +9,8 @@ use crate::wire::msg::LeaveReason;
 
 const T: i64 = 1_700_000_000_000;
 const PASSWORD: &str = "violet tractor anthem 1987";
+/// A resume token as the server gives one.
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn now() -> i64 {
     T
@@ -102,6 +104,7 @@ impl Script {
         s.reply(Reply::LoggedIn {
             name: name.to_string(),
             unread: 0,
+            token: TOKEN.into(),
         });
         s.reply(inbox(vec![]));
         s
@@ -196,7 +199,8 @@ fn a_login_opens_a_connection_only_when_the_password_is_typed() {
     assert_eq!(
         s.reply(Reply::LoggedIn {
             name: "bob".into(),
-            unread: 2
+            unread: 2,
+            token: TOKEN.into(),
         }),
         ["show: Welcome back, bob.", "call: Inbox"]
     );

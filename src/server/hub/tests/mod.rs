@@ -38,5 +38,6 @@ fn texts(events: &[Event]) -> Vec<String> {
 mod accounts;
 mod commits;
 mod connections;
+mod devices;
 mod private;
 mod rooms;
