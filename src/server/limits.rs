@@ -37,6 +37,9 @@ pub const RESUME_DAYS: u32 = 30;
 pub const MAX_DEVICES: usize = 32;
 /// A day, in milliseconds.
 pub const DAY: Millis = 24 * 60 * 60 * 1000;
+/// How often devices past their expiry are looked for and deleted (one
+/// that is presented is refused and deleted at once anyway).
+pub const DEVICE_PURGE: Millis = 60 * 60 * 1000;
 /// Connections one address may hold at once (loopback is exempt).
 pub const MAX_PER_ADDRESS: usize = 16;
 

@@ -211,6 +211,22 @@ impl Devices {
         true
     }
 
+    /// Removes every device unused for longer than `expiry`; returns them,
+    /// in id order.
+    pub fn expire(&mut self, now: Millis, expiry: Millis) -> Vec<DeviceId> {
+        let mut gone: Vec<DeviceId> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| now - d.last_used > expiry)
+            .map(|(id, _)| *id)
+            .collect();
+        gone.sort();
+        for &id in &gone {
+            self.remove(id);
+        }
+        gone
+    }
+
     /// The connection is logged in from this device.
     pub fn attach(&mut self, conn: ConnId, device: DeviceId) {
         self.sessions.insert(conn, device);

@@ -74,6 +74,8 @@ pub struct Hub {
     out: VecDeque<Output>,
     limits: Limits,
     next_sweep: Millis,
+    /// When devices past their expiry are next looked for.
+    next_purge: Millis,
 }
 
 impl Hub {
@@ -93,6 +95,7 @@ impl Hub {
             out: VecDeque::new(),
             limits,
             next_sweep: 0,
+            next_purge: 0,
         }
     }
 
@@ -130,6 +133,17 @@ impl Hub {
             return;
         }
         self.next_sweep = now + self.limits.sweep;
+        if now >= self.next_purge {
+            self.next_purge = now + super::limits::DEVICE_PURGE;
+            let expired = self.devices.expire(now, self.limits.resume_expiry);
+            if !expired.is_empty() {
+                let n = expired.len();
+                self.log(Level::Info, format!("{n} saved logins expired unused"));
+            }
+            for id in expired {
+                self.persist(Write::DeleteDevice { id });
+            }
+        }
         let overdue = self.conns.overdue(now, &self.limits);
         let login_secs = seconds(self.limits.login_timeout);
         for conn in overdue.late {

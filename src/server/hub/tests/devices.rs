@@ -392,3 +392,24 @@ fn a_resume_held_past_the_login_deadline_leaves_the_token_as_it_was() {
         Some(Reply::LoggedIn { .. })
     ));
 }
+
+#[test]
+fn devices_past_their_expiry_are_deleted_without_being_presented() {
+    let mut w = World::new();
+    let expiry = Limits::default().resume_expiry;
+    let (_, ann) = w.user_with_token("ann");
+    let registered = w.now;
+    w.now += expiry / 2;
+    let (_, bob) = w.user_with_token("bob");
+    w.timeout();
+    assert_eq!(w.hub.devices(), 2, "nothing expired yet");
+    w.now = registered + expiry + crate::server::limits::DEVICE_PURGE;
+    w.timeout();
+    assert_eq!(w.hub.devices(), 1);
+    assert!(matches!(
+        w.committed.last(),
+        Some(Write::DeleteDevice { id: DeviceId(1) })
+    ));
+    assert_eq!(refusal(w.login_with(&ann)).1, NO_LONGER_VALID);
+    assert!(matches!(w.login_with(&bob), Some(Reply::LoggedIn { .. })));
+}
