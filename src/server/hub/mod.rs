@@ -120,8 +120,9 @@ impl Hub {
         held.into_iter().chain(sweep).min()
     }
 
-    /// Deadlines: logins held back whose time came, connections that did
-    /// not log in in time, silent ones (pinged, then dropped).
+    /// Deadlines: logins and resumes held back whose time came,
+    /// connections that did not log in in time, silent ones (pinged, then
+    /// dropped), and (once an hour) devices past their expiry.
     pub fn handle_timeout(&mut self, now: Millis) {
         for held in self.accounts.due(now) {
             match held {
