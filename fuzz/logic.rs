@@ -545,6 +545,7 @@ impl Sim {
             next_user: UserId(3),
             next_room: RoomId(3),
             next_message: MessageId(100),
+            devices: Vec::new(),
         };
         let mut world = Harness::build(snapshot, Limits::default(), Rules::default());
         world.now = 1_000_000;

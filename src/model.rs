@@ -33,6 +33,11 @@ id_type!(
     /// A row of `messages`.
     MessageId
 );
+id_type!(
+    /// A row of `devices`: one place an account logged in from with its
+    /// password, holding a resume token.
+    DeviceId
+);
 
 /// A message's number in its conversation (a room, or the dialogue of two
 /// users): 1, 2, 3, ... in the order the server accepted them, with no gaps

@@ -11,6 +11,7 @@ use super::editor::LineBuffer;
 use super::link::{CallError, Link, NetEvent};
 use super::proto::{self, ClientError, Connection};
 use super::session::{Line, Tone};
+use super::tokens::SavedLogins;
 use super::trust::TrustError;
 use super::trust::{KnownServers, Verdict};
 use super::ui::{self, Input, Menu, Mode, Pick, Terminal};
@@ -22,7 +23,8 @@ use std::time::Duration;
 
 /// How long an ordinary request may take.
 const CALL: Duration = Duration::from_secs(15);
-/// Login and registration run scrypt and may be slowed after failures.
+/// Login and registration run scrypt and may be slowed after failures
+/// (a resume too may be held back after failures from the address).
 const AUTH_CALL: Duration = Duration::from_secs(60);
 
 /// Why the client could not go on: each says what went wrong and, where
@@ -192,9 +194,26 @@ fn sessions(term: &mut Terminal, target: &Target) -> Step {
             addr: target.addr.to_string(),
         }));
     }
-    let mut core = Core::new(target.addr, super::now_millis, super::local_offset);
+    // A saved-logins file that cannot be read costs only the saved login.
+    let saved_path = SavedLogins::beside(target.known);
+    let mut saved = match SavedLogins::load(&saved_path) {
+        Ok(saved) => Some(saved),
+        Err(e) => {
+            term.show(&[Line::of(
+                Tone::Error,
+                format!("{e}; log in with your password"),
+            )])?;
+            None
+        }
+    };
+    let token = saved.as_ref().and_then(|s| s.get(target.addr));
+    let mut core = Core::new(target.addr, super::now_millis, super::local_offset).with_token(token);
     core.start();
-    Driver::default().run(term, target, &mut core)
+    let mut driver = Driver {
+        saved: saved.take(),
+        ..Driver::default()
+    };
+    driver.run(term, target, &mut core)
 }
 
 /// What is on screen waiting for the person, and the network's end.
@@ -207,6 +226,8 @@ struct Driver {
     /// The line being typed, kept while the same question is asked.
     buf: LineBuffer,
     status: Option<Line>,
+    /// The saved-logins file, if it could be read.
+    saved: Option<SavedLogins>,
 }
 
 impl Driver {
@@ -242,6 +263,25 @@ impl Driver {
                         }
                     }
                     Effect::Close => self.link = None,
+                    Effect::SaveToken(token) => {
+                        let saved = self.saved.as_mut().map(|s| s.set(target.addr, &token));
+                        if let Some(Err(e)) = saved {
+                            let why = format!("{e}: you will be asked for your password next time");
+                            term.show(&[Line::of(Tone::Error, why)])?;
+                        }
+                    }
+                    Effect::ForgetToken => {
+                        let forgot = self.saved.as_mut().map(|s| s.forget(target.addr));
+                        if let Some(Err(e)) = forgot {
+                            let path = self.saved.as_ref().map(|s| s.path().display().to_string());
+                            let why = format!(
+                                "{e}: delete the line for {} in {} by hand",
+                                target.addr,
+                                path.unwrap_or_default()
+                            );
+                            term.show(&[Line::of(Tone::Error, why)])?;
+                        }
+                    }
                     Effect::Quit => return Ok(()),
                 }
             }
@@ -283,7 +323,7 @@ impl Driver {
     /// A request and its reply, or why there is none.
     fn call(&mut self, req: Request) -> NetInput {
         let wait = match req {
-            Request::Login { .. } | Request::Register { .. } => AUTH_CALL,
+            Request::Login { .. } | Request::Register { .. } | Request::Resume { .. } => AUTH_CALL,
             _ => CALL,
         };
         let Some(link) = self.link.as_mut() else {

@@ -9,9 +9,14 @@
 //! script.
 //!
 //! A lost connection is an input like any other, not an error that
-//! unwinds the screens: the core decides what follows (today, offering to
-//! reconnect), which is where reconnecting by itself with a resume token
-//! will fit.
+//! unwinds the screens: the core decides what follows (offering to
+//! reconnect, and then resuming with the saved token if there is one).
+//!
+//! Resume tokens: every `logged_in` carries the token for the next
+//! connection, which the core hands the driver to keep
+//! ([`Effect::SaveToken`]); a run that starts with a saved token sends
+//! `resume` before showing the start menu, and a refused resume or a
+//! logout forgets it ([`Effect::ForgetToken`]).
 //!
 //! The driver runs one [`Effect::Call`] at a time and feeds its answer
 //! back before taking the next effect, so a reply always belongs to the
@@ -139,6 +144,10 @@ pub enum Effect {
     Send(Request),
     /// Close the connection.
     Close,
+    /// Keep this resume token for this server, replacing any other.
+    SaveToken(String),
+    /// Forget the resume token kept for this server.
+    ForgetToken,
     /// The person is done: end the program.
     Quit,
 }
@@ -226,6 +235,8 @@ enum Screen {
 /// What an awaited connection or reply is for.
 #[derive(Debug, Clone, PartialEq)]
 enum Pending {
+    /// A `resume` with the saved token.
+    Resume,
     Login {
         name: String,
         password: String,
@@ -270,6 +281,8 @@ pub struct Core {
     pending: Option<Pending>,
     connected: bool,
     session: Option<Session>,
+    /// The saved resume token for this server, if any.
+    token: Option<String>,
     out: VecDeque<Effect>,
 }
 
@@ -285,14 +298,27 @@ impl Core {
             pending: None,
             connected: false,
             session: None,
+            token: None,
             out: VecDeque::new(),
         }
     }
 
-    /// Begins, once the server was met: the start menu.
+    /// The resume token saved for this server, if any.
+    pub fn with_token(mut self, token: Option<String>) -> Core {
+        self.token = token;
+        self
+    }
+
+    /// Begins, once the server was met: a resume with the saved token if
+    /// there is one, else the start menu.
     pub fn start(&mut self) {
         self.say(Tone::Good, format!("Connected to {}.", self.addr));
-        self.start_menu();
+        if self.token.is_some() {
+            self.say(Tone::Dim, "Logging in with your saved login…");
+            self.open(Pending::Resume);
+        } else {
+            self.start_menu();
+        }
     }
 
     /// The next thing to do, if any.
@@ -359,6 +385,12 @@ impl Core {
         self.screen = Screen::Busy;
         self.pending = Some(pending);
         self.emit(Effect::Open);
+    }
+
+    fn forget_token(&mut self) {
+        if self.token.take().is_some() {
+            self.emit(Effect::ForgetToken);
+        }
     }
 
     fn close(&mut self) {
@@ -505,7 +537,9 @@ impl Core {
         self.ask(Screen::Reconnect, ask);
     }
 
-    fn logged_in(&mut self, name: String, unread: u32, welcome: String) {
+    fn logged_in(&mut self, name: String, unread: u32, token: String, welcome: String) {
+        self.token = Some(token.clone());
+        self.emit(Effect::SaveToken(token));
         self.say(Tone::Good, welcome);
         self.session = Some(Session::new(name, unread, self.local));
         self.enter_menu();
@@ -536,6 +570,18 @@ impl Core {
 
     fn on_opened(&mut self) {
         let req = match self.pending.clone() {
+            Some(Pending::Resume) => match self.token.clone() {
+                Some(token) => Request::Resume { token },
+                None => return self.start_menu(),
+            },
+            Some(Pending::Reconnect) if self.token.is_some() => {
+                // The server answers again: pick the session up with the
+                // saved login, on this connection.
+                self.say(Tone::Good, format!("{} answers again.", self.addr));
+                self.pending = Some(Pending::Resume);
+                let token = self.token.clone().unwrap_or_default();
+                Request::Resume { token }
+            }
             Some(Pending::Login { name, password }) => Request::Login { name, password },
             Some(Pending::NameCheck { name }) => Request::Register {
                 name,
@@ -609,10 +655,29 @@ impl Core {
 
     fn on_reply(&mut self, pending: Pending, reply: Reply) {
         match pending {
-            Pending::Login { name, .. } => match reply {
-                Reply::LoggedIn { name, unread } => {
+            Pending::Resume => match reply {
+                Reply::LoggedIn {
+                    name,
+                    unread,
+                    token,
+                } => {
                     let welcome = format!("Welcome back, {name}.");
-                    self.logged_in(name, unread, welcome);
+                    self.logged_in(name, unread, token, welcome);
+                }
+                other => {
+                    self.forget_token();
+                    self.refused(&other);
+                    self.start_menu();
+                }
+            },
+            Pending::Login { name, .. } => match reply {
+                Reply::LoggedIn {
+                    name,
+                    unread,
+                    token,
+                } => {
+                    let welcome = format!("Welcome back, {name}.");
+                    self.logged_in(name, unread, token, welcome);
                 }
                 other => {
                     self.refused(&other);
@@ -641,9 +706,13 @@ impl Core {
                 }
             }
             Pending::Register { name, .. } => match reply {
-                Reply::LoggedIn { name, unread } => {
+                Reply::LoggedIn {
+                    name,
+                    unread,
+                    token,
+                } => {
                     let welcome = format!("Welcome, {name}: your account is ready.");
-                    self.logged_in(name, unread, welcome);
+                    self.logged_in(name, unread, token, welcome);
                 }
                 Reply::Error {
                     code: ErrorCode::NameTaken | ErrorCode::InvalidName,
@@ -863,7 +932,12 @@ impl Core {
             ),
             MainChoice::Compose => self.ask_compose(),
             MainChoice::Inbox => self.open_inbox(),
-            MainChoice::LogOut => self.call(Pending::Logout, Request::Logout),
+            MainChoice::LogOut => {
+                // Forgotten here whatever the server says: logging out
+                // means no saved login is left behind.
+                self.forget_token();
+                self.call(Pending::Logout, Request::Logout)
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 //! - [`link`]: the network thread that owns the connection, and the
 //!   channels between it and the terminal.
 //! - [`trust`]: the known-servers file (server keys pinned on first use).
+//! - [`tokens`]: the saved-logins file (a resume token for each server).
 //! - [`core`]: pure: the flow (which screen comes next, which request to
 //!   send, what a reply means), fed user and network inputs, drained of
 //!   effects.
@@ -21,6 +22,7 @@ pub mod editor;
 pub mod link;
 pub mod proto;
 pub mod session;
+pub mod tokens;
 pub mod trust;
 mod ui;
 

@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// Requests of any kind a client may send at once.
     #[arg(long, default_value_t = limits::REQUEST_BURST, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub request_burst: u32,
+    /// Days a saved login (resume token) may go unused before it expires
+    /// and its user must log in with the password again; fractions allowed.
+    #[arg(long, default_value_t = f64::from(limits::RESUME_DAYS), value_name = "DAYS", value_parser = positive_days)]
+    pub resume_days: f64,
     /// scrypt cost as log2(N), 1 to 20. Lower it only for tests.
     #[arg(long, default_value_t = HashCost::default().log_n, value_name = "LOG_N", value_parser = clap::value_parser!(u8).range(1..=20), hide = true)]
     pub scrypt_log_n: u8,
@@ -59,6 +63,16 @@ pub struct ServeArgs {
     /// room (an admin's room stays open as long); 0 makes them leave at once.
     #[arg(long, default_value_t = secs(limits::GRACE), value_name = "SECS")]
     pub grace: f64,
+}
+
+/// A number of days above zero (fractions allowed), at most 100 years.
+fn positive_days(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(days) if days > 0.0 && days <= 36_500.0 => Ok(days),
+        _ => Err(format!(
+            "{text:?} is not a number of days from above 0 to 36500: give one such as 30 or 0.5"
+        )),
+    }
 }
 
 fn millis(secs: f64) -> i64 {
@@ -96,6 +110,7 @@ fn config(args: &ServeArgs, data_dir: PathBuf) -> super::Config {
     config.limits.requests_per_second = args.request_rate;
     config.limits.request_burst = args.request_burst;
     config.limits.grace = millis(args.grace.max(0.0));
+    config.limits.resume_expiry = (args.resume_days * limits::DAY as f64).round() as i64;
     let limits = &config.limits;
     config.limits = limits.clone().with_deadlines(
         millis(args.login_timeout),
@@ -145,6 +160,7 @@ mod tests {
             ("--message-burst", limits::MESSAGE_BURST.to_string()),
             ("--request-rate", limits::REQUESTS_PER_SECOND.to_string()),
             ("--request-burst", limits::REQUEST_BURST.to_string()),
+            ("--resume-days", limits::RESUME_DAYS.to_string()),
         ] {
             let at = help
                 .find(option)

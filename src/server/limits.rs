@@ -36,6 +36,16 @@ pub const GRACE: Millis = 60_000;
 /// A dropped member's absence shorter than this is not told to the room:
 /// a blip is not a departure.
 pub const QUIET_BLIP: Millis = 10_000;
+/// Days a resume token may go unused before it expires (`--resume-days`).
+pub const RESUME_DAYS: u32 = 30;
+/// Devices (resume tokens) one account may hold; a password login past
+/// this many revokes the one used least recently.
+pub const MAX_DEVICES: usize = 32;
+/// A day, in milliseconds.
+pub const DAY: Millis = 24 * 60 * 60 * 1000;
+/// How often devices past their expiry are looked for and deleted (one
+/// that is presented is refused and deleted at once anyway).
+pub const DEVICE_PURGE: Millis = 60 * 60 * 1000;
 /// Connections one address may hold at once (loopback is exempt).
 pub const MAX_PER_ADDRESS: usize = 16;
 
@@ -81,6 +91,10 @@ pub struct Limits {
     pub grace: Millis,
     /// How long a dropped member's absence goes untold.
     pub quiet_blip: Millis,
+    /// How long a resume token may go unused before it expires.
+    pub resume_expiry: Millis,
+    /// Devices (resume tokens) one account may hold.
+    pub max_devices: usize,
 }
 
 impl Default for Limits {
@@ -98,6 +112,8 @@ impl Default for Limits {
             sweep: SWEEP,
             grace: GRACE,
             quiet_blip: QUIET_BLIP,
+            resume_expiry: Millis::from(RESUME_DAYS) * DAY,
+            max_devices: MAX_DEVICES,
         }
     }
 }

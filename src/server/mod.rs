@@ -25,7 +25,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -120,6 +120,7 @@ pub fn start(addr: SocketAddr, config: Config) -> Result<Handle, Error> {
     let fingerprint = server.fingerprint.clone();
     let stop = server.stop.clone();
     let waker = server.waker.clone();
+    let hashed = server.hashed.clone();
     let thread = std::thread::Builder::new()
         .name("chatapp-server".into())
         .spawn(move || server.run())
@@ -129,6 +130,7 @@ pub fn start(addr: SocketAddr, config: Config) -> Result<Handle, Error> {
         fingerprint,
         stop,
         waker,
+        hashed,
         thread: Some(thread),
     })
 }
@@ -139,10 +141,17 @@ pub struct Handle {
     pub fingerprint: String,
     stop: Arc<AtomicBool>,
     waker: Arc<mio::Waker>,
+    hashed: Arc<AtomicU64>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl Handle {
+    /// Password jobs (hashes and checks) the scrypt threads have done so
+    /// far: a `register` or `login` costs one, a `resume` none.
+    pub fn password_jobs(&self) -> u64 {
+        self.hashed.load(Ordering::SeqCst)
+    }
+
     /// Stops the server as SIGTERM would and waits until it has: every
     /// acknowledged write is committed when this returns.
     pub fn stop(mut self) -> io::Result<()> {
@@ -182,6 +191,8 @@ struct Server {
     poll: mio::Poll,
     waker: Arc<mio::Waker>,
     stop: Arc<AtomicBool>,
+    /// Password jobs done by the scrypt threads.
+    hashed: Arc<AtomicU64>,
     /// SIGINT and SIGTERM, for a server that is the process's own.
     signals: Option<net::Signals>,
     /// Held for the server's life: the OS releases it if the process dies.
@@ -238,6 +249,7 @@ impl Server {
             poll,
             waker,
             stop: Arc::new(AtomicBool::new(false)),
+            hashed: Arc::new(AtomicU64::new(0)),
             _lock: lock,
             signals: None,
         })
@@ -245,7 +257,10 @@ impl Server {
 
     fn run(self) -> io::Result<()> {
         let users = self.snapshot.users.len();
-        let mut hub = Hub::new(self.snapshot, self.config.limits.clone());
+        let devices = self.snapshot.devices.len();
+        // The resume tokens' randomness: a CSPRNG seeded from the OS.
+        let rng: rand::rngs::StdRng = rand::make_rng();
+        let mut hub = Hub::new(self.snapshot, self.config.limits.clone(), rng);
         hub.reopen(now_millis(), self.open_rooms);
         let (tx, inputs) = std::sync::mpsc::channel();
         let reply = workers::Reply {
@@ -257,12 +272,13 @@ impl Server {
             self.config.hash_cost,
             self.config.hashers,
             reply,
+            self.hashed,
         );
         if self.config.log_level >= Level::Info {
             log::emit(
                 Level::Info,
                 &format!(
-                    "listening on {} ({users} accounts, key {}, data in {})",
+                    "listening on {} ({users} accounts, {devices} saved logins, key {}, data in {})",
                     self.addr,
                     self.fingerprint,
                     self.config.data_dir.display()

@@ -17,6 +17,7 @@ use super::hub::{Answer, AuthJob, Input, Level, Query, StoreJob};
 use super::log;
 use crate::store::password::{self, HashCost};
 use crate::store::{Store, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -65,8 +66,16 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `hashers` scrypt threads and the store thread.
-    pub fn start(store: Box<dyn Store>, cost: HashCost, hashers: usize, reply: Reply) -> Workers {
+    /// Starts `hashers` scrypt threads and the store thread. `hashed`
+    /// counts the password jobs (hashes and checks) the scrypt threads
+    /// finish, for whoever watches the server.
+    pub fn start(
+        store: Box<dyn Store>,
+        cost: HashCost,
+        hashers: usize,
+        reply: Reply,
+        hashed: Arc<AtomicU64>,
+    ) -> Workers {
         let (auth_tx, auth_rx) = mpsc::channel();
         let auth_rx = Arc::new(Mutex::new(auth_rx));
         // Unknown users are checked against this, so they cost what real ones do.
@@ -74,10 +83,11 @@ impl Workers {
         let mut threads = Vec::new();
         for n in 0..hashers.max(1) {
             let (rx, reply, dummy) = (auth_rx.clone(), reply.clone(), dummy.clone());
+            let hashed = hashed.clone();
             threads.push(
                 thread::Builder::new()
                     .name(format!("scrypt-{n}"))
-                    .spawn(move || hash_loop(&rx, cost, &dummy, &reply))
+                    .spawn(move || hash_loop(&rx, cost, &dummy, &reply, &hashed))
                     .expect("spawn a hashing thread"),
             );
         }
@@ -177,7 +187,13 @@ impl Workers {
     }
 }
 
-fn hash_loop(jobs: &Mutex<Receiver<AuthJob>>, cost: HashCost, dummy: &str, reply: &Reply) {
+fn hash_loop(
+    jobs: &Mutex<Receiver<AuthJob>>,
+    cost: HashCost,
+    dummy: &str,
+    reply: &Reply,
+    hashed: &AtomicU64,
+) {
     yield_to_the_loop();
     loop {
         // The lock is held only to take a job, never while hashing.
@@ -186,6 +202,9 @@ fn hash_loop(jobs: &Mutex<Receiver<AuthJob>>, cost: HashCost, dummy: &str, reply
             Err(_) => return,
         };
         let Ok(job) = job else { return };
+        // Counted before the answer goes: whoever sees the answer sees
+        // the count that includes it.
+        hashed.fetch_add(1, Ordering::SeqCst);
         match job {
             AuthJob::Hash {
                 caller,
@@ -381,8 +400,9 @@ mod tests {
             r: 8,
             p: 1,
         };
+        let hashed = Arc::new(AtomicU64::new(0));
         (
-            Workers::start(store, cost, 1, Reply { tx, waker }),
+            Workers::start(store, cost, 1, Reply { tx, waker }, hashed),
             rx,
             poll,
         )

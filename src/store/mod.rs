@@ -31,7 +31,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::model::{MessageId, Millis, RoomId, Seq, UserId};
+use crate::model::{DeviceId, MessageId, Millis, RoomId, Seq, UserId};
 
 /// Where the data lives, and so which backend keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +127,25 @@ pub struct Snapshot {
     pub next_user: UserId,
     pub next_room: RoomId,
     pub next_message: MessageId,
+    /// Every device (resume token) not yet revoked, in id order; the next
+    /// free device id is one past the highest.
+    pub devices: Vec<DeviceRow>,
+}
+
+/// SHA-256 of a resume token's 32 bytes: all the store ever holds of it.
+pub type TokenHash = [u8; 32];
+
+/// A device: where an account logged in from with its password, and the
+/// hash of the resume token it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRow {
+    pub id: DeviceId,
+    pub user: UserId,
+    pub token_hash: TokenHash,
+    /// The hash of the token the last resume replaced, if any.
+    pub previous_hash: Option<TokenHash>,
+    pub created: Millis,
+    pub last_used: Millis,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -180,6 +199,24 @@ pub enum Write {
         sender: UserId,
         upto: Seq,
     },
+    /// A new device after a password login, holding its first token.
+    Device {
+        id: DeviceId,
+        user: UserId,
+        token_hash: TokenHash,
+        created: Millis,
+    },
+    /// A resume: the device holds a new token, and the one it replaced is
+    /// remembered as `previous_hash`.
+    RotateDevice {
+        id: DeviceId,
+        token_hash: TokenHash,
+        previous_hash: TokenHash,
+        used: Millis,
+    },
+    /// A device revoked (logged out, expired, its token copied, or one too
+    /// many for its account). Deleting one already gone does nothing.
+    DeleteDevice { id: DeviceId },
 }
 
 impl Write {

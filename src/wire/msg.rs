@@ -39,6 +39,11 @@ pub enum Request {
         name: String,
         password: String,
     },
+    /// Logs in with the resume token a `logged_in` reply gave, without the
+    /// password; the reply carries the token that replaces it.
+    Resume {
+        token: String,
+    },
     Logout,
     CreateRoom {
         name: String,
@@ -114,6 +119,9 @@ pub enum Reply {
     LoggedIn {
         name: String,
         unread: u32,
+        /// The resume token for the next connection (64 lowercase hex
+        /// characters); it replaces any token this session resumed with.
+        token: String,
     },
     Room {
         room: RoomInfo,
@@ -738,6 +746,20 @@ mod tests {
         round_trip(ClientFrame {
             id: u32::MAX,
             req: Request::Logout,
+        });
+        round_trip(ClientFrame {
+            id: 2,
+            req: Request::Resume {
+                token: "ab".repeat(32),
+            },
+        });
+        round_trip(ServerFrame::Reply {
+            id: 2,
+            result: Reply::LoggedIn {
+                name: "ann".into(),
+                unread: 3,
+                token: "cd".repeat(32),
+            },
         });
         round_trip(ServerFrame::Reply {
             id: 1,

@@ -39,9 +39,16 @@ const RULES: &[Rule] = &[
         allowed: &["client/ui.rs"],
     },
     Rule {
-        says: "the hub never touches a socket, the clock, a thread or the store's backend",
+        says: "the hub never touches a socket, the clock, a thread, the OS's randomness or the store's backend",
         needles: &[
             "std::net",
+            "make_rng",
+            "rand::rng(",
+            "rand::fill(",
+            "SysRng",
+            "OsRng",
+            "ThreadRng",
+            "thread_rng",
             "mio",
             "Instant::now",
             "SystemTime",
@@ -73,6 +80,7 @@ const HUB_PARTS: &[&str] = &[
     "rooms.rs",
     "private.rs",
     "commits.rs",
+    "devices.rs",
 ];
 
 fn src() -> PathBuf {
@@ -206,6 +214,11 @@ fn each_rule_catches_what_it_forbids() {
         (2, "server/hub/rooms.rs", "use mio::net::TcpStream;"),
         (3, "client/core.rs", "use dialoguer::Select;"),
         (4, "server/hub/rooms.rs", "let now = Instant::now();"),
+        (
+            4,
+            "server/hub/devices.rs",
+            "let rng: StdRng = rand::make_rng();",
+        ),
         (
             5,
             "server/hub/mod.rs",

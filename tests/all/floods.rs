@@ -5,9 +5,10 @@
 //! Run with `--nocapture` to read the figures.
 
 use crate::kit;
-use crate::kit::{Client, PASSWORD, TestServer, WAIT, left, ms, wait_closed};
+use crate::kit::{
+    Client, PASSWORD, TestServer, WAIT, client_at, dual_stack, left, ms, wait_closed,
+};
 use chatapp::client::proto::{self, ClientError};
-use chatapp::server::{self, Config, Handle};
 use chatapp::store::password::HashCost;
 use chatapp::wire::msg::{ErrorCode, Event, LeaveReason, Reply, Request};
 use std::net::TcpStream;
@@ -110,31 +111,6 @@ fn loopback_is_exempt_by_default_so_fifty_local_connections_all_work() {
     );
 }
 
-/// A server on `[::]:0`: clients from 127.0.0.1 and from ::1 come from two
-/// different addresses, so per-account and per-address throttling can be
-/// told apart.
-fn dual_stack(tune: impl Fn(&mut Config)) -> Option<(tempfile::TempDir, Handle)> {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::new(dir.path().to_path_buf());
-    config.hash_cost = HashCost::TEST;
-    tune(&mut config);
-    let handle = kit::require(
-        server::start("[::]:0".parse().unwrap(), config),
-        "IPv6 (a listener on [::]:0)",
-    )?;
-    Some((dir, handle))
-}
-
-fn client_at(handle: &Handle, host: &str, name: &str) -> Client {
-    let addr = format!("{host}:{}", handle.addr.port());
-    let unverified = proto::connect(&addr).unwrap_or_else(|e| panic!("{name}: {e}"));
-    assert_eq!(unverified.fingerprint(), handle.fingerprint);
-    Client {
-        name: name.to_string(),
-        conn: unverified.accept(),
-    }
-}
-
 /// One login attempt: its reply and how long it took.
 fn attempt(client: &mut Client, name: &str, password: &str) -> (Reply, Duration) {
     let started = Instant::now();
@@ -214,13 +190,7 @@ fn failed_logins_slow_down_per_account_and_per_address_and_no_one_else() {
     // From A, another account with the right password: A is throttled (4
     // failures: 2 s), bob's account is not. It waits, then gets in.
     let (reply, address_2s) = attempt(&mut a, "bob", PASSWORD);
-    assert_eq!(
-        reply,
-        Reply::LoggedIn {
-            name: "bob".into(),
-            unread: 0
-        }
-    );
+    assert_eq!(kit::tokenless(reply), kit::logged_in("bob", 0));
     // From B (one failure, below the free ones), ann with the right password.
     let mut b2 = client_at(&handle, "[::1]", "at B");
     let (reply, clean) = attempt(&mut b2, "ann", PASSWORD);
@@ -255,13 +225,7 @@ fn failed_logins_slow_down_per_account_and_per_address_and_no_one_else() {
     // ann's account has 5 failures: the right password waits 4 s too, from
     // anywhere (the throttle does not tell a right guess from a wrong one).
     assert!(held(clean, 4), "{clean:?}");
-    assert_eq!(
-        reply,
-        Reply::LoggedIn {
-            name: "ann".into(),
-            unread: 0
-        }
-    );
+    assert_eq!(kit::tokenless(reply), kit::logged_in("ann", 0));
     assert!(
         chat < Duration::from_millis(100),
         "the room waited {chat:?}"

@@ -28,6 +28,7 @@ mod properties;
 mod protocol_doc;
 mod pty_chat;
 mod pty_trust;
+mod resume;
 mod rooms;
 mod sequences;
 mod server;

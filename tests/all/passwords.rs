@@ -4,14 +4,11 @@
 //! is stored as two different salted hashes.
 
 use crate::accounts::{login, register};
-use crate::kit::{TestServer, open_db};
+use crate::kit::{self, TestServer, open_db, tokenless};
 use chatapp::wire::msg::{ErrorCode, Reply};
 
 fn logged_in(name: &str) -> Reply {
-    Reply::LoggedIn {
-        name: name.to_string(),
-        unread: 0,
-    }
+    kit::logged_in(name, 0)
 }
 
 /// "café crème brûlée 2026" with each accented letter one code point (NFC).
@@ -34,12 +31,15 @@ fn composed_and_decomposed_spellings_of_a_password_both_log_in() {
         ("dora", DECOMPOSED, COMPOSED),
     ] {
         let mut first = server.anonymous(name);
-        assert_eq!(first.request(register(name, registered)), logged_in(name));
+        assert_eq!(
+            tokenless(first.request(register(name, registered))),
+            logged_in(name)
+        );
         drop(first);
         for password in [typed, registered] {
             let mut again = server.anonymous(name);
             assert_eq!(
-                again.request(login(name, password)),
+                tokenless(again.request(login(name, password))),
                 logged_in(name),
                 "{name} registered with {registered:?} logs in with {password:?}"
             );
@@ -64,7 +64,10 @@ fn a_long_password_is_compared_to_its_last_character() {
     let (right, wrong) = (long_password('x'), long_password('y'));
     let server = TestServer::start();
     let mut client = server.anonymous("lena");
-    assert_eq!(client.request(register("lena", &right)), logged_in("lena"));
+    assert_eq!(
+        tokenless(client.request(register("lena", &right))),
+        logged_in("lena")
+    );
     drop(client);
 
     let mut guesser = server.anonymous("guesser");
@@ -75,12 +78,18 @@ fn a_long_password_is_compared_to_its_last_character() {
         other => panic!("a password differing in its 200th character logged in: {other:?}"),
     }
     let mut again = server.anonymous("lena");
-    assert_eq!(again.request(login("lena", &right)), logged_in("lena"));
+    assert_eq!(
+        tokenless(again.request(login("lena", &right))),
+        logged_in("lena")
+    );
 
     // And the other way round: registered with the second one, the first
     // does not open it.
     let mut client = server.anonymous("mira");
-    assert_eq!(client.request(register("mira", &wrong)), logged_in("mira"));
+    assert_eq!(
+        tokenless(client.request(register("mira", &wrong))),
+        logged_in("mira")
+    );
     drop(client);
     let mut guesser = server.anonymous("guesser");
     assert!(
@@ -101,7 +110,10 @@ fn one_password_on_two_accounts_is_stored_as_two_hashes() {
     let mut server = TestServer::start();
     for name in ["olga", "pavel"] {
         let mut client = server.anonymous(name);
-        assert_eq!(client.request(register(name, SHARED)), logged_in(name));
+        assert_eq!(
+            tokenless(client.request(register(name, SHARED))),
+            logged_in(name)
+        );
     }
     // Stopping commits everything and leaves the file to us alone.
     server.stop();

@@ -37,6 +37,7 @@ fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (text(), text()).prop_map(|(name, password)| Request::Register { name, password }),
         (text(), text()).prop_map(|(name, password)| Request::Login { name, password }),
+        text().prop_map(|token| Request::Resume { token }),
         Just(Request::Logout),
         (text(), any::<u32>()).prop_map(|(name, capacity)| Request::CreateRoom { name, capacity }),
         any::<u64>().prop_map(|room| Request::JoinRoom { room }),
@@ -125,6 +126,7 @@ fn every_variant_has_a_strategy(
     match request {
         Request::Register { .. }
         | Request::Login { .. }
+        | Request::Resume { .. }
         | Request::Logout
         | Request::CreateRoom { .. }
         | Request::JoinRoom { .. }
@@ -229,7 +231,11 @@ fn reply() -> impl Strategy<Value = Reply> {
     prop_oneof![
         Just(Reply::Ok),
         (error_code(), text()).prop_map(|(code, message)| Reply::Error { code, message }),
-        (text(), any::<u32>()).prop_map(|(name, unread)| Reply::LoggedIn { name, unread }),
+        (text(), any::<u32>(), text()).prop_map(|(name, unread, token)| Reply::LoggedIn {
+            name,
+            unread,
+            token
+        }),
         (room_info, vec(text(), 0..4), vec(room_line(), 0..4)).prop_map(
             |(room, members, history)| Reply::Room {
                 room,

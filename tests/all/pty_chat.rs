@@ -220,13 +220,15 @@ fn a_message_arriving_mid_typing_leaves_the_typed_text_intact() {
 }
 
 #[test]
-fn a_dropped_server_sends_the_user_back_to_the_start_with_a_reconnect() {
+fn a_dropped_server_is_reconnected_to_and_the_session_resumed() {
     let mut server = Server::start();
     let (mut alice, _a) = newcomer("alice", &server);
     create_room(&mut alice, "Lobby");
 
     server.stop();
-    alice.expect("The server ended the session: the server is shutting down.");
+    alice.expect(
+        "The server ended the session: the server is restarting: connect again in a moment; your rooms stay open.",
+    );
     alice.expect(&format!("Reconnect to {}?", server.addr()));
     alice.send("y");
     alice.expect(&format!(
@@ -238,8 +240,72 @@ fn a_dropped_server_sends_the_user_back_to_the_start_with_a_reconnect() {
     server.restart();
     alice.send("y");
     alice.expect(&format!("{} answers again.", server.addr()));
-    log_in(&mut alice, "alice");
+    // The saved login, not the password: nothing is asked.
+    let back = alice.expect("Welcome back, alice.");
+    assert!(!back.contains("Password"), "{back}");
     main_menu(&mut alice, "alice");
+}
+
+/// The saved-logins file's line for the server, if any.
+fn saved_login(home: &Home, server: &Server) -> Option<String> {
+    let text = std::fs::read_to_string(home.path().join("saved_logins")).unwrap_or_default();
+    text.lines()
+        .find(|l| l.starts_with(&format!("{} ", server.addr())))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or_default().to_string())
+}
+
+#[test]
+fn a_saved_login_spares_the_password_next_time_until_logging_out() {
+    let server = Server::start();
+    let (mut ann, home) = newcomer("ann", &server);
+    ann.send("\x03");
+    ann.expect("Bye.");
+    assert_eq!(ann.exit_code(), 130);
+    let token = saved_login(&home, &server).expect("a saved login");
+    assert_eq!(token.len(), 64, "{token}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(home.path().join("saved_logins")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+
+    // Started again: straight to the main menu, no password asked.
+    let mut again = Client::connect("ann", &home, &server);
+    again.expect("Welcome back, ann.");
+    main_menu(&mut again, "ann");
+    assert!(!again.transcript().contains("Password"));
+    let next = saved_login(&home, &server).expect("a saved login");
+    assert_ne!(next, token, "the used token was replaced");
+
+    // Logging out forgets it: the next start asks for the password.
+    again.line("5");
+    again.expect("ann logged out.");
+    again.expect("What would you like to do?");
+    assert_eq!(saved_login(&home, &server), None);
+    let mut third = Client::connect("ann", &home, &server);
+    log_in(&mut third, "ann");
+    main_menu(&mut third, "ann");
+}
+
+#[test]
+fn a_refused_saved_login_is_forgotten_and_the_start_menu_shown() {
+    let server = Server::start();
+    let (mut ann, home) = newcomer("ann", &server);
+    ann.send("\x03");
+    ann.expect("Bye.");
+    let path = home.path().join("saved_logins");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let token = saved_login(&home, &server).unwrap();
+    std::fs::write(&path, text.replace(&token, &"0".repeat(64))).unwrap();
+
+    let mut again = Client::connect("ann", &home, &server);
+    again.expect("Your saved login is no longer valid: log in with your password.");
+    // Forgotten before the line was shown.
+    assert_eq!(saved_login(&home, &server), None);
+    log_in(&mut again, "ann");
+    assert_ne!(saved_login(&home, &server), Some("0".repeat(64)));
+    main_menu(&mut again, "ann");
 }
 
 #[test]

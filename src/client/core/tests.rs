@@ -9,6 +9,8 @@ use crate::wire::msg::{LeaveReason, RoomLine};
 
 const T: i64 = 1_700_000_000_000;
 const PASSWORD: &str = "violet tractor anthem 1987";
+/// A resume token as the server gives one.
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn now() -> i64 {
     T
@@ -43,6 +45,8 @@ fn describe(e: &Effect) -> String {
         Effect::Call(req) => format!("call: {req:?}"),
         Effect::Send(req) => format!("send: {req:?}"),
         Effect::Close => "close".to_string(),
+        Effect::SaveToken(token) => format!("save token: {token}"),
+        Effect::ForgetToken => "forget token".to_string(),
         Effect::Quit => "quit".to_string(),
     }
 }
@@ -102,6 +106,7 @@ impl Script {
         s.reply(Reply::LoggedIn {
             name: name.to_string(),
             unread: 0,
+            token: TOKEN.into(),
         });
         s.reply(inbox(vec![]));
         s
@@ -196,9 +201,14 @@ fn a_login_opens_a_connection_only_when_the_password_is_typed() {
     assert_eq!(
         s.reply(Reply::LoggedIn {
             name: "bob".into(),
-            unread: 2
+            unread: 2,
+            token: TOKEN.into(),
         }),
-        ["show: Welcome back, bob.", "call: Inbox"]
+        [
+            format!("save token: {TOKEN}"),
+            "show: Welcome back, bob.".to_string(),
+            "call: Inbox".to_string()
+        ]
     );
     let menu = s.reply(inbox(vec![]));
     assert_eq!(
@@ -303,10 +313,26 @@ fn a_lost_connection_is_an_input_that_leads_to_a_reconnect_offer() {
         ]
     );
     s.user(UserInput::Confirmed(true));
-    let back = s.net(NetInput::Opened);
-    assert_eq!(back[0], "close");
-    assert_eq!(back[1], "show: 127.0.0.1:7878 answers again.");
-    assert!(back[2].starts_with("ask pick: What would you like to do?"));
+    // The saved login picks the session up again, no password asked.
+    assert_eq!(
+        s.net(NetInput::Opened),
+        [
+            "show: 127.0.0.1:7878 answers again.".to_string(),
+            format!("call: Resume {{ token: {TOKEN:?} }}")
+        ]
+    );
+    assert_eq!(
+        s.reply(Reply::LoggedIn {
+            name: "bob".into(),
+            unread: 0,
+            token: "ff".repeat(32),
+        }),
+        [
+            format!("save token: {}", "ff".repeat(32)),
+            "show: Welcome back, bob.".to_string(),
+            "call: Inbox".to_string()
+        ]
+    );
     // A goodbye from the server says why.
     let mut s = Script::logged_in("bob");
     let bye = s.event(Event::Bye {
@@ -544,6 +570,94 @@ fn creating_a_room_asks_the_name_then_the_capacity() {
     );
     // Esc goes back to the menu.
     assert_eq!(s.user(UserInput::Cancel), ["call: Inbox"]);
+}
+
+#[test]
+fn without_a_saved_login_a_reconnect_leads_to_the_start_menu() {
+    let mut s = Script::new();
+    s.choose(Choice::Start(StartChoice::LogIn));
+    s.text("bob");
+    assert_eq!(s.text(PASSWORD), ["show: Checking…", "open"]);
+    s.net(NetInput::OpenFailed("could not reach it".into()));
+    assert_eq!(s.user(UserInput::Confirmed(true)), ["open"]);
+    let back = s.net(NetInput::Opened);
+    assert_eq!(back[0], "close");
+    assert_eq!(back[1], "show: 127.0.0.1:7878 answers again.");
+    assert!(back[2].starts_with("ask pick: What would you like to do?"));
+}
+
+/// A core started with a saved token, its first effects drained.
+fn with_saved_login() -> (Script, Vec<String>) {
+    let mut core = Core::new("127.0.0.1:7878", now, utc).with_token(Some(TOKEN.into()));
+    core.start();
+    let mut s = Script { core };
+    let first = s.drain();
+    (s, first)
+}
+
+#[test]
+fn a_saved_login_is_sent_before_the_start_menu_and_replaced() {
+    let (mut s, first) = with_saved_login();
+    assert_eq!(
+        first,
+        [
+            "show: Connected to 127.0.0.1:7878.",
+            "show: Logging in with your saved login…",
+            "open"
+        ]
+    );
+    assert_eq!(
+        s.net(NetInput::Opened),
+        [format!("call: Resume {{ token: {TOKEN:?} }}")]
+    );
+    let next = "ee".repeat(32);
+    assert_eq!(
+        s.reply(Reply::LoggedIn {
+            name: "ann".into(),
+            unread: 0,
+            token: next.clone(),
+        }),
+        [
+            format!("save token: {next}"),
+            "show: Welcome back, ann.".to_string(),
+            "call: Inbox".to_string()
+        ]
+    );
+    assert!(has(&s.reply(inbox(vec![])), "ask menu Main"));
+}
+
+#[test]
+fn a_refused_saved_login_is_forgotten_and_the_start_menu_shown() {
+    let (mut s, _) = with_saved_login();
+    s.net(NetInput::Opened);
+    let message = "your saved login is no longer valid: log in with your password";
+    let effects = s.reply(error(ErrorCode::BadCredentials, message));
+    assert_eq!(effects[0], "forget token");
+    assert_eq!(effects[1], format!("show: {}", error_line(message).text()));
+    assert_eq!(effects[2], "close");
+    assert!(effects[3].starts_with("ask pick: What would you like to do?"));
+    assert_eq!(effects.len(), 4, "{effects:?}");
+}
+
+#[test]
+fn logging_out_forgets_the_saved_login() {
+    let mut s = Script::logged_in("bob");
+    let effects = s.choose(Choice::Main(MainChoice::LogOut));
+    assert_eq!(
+        effects,
+        [
+            "show: Main menu › Log out / quit",
+            "forget token",
+            "call: Logout"
+        ]
+    );
+    s.reply(Reply::Ok);
+    // Logged out, nothing to forget any more.
+    s.choose(Choice::Start(StartChoice::LogIn));
+    s.text("bob");
+    s.text(PASSWORD);
+    let again = s.net(NetInput::Opened);
+    assert!(!has(&again, "forget token"), "{again:?}");
 }
 
 fn room_line(seq: u64, from: &str, text: &str) -> RoomLine {

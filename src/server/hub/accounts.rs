@@ -4,7 +4,7 @@
 //! on (up to [`MAX_SESSIONS`]), and login throttling (failures counted by account and by address,
 //! and the password checks held back because of them).
 
-use super::effects::{AuthJob, ConnId};
+use super::effects::{AuthJob, Caller, ConnId};
 use crate::model::{self, Millis, UserId};
 use crate::server::limits::{FAILURE_MEMORY, Failures, Limits};
 use crate::store::UserRow;
@@ -33,7 +33,15 @@ pub(super) struct Accounts {
     /// Failed logins by account key and by address.
     failures: HashMap<String, Failures>,
     /// Logins held back by throttling, with the time they may go ahead.
-    held: Vec<(Millis, AuthJob)>,
+    held: Vec<(Millis, Held)>,
+}
+
+/// A login held back by throttling.
+pub(super) enum Held {
+    /// A password check, for the scrypt threads.
+    Auth(AuthJob),
+    /// A resume, which the hub answers itself.
+    Resume { caller: Caller, token: String },
 }
 
 impl Accounts {
@@ -165,6 +173,12 @@ impl Accounts {
             .unwrap_or(0)
     }
 
+    /// How long a resume from this address waits before its token is
+    /// looked at: as long as a login from there would.
+    pub fn address_delay(&self, now: Millis, ip: &str, limits: &Limits) -> Millis {
+        self.delay(now, &address_key(ip), limits)
+    }
+
     fn delay(&self, now: Millis, key: &str, limits: &Limits) -> Millis {
         let Some(f) = self.failures.get(key) else {
             return 0;
@@ -179,16 +193,25 @@ impl Accounts {
     /// A failed login for this account key from this address.
     pub fn failed(&mut self, now: Millis, key: &str, ip: &str) {
         for k in [account_key(key), address_key(ip)] {
-            let f = self.failures.entry(k).or_insert(Failures {
-                count: 0,
-                last: now,
-            });
-            if now - f.last > FAILURE_MEMORY {
-                f.count = 0;
-            }
-            f.count += 1;
-            f.last = now;
+            self.count_failure(now, k);
         }
+    }
+
+    /// A failed resume from this address (it names no account).
+    pub fn failed_from(&mut self, now: Millis, ip: &str) {
+        self.count_failure(now, address_key(ip));
+    }
+
+    fn count_failure(&mut self, now: Millis, k: String) {
+        let f = self.failures.entry(k).or_insert(Failures {
+            count: 0,
+            last: now,
+        });
+        if now - f.last > FAILURE_MEMORY {
+            f.count = 0;
+        }
+        f.count += 1;
+        f.last = now;
     }
 
     /// A successful login clears the account's failures (not the
@@ -197,12 +220,12 @@ impl Accounts {
         self.failures.remove(&account_key(key));
     }
 
-    pub fn hold(&mut self, until: Millis, job: AuthJob) {
+    pub fn hold(&mut self, until: Millis, job: Held) {
         self.held.push((until, job));
     }
 
     /// The held logins whose time has come.
-    pub fn due(&mut self, now: Millis) -> Vec<AuthJob> {
+    pub fn due(&mut self, now: Millis) -> Vec<Held> {
         let (due, held): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|(at, _)| *at <= now);
         self.held = held;
         due.into_iter().map(|(_, job)| job).collect()

@@ -5,16 +5,28 @@
 //! root.
 
 use super::effects::Caller;
-use crate::model::{RoomId, UserId};
+use crate::model::{DeviceId, RoomId, UserId};
 use crate::wire::msg::{PrivateLine, Reply, RoomLine};
 use std::collections::{HashMap, VecDeque};
 
 /// What waits for a commit before it may be seen.
 pub(super) enum Deferred {
-    /// A new account: logged in if stored, undone if not.
+    /// A new account and its first device: logged in if stored, undone
+    /// if not.
     Account {
         caller: Caller,
         user: UserId,
+        device: DeviceId,
+        token: String,
+    },
+    /// A session a login or a resume began, waiting for its device (new,
+    /// or holding a new token) to be stored: `reply` (`logged_in` with the
+    /// token) if it is, the session undone if not.
+    Session {
+        caller: Caller,
+        user: UserId,
+        device: DeviceId,
+        reply: Reply,
     },
     /// A new room: announced to its creator if stored, closed if not.
     RoomCreated {

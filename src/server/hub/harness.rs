@@ -27,7 +27,13 @@ use crate::model::{MessageId, Millis, RoomId, UserId};
 use crate::server::directory::{Directory, Resolved};
 use crate::store::{Snapshot, UserRow, Write};
 use crate::wire::msg::{ClientFrame, ErrorCode, Event, Reply, Request, ServerFrame};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use std::collections::HashMap;
+
+/// The seed of the hub's CSPRNG in the harness: its tokens are the same
+/// in every run.
+pub const SEED: u64 = 7;
 
 /// The password every account made by the harness has.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -56,6 +62,7 @@ pub fn snapshot(users: Vec<UserRow>) -> Snapshot {
         next_user: UserId(next_user),
         next_room: RoomId(1),
         next_message: MessageId(1),
+        devices: Vec::new(),
     }
 }
 
@@ -143,7 +150,7 @@ impl Default for Harness {
 impl<W: Watch> Harness<W> {
     pub fn build(snapshot: Snapshot, limits: Limits, watch: W) -> Harness<W> {
         Harness {
-            hub: Hub::new(snapshot, limits),
+            hub: Hub::new(snapshot, limits, StdRng::seed_from_u64(SEED)),
             now: 1_000,
             tick: 10,
             directory: Directory::default(),
@@ -389,6 +396,11 @@ impl<W: Watch> Harness<W> {
 
     /// A new connection that registers `name` with [`PASSWORD`].
     pub fn user(&mut self, name: &str) -> ConnId {
+        self.user_with_token(name).0
+    }
+
+    /// [`Harness::user`], with the resume token it was given.
+    pub fn user_with_token(&mut self, name: &str) -> (ConnId, String) {
         let conn = self.connect();
         let reply = self.ask(
             conn,
@@ -397,14 +409,14 @@ impl<W: Watch> Harness<W> {
                 password: PASSWORD.into(),
             },
         );
-        assert_eq!(
-            reply,
+        match reply {
             Some(Reply::LoggedIn {
-                name: name.into(),
-                unread: 0
-            })
-        );
-        conn
+                name: got,
+                unread: 0,
+                token,
+            }) if got == name => (conn, token),
+            other => panic!("{name} registers: {other:?}"),
+        }
     }
 
     /// A new connection that logs in.
@@ -417,6 +429,13 @@ impl<W: Watch> Harness<W> {
                 password: password.into(),
             },
         )
+    }
+
+    /// A new connection that resumes with `token`.
+    pub fn login_with(&mut self, token: &str) -> Option<Reply> {
+        let conn = self.connect();
+        let token = token.into();
+        self.ask(conn, Request::Resume { token })
     }
 
     pub fn create_room(&mut self, conn: ConnId, name: &str, capacity: u32) -> u64 {

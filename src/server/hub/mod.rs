@@ -17,6 +17,8 @@
 //!   [`Audience`].
 //! - `connections`: each connection's state, deadlines and budgets.
 //! - `accounts`: users, who is logged in where, login throttling.
+//! - `devices`: the devices accounts logged in from and their resume
+//!   tokens (by hash), and which device each session came from.
 //! - `rooms`: open rooms, their members and recent history.
 //! - `private`: unread counts, inbox and dialogue replies.
 //! - `commits`: sequence numbers and what waits for a commit.
@@ -26,6 +28,7 @@
 mod accounts;
 mod commits;
 mod connections;
+mod devices;
 pub mod effects;
 // The one fake world around the hub, for tests, fuzzing and benchmarks.
 #[cfg(any(test, feature = "testkit"))]
@@ -45,11 +48,13 @@ pub use private::{INBOX_LIMIT, PREVIEW_CHARS};
 use crate::model::{MAX_TEXT_BYTES, MessageId, Millis, RoomId};
 use crate::store::{OpenRoom, Page, Snapshot, Write};
 use crate::wire::msg::{ErrorCode, Event, LeaveReason, Reply, RoomLine, ServerFrame};
-use accounts::Accounts;
+use accounts::{Accounts, Held};
 use commits::{Commits, Deferred};
 use connections::{Connections, State};
+use devices::Devices;
 use effects::Refusal;
 use private::{Dialogues, Unread};
+use rand::rngs::StdRng;
 use rooms::Rooms;
 use std::collections::VecDeque;
 
@@ -60,6 +65,7 @@ const HISTORY_BUDGET: usize = 24 * 1024;
 pub struct Hub {
     conns: Connections,
     accounts: Accounts,
+    devices: Devices,
     rooms: Rooms,
     unread: Unread,
     dialogues: Dialogues,
@@ -71,13 +77,19 @@ pub struct Hub {
     /// Why the server must stop, once a numbered message could not be
     /// stored (see [`Hub::halted`]).
     halted: Option<String>,
+    /// When devices past their expiry are next looked for.
+    next_purge: Millis,
 }
 
 impl Hub {
-    pub fn new(snapshot: Snapshot, limits: Limits) -> Hub {
+    /// The hub with what the store loaded, the limits it enforces, and
+    /// the CSPRNG its resume tokens come from (seeded by the caller: from
+    /// the OS in the server, from a fixed seed in tests).
+    pub fn new(snapshot: Snapshot, limits: Limits, rng: StdRng) -> Hub {
         Hub {
             conns: Connections::default(),
             accounts: Accounts::new(snapshot.users, snapshot.next_user),
+            devices: Devices::new(snapshot.devices, rng),
             rooms: Rooms::new(snapshot.next_room),
             unread: Unread::new(snapshot.unread),
             dialogues: Dialogues::new(snapshot.dialogue_seqs),
@@ -87,6 +99,7 @@ impl Hub {
             limits,
             next_sweep: 0,
             halted: None,
+            next_purge: 0,
         }
     }
 
@@ -99,6 +112,11 @@ impl Hub {
         self.conns.len()
     }
 
+    /// Devices holding a resume token.
+    pub fn devices(&self) -> usize {
+        self.devices.len()
+    }
+
     /// When [`Hub::handle_timeout`] wants to be called next.
     pub fn poll_timeout(&self) -> Option<Millis> {
         let held = self.accounts.next_due();
@@ -108,16 +126,32 @@ impl Hub {
         held.into_iter().chain(sweep).chain(places).min()
     }
 
-    /// Deadlines: logins held back whose time came, connections that did
-    /// not log in in time, silent ones (pinged, then dropped).
+    /// Deadlines: logins and resumes held back whose time came,
+    /// connections that did not log in in time, silent ones (pinged, then
+    /// dropped), and (once an hour) devices past their expiry.
     pub fn handle_timeout(&mut self, now: Millis) {
-        let due = self.accounts.due(now);
-        self.out.extend(due.into_iter().map(Output::Auth));
+        for held in self.accounts.due(now) {
+            match held {
+                Held::Auth(job) => self.out.push_back(Output::Auth(job)),
+                Held::Resume { caller, token } => self.resume_now(now, caller, &token),
+            }
+        }
         self.held_due(now);
         if now < self.next_sweep {
             return;
         }
         self.next_sweep = now + self.limits.sweep;
+        if now >= self.next_purge {
+            self.next_purge = now + super::limits::DEVICE_PURGE;
+            let expired = self.devices.expire(now, self.limits.resume_expiry);
+            if !expired.is_empty() {
+                let n = expired.len();
+                self.log(Level::Info, format!("{n} saved logins expired unused"));
+            }
+            for id in expired {
+                self.persist(Write::DeleteDevice { id });
+            }
+        }
         let overdue = self.conns.overdue(now, &self.limits);
         let login_secs = seconds(self.limits.login_timeout);
         for conn in overdue.late {
@@ -227,12 +261,50 @@ impl Hub {
     fn committed(&mut self, now: Millis, seq: u64, ok: bool) {
         while let Some(deferred) = self.commits.release(seq) {
             match (ok, deferred) {
-                (true, Deferred::Account { caller, user }) => {
+                (
+                    true,
+                    Deferred::Account {
+                        caller,
+                        user,
+                        token,
+                        ..
+                    },
+                ) => {
                     let name = self.accounts.name_of(user);
-                    self.reply(caller, Reply::LoggedIn { name, unread: 0 });
+                    let unread = 0;
+                    self.reply(
+                        caller,
+                        Reply::LoggedIn {
+                            name,
+                            unread,
+                            token,
+                        },
+                    );
                 }
-                (false, Deferred::Account { caller, user }) => {
+                (
+                    false,
+                    Deferred::Account {
+                        caller,
+                        user,
+                        device,
+                        ..
+                    },
+                ) => {
+                    self.devices.remove(device);
                     self.undo_account(now, caller.conn, user);
+                    self.reply(caller, unavailable());
+                }
+                (true, Deferred::Session { caller, reply, .. }) => self.reply(caller, reply),
+                (
+                    false,
+                    Deferred::Session {
+                        caller,
+                        user,
+                        device,
+                        ..
+                    },
+                ) => {
+                    self.undo_session(now, caller.conn, user, device);
                     self.reply(caller, unavailable());
                 }
                 (true, Deferred::RoomCreated { caller, reply, .. }) => self.reply(caller, reply),

@@ -2,6 +2,7 @@
 //! a room ends. They belong to the root (they reach over every part of
 //! the state), and are kept here so that each file stays readable.
 
+use super::accounts::Held;
 use super::commits::Deferred;
 use super::connections::{OverBudget, State};
 use super::effects::Refusal;
@@ -57,11 +58,15 @@ impl Hub {
             (State::Anonymous, Request::Login { name, password }) => {
                 self.login(now, caller, name, password)
             }
+            (State::Anonymous, Request::Resume { token }) => self.resume(now, caller, token),
             (State::Anonymous, _) => Err((
                 ErrorCode::NotAllowed,
                 "log in or create an account first".to_string(),
             )),
-            (State::Online { .. }, Request::Register { .. } | Request::Login { .. }) => Err((
+            (
+                State::Online { .. },
+                Request::Register { .. } | Request::Login { .. } | Request::Resume { .. },
+            ) => Err((
                 ErrorCode::AlreadyLoggedIn,
                 "you are already logged in: log out first".to_string(),
             )),
@@ -104,9 +109,27 @@ impl Hub {
         let ip = &self.conns.get(caller.conn).expect("the caller").ip;
         let delay = self.accounts.login_delay(now, &key, ip, &self.limits);
         if delay > 0 {
-            self.accounts.hold(now + delay, verify);
+            self.accounts.hold(now + delay, Held::Auth(verify));
         } else {
             self.out.push_back(Output::Auth(verify));
+        }
+        Ok(None)
+    }
+
+    /// A resume costs no scrypt, so it is answered at once, unless the
+    /// address is being throttled: then it waits as a login from there
+    /// would, before its token is even looked at (a flood of guesses is
+    /// slowed like one of passwords, and the wait tells nothing about the
+    /// token).
+    fn resume(&mut self, now: Millis, caller: Caller, token: String) -> Answered {
+        self.conns.set_state(caller.conn, State::Authenticating);
+        let ip = &self.conns.get(caller.conn).expect("the caller").ip;
+        let delay = self.accounts.address_delay(now, ip, &self.limits);
+        if delay > 0 {
+            self.accounts
+                .hold(now + delay, Held::Resume { caller, token });
+        } else {
+            self.resume_now(now, caller, &token);
         }
         Ok(None)
     }
@@ -122,8 +145,7 @@ impl Hub {
         let conn = caller.conn;
         match (room, req) {
             (_, Request::Logout) => {
-                self.end_session(now, conn, LeaveReason::Left);
-                self.conns.set_state(conn, State::Anonymous);
+                self.log_out(now, conn);
                 Ok(Some(Reply::Ok))
             }
             (_, Request::Inbox) => {
@@ -235,7 +257,13 @@ impl Hub {
                 Ok(None)
             }
             (Some(room), Request::Kick { name }) => self.kick(user, room, &name),
-            (_, Request::Register { .. } | Request::Login { .. } | Request::Ping) => {
+            (
+                _,
+                Request::Register { .. }
+                | Request::Login { .. }
+                | Request::Resume { .. }
+                | Request::Ping,
+            ) => {
                 unreachable!("handled before")
             }
         }

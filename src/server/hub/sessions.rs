@@ -1,16 +1,20 @@
 //! The hub's handlers for sessions beginning and ending: the workers'
-//! answers to a registration or a login, leaving a room, a room closing,
-//! logging out and disconnecting. Like `requests`, they belong to the root
-//! and reach over every part of the state.
+//! answers to a registration or a login, a resume token presented, leaving
+//! a room, a room closing, logging out and disconnecting. Like `requests`,
+//! they belong to the root and reach over every part of the state.
 
 use super::accounts::MAX_SESSIONS;
 use super::commits::Deferred;
 use super::connections::State;
+use super::devices::Presented;
 use super::rooms::HoldDue;
 use super::{Audience, Caller, Change, ConnId, Hub, Level};
-use crate::model::{self, Millis, RoomId, UserId};
+use crate::model::{self, DeviceId, Millis, RoomId, UserId};
 use crate::store::Write;
 use crate::wire::msg::{ErrorCode, Event, LeaveReason, Reply};
+
+/// The refusal of a token that is unknown, expired or revoked.
+const NO_LONGER_VALID: &str = "your saved login is no longer valid: log in with your password";
 
 impl Hub {
     pub(super) fn hashed(&mut self, now: Millis, caller: Caller, name: String, hash: String) {
@@ -20,7 +24,7 @@ impl Hub {
             return; // gone before the hash was ready: no account is made
         }
         let user = self.accounts.create(key, &name, hash.clone());
-        let seq = self.persist(Write::User {
+        self.persist(Write::User {
             id: user,
             name: name.clone(),
             password_hash: hash,
@@ -28,7 +32,33 @@ impl Hub {
         });
         self.go_online(caller.conn, user);
         self.log(Level::Info, format!("account {name} created"));
-        self.commits.defer(seq, Deferred::Account { caller, user });
+        // Deferred under the device's write, which follows the account's.
+        let (device, token, seq) = self.new_device(now, caller.conn, user);
+        let account = Deferred::Account {
+            caller,
+            user,
+            device,
+            token,
+        };
+        self.commits.defer(seq, account);
+    }
+
+    /// A device for a password login on `conn`, with its first token,
+    /// stored (after revoking the account's least recently used devices
+    /// past the cap); returns it, its token and the write's number.
+    fn new_device(&mut self, now: Millis, conn: ConnId, user: UserId) -> (DeviceId, String, u64) {
+        let created = self.devices.create(user, now, self.limits.max_devices);
+        for id in created.evicted {
+            self.persist(Write::DeleteDevice { id });
+        }
+        let seq = self.persist(Write::Device {
+            id: created.device,
+            user,
+            token_hash: created.token_hash,
+            created: now,
+        });
+        self.devices.attach(conn, created.device);
+        (created.device, created.token, seq)
     }
 
     pub(super) fn verified(
@@ -63,13 +93,182 @@ impl Hub {
             self.reply(caller, Reply::Error { code, message });
             return;
         };
-        self.make_room_for_session(now, user);
         self.accounts.succeeded(&key);
-        self.go_online(conn, user);
+        self.begin_session(now, caller, user);
+        let (device, token, seq) = self.new_device(now, conn, user);
         let name = self.accounts.name(user).to_string();
         self.log(Level::Info, format!("{peer}: {name} logged in"));
+        self.defer_logged_in(caller, user, device, token, seq);
+    }
+
+    /// The user is logged in on the caller's connection, beside their
+    /// other sessions (up to [`MAX_SESSIONS`]).
+    fn begin_session(&mut self, now: Millis, caller: Caller, user: UserId) {
+        self.make_room_for_session(now, user);
+        self.go_online(caller.conn, user);
+    }
+
+    /// `logged_in`, with the token, once the device's write `seq` is stored.
+    fn defer_logged_in(
+        &mut self,
+        caller: Caller,
+        user: UserId,
+        device: DeviceId,
+        token: String,
+        seq: u64,
+    ) {
+        let name = self.accounts.name(user).to_string();
         let unread = self.unread.total(user);
-        self.reply(caller, Reply::LoggedIn { name, unread });
+        let reply = Reply::LoggedIn {
+            name,
+            unread,
+            token,
+        };
+        let session = Deferred::Session {
+            caller,
+            user,
+            device,
+            reply,
+        };
+        self.commits.defer(seq, session);
+    }
+
+    /// A resume token presented by a connection that was held back or not:
+    /// a current token logs its device's user in and is replaced; anything
+    /// else is refused like a wrong password (and counted as one against
+    /// the address), and a replaced token revokes its device.
+    pub(super) fn resume_now(&mut self, now: Millis, caller: Caller, token: &str) {
+        let conn = caller.conn;
+        // Gone, or closed for being late while held back: the token stays
+        // as it was, for the client's next try.
+        let Some(c) = self.conns.get(conn) else {
+            return;
+        };
+        if !matches!(c.state, State::Authenticating) {
+            return;
+        }
+        let (peer, ip) = (c.peer.clone(), c.ip.clone());
+        let expiry = self.limits.resume_expiry;
+        let refusal = match self.devices.present(token, now, expiry) {
+            Presented::Resumed {
+                device,
+                user,
+                token,
+                token_hash,
+                previous_hash,
+            } => {
+                let seq = self.persist(Write::RotateDevice {
+                    id: device,
+                    token_hash,
+                    previous_hash,
+                    used: now,
+                });
+                let key = model::user_key(self.accounts.name(user));
+                self.accounts.succeeded(&key);
+                // A device has one session: the one it resumes from is a
+                // connection it has given up on (probably half-open).
+                for old in self.devices.sessions_of(device) {
+                    self.end_session(now, old, LeaveReason::Disconnected);
+                    self.conns.set_state(old, State::Anonymous);
+                    self.bye(old, "this device resumed its session on a new connection");
+                }
+                self.begin_session(now, caller, user);
+                self.devices.attach(conn, device);
+                let name = self.accounts.name(user).to_string();
+                self.log(
+                    Level::Info,
+                    format!("{peer}: {name} resumed (device {device})"),
+                );
+                self.defer_logged_in(caller, user, device, token, seq);
+                return;
+            }
+            Presented::Malformed => {
+                self.log(Level::Warn, format!("{peer}: failed resume: not a token"));
+                format!(
+                    "that is not a resume token ({} hex characters): log in with your password",
+                    super::devices::TOKEN_CHARS
+                )
+            }
+            Presented::Unknown => {
+                self.log(Level::Warn, format!("{peer}: failed resume: unknown token"));
+                NO_LONGER_VALID.to_string()
+            }
+            Presented::Expired { device, user } => {
+                self.persist(Write::DeleteDevice { id: device });
+                let name = self.accounts.name_of(user);
+                self.log(
+                    Level::Warn,
+                    format!("{peer}: failed resume: device {device} of {name} expired, revoked"),
+                );
+                NO_LONGER_VALID.to_string()
+            }
+            Presented::Reused {
+                device,
+                user,
+                sessions,
+            } => {
+                self.persist(Write::DeleteDevice { id: device });
+                let name = self.accounts.name_of(user);
+                self.log(
+                    Level::Warn,
+                    format!(
+                        "{peer}: a replaced resume token of {name} was presented again (copied?): \
+                         device {device} revoked"
+                    ),
+                );
+                for old in sessions {
+                    self.end_session(now, old, LeaveReason::Disconnected);
+                    self.conns.set_state(old, State::Anonymous);
+                    self.bye(
+                        old,
+                        "your saved login was used from another place and is revoked: \
+                         log in with your password",
+                    );
+                }
+                NO_LONGER_VALID.to_string()
+            }
+        };
+        self.accounts.failed_from(now, &ip);
+        self.conns.set_state(conn, State::Anonymous);
+        let code = ErrorCode::BadCredentials;
+        self.reply(
+            caller,
+            Reply::Error {
+                code,
+                message: refusal,
+            },
+        );
+    }
+
+    /// A session whose device could not be stored: log it out and revoke
+    /// the device (its token is in no reply, or in none the store backs).
+    pub(super) fn undo_session(
+        &mut self,
+        now: Millis,
+        conn: ConnId,
+        user: UserId,
+        device: DeviceId,
+    ) {
+        if self.devices.remove(device) {
+            self.persist(Write::DeleteDevice { id: device });
+        }
+        if let Some(State::Online { user: u, .. }) = self.conns.state(conn)
+            && u == user
+        {
+            self.end_session(now, conn, LeaveReason::Disconnected);
+            self.conns.set_state(conn, State::Anonymous);
+        }
+    }
+
+    /// Logs the connection's session out and revokes the device it came
+    /// from, if any.
+    pub(super) fn log_out(&mut self, now: Millis, conn: ConnId) {
+        if let Some(device) = self.devices.detach(conn) {
+            self.devices.remove(device);
+            self.persist(Write::DeleteDevice { id: device });
+        }
+        self.end_session(now, conn, LeaveReason::Left);
+        self.conns.set_state(conn, State::Anonymous);
     }
 
     /// Several sessions of one account may be logged in at once, up to
@@ -108,6 +307,7 @@ impl Hub {
             self.leave_room(now, conn, room, why);
         }
         self.accounts.go_offline(user, conn);
+        self.devices.detach(conn);
         self.directory(Change::Offline { conn });
     }
 

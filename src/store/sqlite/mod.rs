@@ -18,10 +18,10 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 use super::{
-    Conversation, OpenRoom, Page, PrivateRow, RoomRow, Snapshot, Store, StoreError, Sync, UserRow,
-    Write,
+    Conversation, DeviceRow, OpenRoom, Page, PrivateRow, RoomRow, Snapshot, Store, StoreError,
+    Sync, UserRow, Write,
 };
-use crate::model::{MessageId, RoomId, Seq, UserId, room_key, user_key};
+use crate::model::{DeviceId, MessageId, RoomId, Seq, UserId, room_key, user_key};
 
 /// The schema version this build writes and understands, kept in
 /// `PRAGMA user_version`.
@@ -259,6 +259,27 @@ impl Store for SqliteStore {
             .context(loading)?;
         drop(stmt);
 
+        let mut stmt = tx
+            .prepare(
+                "SELECT id, user, token_hash, previous_hash, created, last_used
+                 FROM devices ORDER BY id",
+            )
+            .context(loading)?;
+        let devices = stmt
+            .query_map([], |row| {
+                Ok(DeviceRow {
+                    id: DeviceId(row.get(0)?),
+                    user: UserId(row.get(1)?),
+                    token_hash: row.get(2)?,
+                    previous_hash: row.get(3)?,
+                    created: row.get(4)?,
+                    last_used: row.get(5)?,
+                })
+            })
+            .and_then(Iterator::collect)
+            .context(loading)?;
+        drop(stmt);
+
         let (next_user, next_room, next_message) = tx
             .query_row(
                 "SELECT (SELECT IFNULL(MAX(id), 0) + 1 FROM users),
@@ -283,6 +304,7 @@ impl Store for SqliteStore {
             next_user,
             next_room,
             next_message,
+            devices,
         })
     }
 
@@ -626,6 +648,34 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
             .context(|| {
                 format!("could not mark the messages from user {sender} to user {recipient} read")
             })?,
+        Write::Device {
+            id,
+            user,
+            token_hash,
+            created,
+        } => conn
+            .prepare_cached(
+                "INSERT INTO devices (id, user, token_hash, created, last_used)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
+            )
+            .and_then(|mut s| s.execute(params![id.0, user.0, &token_hash[..], created]))
+            .context(|| format!("could not save new device {id} of user {user}"))?,
+        Write::RotateDevice {
+            id,
+            token_hash,
+            previous_hash,
+            used,
+        } => conn
+            .prepare_cached(
+                "UPDATE devices SET token_hash = ?2, previous_hash = ?3, last_used = ?4
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id.0, &token_hash[..], &previous_hash[..], used]))
+            .context(|| format!("could not give device {id} its new token"))?,
+        Write::DeleteDevice { id } => conn
+            .prepare_cached("DELETE FROM devices WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![id.0]))
+            .context(|| format!("could not delete device {id}"))?,
     };
     Ok(())
 }
@@ -633,7 +683,7 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::password;
+    use crate::store::{TokenHash, password};
     use tempfile::TempDir;
 
     fn fresh() -> (TempDir, PathBuf, SqliteStore) {
@@ -750,8 +800,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "database {} has schema version 7, newer than this chatapp understands (3): \
-                 run a newer chatapp, or point --data-dir elsewhere",
+                "database {} has schema version 7, newer than this chatapp understands \
+                 ({SCHEMA_VERSION}): run a newer chatapp, or point --data-dir elsewhere",
                 path.display()
             )
         );
@@ -1261,6 +1311,59 @@ mod tests {
         let mut store = SqliteStore::open(&path).unwrap();
         let stored = &store.load().unwrap().users[0].password_hash;
         assert!(password::verify(secret, stored));
+    }
+
+    #[test]
+    fn devices_are_created_rotated_and_deleted() {
+        let (_dir, path, mut store) = with_users();
+        let hash = |b: u8| -> TokenHash { [b; 32] };
+        store
+            .apply(&[
+                Write::Device {
+                    id: DeviceId(1),
+                    user: UserId(1),
+                    token_hash: hash(1),
+                    created: 100,
+                },
+                Write::Device {
+                    id: DeviceId(2),
+                    user: UserId(2),
+                    token_hash: hash(2),
+                    created: 200,
+                },
+                Write::RotateDevice {
+                    id: DeviceId(1),
+                    token_hash: hash(3),
+                    previous_hash: hash(1),
+                    used: 300,
+                },
+                Write::DeleteDevice { id: DeviceId(2) },
+                Write::DeleteDevice { id: DeviceId(9) },
+            ])
+            .unwrap();
+        drop(store);
+        let mut store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store.load().unwrap().devices,
+            vec![DeviceRow {
+                id: DeviceId(1),
+                user: UserId(1),
+                token_hash: hash(3),
+                previous_hash: Some(hash(1)),
+                created: 100,
+                last_used: 300,
+            }]
+        );
+        // A token hash names one device only.
+        let err = store
+            .apply(&[Write::Device {
+                id: DeviceId(3),
+                user: UserId(3),
+                token_hash: hash(3),
+                created: 400,
+            }])
+            .unwrap_err();
+        assert!(err.is_constraint_violation(), "{err}");
     }
 
     #[test]

@@ -111,6 +111,13 @@ impl TestServer {
         client
     }
 
+    /// [`TestServer::register`], with the resume token it was given.
+    pub fn register_with_token(&self, name: &str) -> (Client, String) {
+        let mut client = self.anonymous(name);
+        let token = client.register();
+        (client, token)
+    }
+
     /// Logs in to an existing account; returns the client and its unread count.
     pub fn login(&self, name: &str) -> (Client, u32) {
         let mut client = self.anonymous(name);
@@ -153,6 +160,78 @@ fn start_on(dir: &Path, tune: &dyn Fn(&mut Config)) -> Handle {
     config.limits.grace = 0;
     tune(&mut config);
     server::start("127.0.0.1:0".parse().unwrap(), config).expect("the server starts")
+}
+
+/// A server on `[::]:0`: clients from 127.0.0.1 and from ::1 come from two
+/// different addresses, so per-account and per-address throttling can be
+/// told apart.
+pub fn dual_stack(tune: impl Fn(&mut Config)) -> Option<(tempfile::TempDir, Handle)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().to_path_buf());
+    config.hash_cost = HashCost::TEST;
+    tune(&mut config);
+    let handle = require(
+        server::start("[::]:0".parse().unwrap(), config),
+        "IPv6 (a listener on [::]:0)",
+    )?;
+    Some((dir, handle))
+}
+
+pub fn client_at(handle: &Handle, host: &str, name: &str) -> Client {
+    let addr = format!("{host}:{}", handle.addr.port());
+    let unverified = proto::connect(&addr).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(unverified.fingerprint(), handle.fingerprint);
+    Client {
+        name: name.to_string(),
+        conn: unverified.accept(),
+    }
+}
+
+/// A `logged_in` reply as tests compare it: its token, random, checked to
+/// be 64 lowercase hex characters and then blanked. Other replies as
+/// they are.
+pub fn tokenless(reply: Reply) -> Reply {
+    match reply {
+        Reply::LoggedIn {
+            name,
+            unread,
+            token,
+        } => {
+            assert!(is_token(&token), "a resume token: {token:?}");
+            Reply::LoggedIn {
+                name,
+                unread,
+                token: String::new(),
+            }
+        }
+        other => other,
+    }
+}
+
+/// `logged_in` as [`tokenless`] leaves it.
+pub fn logged_in(name: &str, unread: u32) -> Reply {
+    Reply::LoggedIn {
+        name: name.to_string(),
+        unread,
+        token: String::new(),
+    }
+}
+
+/// The token of a `logged_in` reply (empty for any other reply).
+pub fn token_of(reply: &Reply) -> String {
+    match reply {
+        Reply::LoggedIn { token, .. } => token.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Whether `token` looks as the server makes them: 64 lowercase hex
+/// characters.
+pub fn is_token(token: &str) -> bool {
+    token.len() == 64
+        && token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Opens a database file read-only, as an operator inspecting it would.
@@ -204,36 +283,51 @@ impl Client {
         }
     }
 
-    pub fn register(&mut self) {
+    /// Registers with [`PASSWORD`]; returns the resume token.
+    pub fn register(&mut self) -> String {
         let req = Request::Register {
             name: self.name.clone(),
             password: PASSWORD.to_string(),
         };
         let reply = self.request(req);
+        let token = token_of(&reply);
         assert_eq!(
-            reply,
-            Reply::LoggedIn {
-                name: self.name.clone(),
-                unread: 0
-            },
+            tokenless(reply),
+            logged_in(&self.name, 0),
             "{} registers",
             self.name
         );
+        token
     }
 
     /// Logs in with [`PASSWORD`]; returns the unread count.
     pub fn login(&mut self) -> u32 {
+        self.login_with_token().0
+    }
+
+    /// Logs in with [`PASSWORD`]; returns the unread count and the resume
+    /// token.
+    pub fn login_with_token(&mut self) -> (u32, String) {
         let req = Request::Login {
             name: self.name.clone(),
             password: PASSWORD.to_string(),
         };
-        match self.request(req) {
-            Reply::LoggedIn { name, unread } => {
+        let reply = self.request(req);
+        let token = token_of(&reply);
+        match reply {
+            Reply::LoggedIn { name, unread, .. } => {
                 assert_eq!(name, self.name);
-                unread
+                (unread, token)
             }
             other => panic!("{} logs in: {other:?}", self.name),
         }
+    }
+
+    /// Resumes with a token; returns the reply.
+    pub fn resume(&mut self, token: &str) -> Reply {
+        self.request(Request::Resume {
+            token: token.to_string(),
+        })
     }
 
     /// Creates a room and checks the reply; returns its id.
@@ -535,6 +629,28 @@ impl RawClient {
     pub fn request(&mut self, req: Request) -> Reply {
         let id = self.send(req);
         self.await_reply(id, true)
+    }
+
+    /// The replies to the requests `ids`, in that order, whatever order
+    /// they come in; events are kept in `self.events`.
+    pub fn replies(&mut self, ids: &[u32]) -> Vec<Reply> {
+        use chatapp::wire::msg::ServerFrame;
+        let mut got: Vec<Option<Reply>> = vec![None; ids.len()];
+        let deadline = std::time::Instant::now() + WAIT;
+        while got.iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.read(left) {
+                Got::Frame(ServerFrame::Reply { id, result }) => {
+                    match ids.iter().position(|&i| i == id) {
+                        Some(at) => got[at] = Some(result),
+                        None => panic!("a reply to request {id}, not one of {ids:?}"),
+                    }
+                }
+                Got::Frame(ServerFrame::Event { event }) => self.events.push(event),
+                other => panic!("waiting for the replies to requests {ids:?}: {other:?}"),
+            }
+        }
+        got.into_iter().map(|r| r.expect("every reply")).collect()
     }
 
     /// The reply to request `id`, keeping events in `self.events`; a reply

@@ -31,9 +31,11 @@ fn register_logs_in_and_names_are_unique_without_regard_to_case() {
         },
     )
     .unwrap();
+    // Each account, and the device its registration logged in from.
     assert!(matches!(
         &w.committed[..],
-        [Write::User { name: a, .. }, Write::User { name: b, .. }] if a == "Alice" && b == "alice2"
+        [Write::User { name: a, .. }, Write::Device { .. }, Write::User { name: b, .. }, Write::Device { .. }]
+            if a == "Alice" && b == "alice2"
     ));
 }
 

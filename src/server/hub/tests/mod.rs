@@ -38,6 +38,7 @@ fn texts(events: &[Event]) -> Vec<String> {
 mod accounts;
 mod commits;
 mod connections;
+mod devices;
 mod grace;
 mod private;
 mod rooms;

@@ -133,6 +133,7 @@ fn unread_counts_come_from_the_snapshot() {
         next_user: UserId(3),
         next_room: RoomId(7),
         next_message: MessageId(50),
+        devices: Vec::new(),
     });
     assert!(matches!(
         w.login("bob", PW),
