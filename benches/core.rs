@@ -189,7 +189,10 @@ fn full_room() -> Harness<Fanout> {
 fn say(world: &mut Harness<Fanout>) -> usize {
     world.now = 2_000;
     world.watch.reached = 0;
-    let req = Request::Say { text: TEXT.into() };
+    let req = Request::Say {
+        text: TEXT.into(),
+        client_id: 0,
+    };
     world.request(ConnId(2), req);
     world.watch.reached
 }
@@ -258,6 +261,7 @@ fn store_batches(c: &mut Criterion) {
                                 Write::RoomMessage {
                                     id: MessageId(next),
                                     seq: next as u64,
+                                    origin: None,
                                     room: RoomId(1),
                                     sender: UserId(1),
                                     text: TEXT.into(),

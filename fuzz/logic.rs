@@ -356,13 +356,17 @@ fn request(input: &mut Bytes) -> Request {
             room: input.pick(&ROOM_IDS),
         },
         5 => Request::LeaveRoom,
-        6 | 7 => Request::Say { text: text(input) },
+        6 | 7 => Request::Say {
+            text: text(input),
+            client_id: 0,
+        },
         8 => Request::Members,
         9 => Request::Kick { name: name(input) },
         10 => Request::OpenDialogue { with: name(input) },
         11 => Request::SendPrivate {
             to: name(input),
             text: text(input),
+            client_id: 0,
         },
         12 => match input.u8() % 3 {
             0 => Request::MarkRead { with: name(input) },
@@ -371,6 +375,7 @@ fn request(input: &mut Bytes) -> Request {
         },
         _ => Request::Say {
             text: "hello".into(),
+            client_id: 0,
         },
     }
 }

@@ -1025,7 +1025,7 @@ impl Core {
             }
         };
         match session::parse_room_input(&text) {
-            Command::Say(text) => self.emit(Effect::Send(Request::Say { text })),
+            Command::Say(text) => self.emit(Effect::Send(Request::Say { text, client_id: 0 })),
             Command::Quit => self.call(Pending::Leave, Request::LeaveRoom),
             Command::List => self.call(Pending::Members, Request::Members),
             Command::Kick(name) => self.call(Pending::Kick, Request::Kick { name }),
@@ -1083,7 +1083,11 @@ impl Core {
             _ => "/q".to_string(),
         };
         match session::parse_chat_input(&text) {
-            Command::Say(text) => self.emit(Effect::Send(Request::SendPrivate { to: with, text })),
+            Command::Say(text) => self.emit(Effect::Send(Request::SendPrivate {
+                to: with,
+                text,
+                client_id: 0,
+            })),
             Command::Quit => {
                 if let Some(s) = self.session.as_mut() {
                     s.to_menu();

@@ -417,6 +417,7 @@ mod tests {
             write: Write::RoomMessage {
                 id: crate::model::MessageId(seq as i64),
                 seq,
+                origin: None,
                 room: crate::model::RoomId(room),
                 sender: UserId(1),
                 text: "hi".into(),

@@ -146,6 +146,16 @@ pub struct DeviceRow {
     pub previous_hash: Option<TokenHash>,
     pub created: Millis,
     pub last_used: Millis,
+    /// The highest client id of a message from this device stored.
+    pub last_client_id: u64,
+}
+
+/// Where a message came from, for recognising one sent again: the device
+/// and the id its client gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub device: DeviceId,
+    pub client_id: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -177,6 +187,8 @@ pub enum Write {
         id: MessageId,
         /// The message's number in its room.
         seq: Seq,
+        /// The sending device's id for it, if its client gave one.
+        origin: Option<Origin>,
         room: RoomId,
         sender: UserId,
         /// Shared with the line the server delivers.
@@ -187,6 +199,8 @@ pub enum Write {
         id: MessageId,
         /// The message's number in its dialogue.
         seq: Seq,
+        /// As for [`Write::RoomMessage`].
+        origin: Option<Origin>,
         sender: UserId,
         recipient: UserId,
         text: Arc<str>,

@@ -55,6 +55,11 @@ pub enum Request {
     LeaveRoom,
     Say {
         text: String,
+        /// Chosen by the client, increasing with every message of its
+        /// device: a repeat of one already stored is not stored again.
+        /// 0 (or absent): none.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        client_id: u64,
     },
     Members,
     Kick {
@@ -67,6 +72,9 @@ pub enum Request {
     SendPrivate {
         to: String,
         text: String,
+        /// As for `Say`.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        client_id: u64,
     },
     /// Marks the private messages from `with` read (while a dialogue is open).
     MarkRead {
@@ -90,6 +98,10 @@ pub enum Request {
         after: u64,
         limit: u32,
     },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A conversation: a room, or the dialogue with another user.
@@ -954,7 +966,10 @@ mod tests {
     fn say_hi() -> ClientFrame {
         ClientFrame {
             id: 1,
-            req: Request::Say { text: "hi".into() },
+            req: Request::Say {
+                text: "hi".into(),
+                client_id: 0,
+            },
         }
     }
 

@@ -100,7 +100,7 @@ fn a_member_who_talks_faster_than_it_reads_is_slowed_down_not_cut_off() {
     let mut bytes = Vec::new();
     for k in 0..LINES {
         let text = format!("{k:05}:{}", "x".repeat(TEXT - 6));
-        talker.seal(Request::Say { text }, &mut bytes);
+        talker.seal(Request::Say { text, client_id: 0 }, &mut bytes);
     }
     let started = Instant::now();
     let results: Vec<Result<(), String>> = thread::scope(|s| {

@@ -186,10 +186,12 @@ fn a_request_out_of_turn_is_refused_and_the_connection_goes_on() {
             },
             Request::Say {
                 text: "hello room".into(),
+                client_id: 0,
             },
             Request::SendPrivate {
                 to: "ann".into(),
                 text: "hi".into(),
+                client_id: 0,
             },
             Request::Inbox,
             Request::Logout,

@@ -160,6 +160,7 @@ fn sigterm_says_goodbye_to_clients_keeps_their_messages_and_exits_0() {
     ));
     let said = Request::Say {
         text: "closing time".into(),
+        client_id: 0,
     };
     assert_eq!(bob.request_within(said, WAIT).unwrap(), Reply::Ok);
 

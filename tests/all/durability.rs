@@ -41,6 +41,7 @@ fn send_until_killed(addr: &str, me: usize, run: usize, acked: &Mutex<HashSet<St
         let req = Request::SendPrivate {
             to: "sink".into(),
             text: text.clone(),
+            client_id: 0,
         };
         match conn.request_within(req, Duration::from_secs(5)) {
             Ok(Reply::Ok) => {

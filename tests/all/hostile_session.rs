@@ -306,6 +306,7 @@ fn hostile_session(addr: &str, room: u64, round: usize, attack: Attack) -> Strin
     let id = raw.seal(
         Request::Say {
             text: honest.clone(),
+            client_id: 0,
         },
         &mut honest_frame,
     );
@@ -315,7 +316,7 @@ fn hostile_session(addr: &str, room: u64, round: usize, attack: Attack) -> Strin
     let sealed = |raw: &mut RawClient, what: &str| {
         let mut out = Vec::new();
         let text = format!("{HOSTILE} {round} {what}");
-        raw.seal(Request::Say { text }, &mut out);
+        raw.seal(Request::Say { text, client_id: 0 }, &mut out);
         out
     };
     let bytes = match attack {

@@ -301,6 +301,7 @@ fn the_eleventh_message_at_once_is_refused_and_not_delivered() {
         (from..=to)
             .map(|n| Request::Say {
                 text: format!("burst {n}"),
+                client_id: 0,
             })
             .collect()
     };
@@ -323,6 +324,7 @@ fn the_eleventh_message_at_once_is_refused_and_not_delivered() {
         .send(Request::SendPrivate {
             to: "bob".into(),
             text: "psst".into(),
+            client_id: 0,
         })
         .unwrap();
     let (private, events) = pipelined_reply(&mut clients[0], id);

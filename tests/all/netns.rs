@@ -373,6 +373,7 @@ fn client() {
                         .request_within(
                             Request::Say {
                                 text: format!("{name} {i}"),
+                                client_id: 0,
                             },
                             Duration::from_secs(10),
                         )

@@ -371,10 +371,14 @@ fn send_until_cut(addr: &str, me: usize, run: usize, room: Option<u64>, ledger: 
         }
         let text = format!("r{run}-s{me}-n{n}");
         let req = match room {
-            Some(_) => Request::Say { text: text.clone() },
+            Some(_) => Request::Say {
+                text: text.clone(),
+                client_id: 0,
+            },
             None => Request::SendPrivate {
                 to: "sink".into(),
                 text: text.clone(),
+                client_id: 0,
             },
         };
         ledger.lock().unwrap().sent.insert(text.clone());

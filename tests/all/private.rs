@@ -96,6 +96,7 @@ fn writing_to_yourself_or_to_no_one_is_refused_clearly() {
             Request::SendPrivate {
                 to: to.into(),
                 text: "note to self".into(),
+                client_id: 0,
             },
             ErrorCode::NotAllowed,
         );
@@ -105,6 +106,7 @@ fn writing_to_yourself_or_to_no_one_is_refused_clearly() {
         Request::SendPrivate {
             to: "ghost".into(),
             text: "anyone?".into(),
+            client_id: 0,
         },
         ErrorCode::NoSuchUser,
     );

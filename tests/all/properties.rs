@@ -42,11 +42,15 @@ fn request() -> impl Strategy<Value = Request> {
         (text(), any::<u32>()).prop_map(|(name, capacity)| Request::CreateRoom { name, capacity }),
         any::<u64>().prop_map(|room| Request::JoinRoom { room }),
         Just(Request::LeaveRoom),
-        text().prop_map(|text| Request::Say { text }),
+        text().prop_map(|text| Request::Say { text, client_id: 0 }),
         Just(Request::Members),
         text().prop_map(|name| Request::Kick { name }),
         text().prop_map(|with| Request::OpenDialogue { with }),
-        (text(), text()).prop_map(|(to, text)| Request::SendPrivate { to, text }),
+        (text(), text()).prop_map(|(to, text)| Request::SendPrivate {
+            to,
+            text,
+            client_id: 0
+        }),
         text().prop_map(|with| Request::MarkRead { with }),
         Just(Request::Inbox),
         (topic(), any::<u64>(), any::<u32>()).prop_map(|(of, before, limit)| Request::History {
@@ -566,7 +570,7 @@ proptest! {
             let expect_ok = requests.allow(world.now) && (!step.say || messages.allow(world.now));
             let text = format!("message {n}");
             let req = if step.say {
-                Request::Say { text: text.clone() }
+                Request::Say { text: text.clone(), client_id: 0 }
             } else {
                 Request::Members
             };

@@ -45,11 +45,20 @@ fn white_space_is_unicode_white_space_and_nothing_else() {
     let (room, mut clients) = server.room_with("ann", &["bob"], 2);
     // Only White_Space characters: refused as empty, nothing sent.
     for text in ["", " ", "\t\n\r", "\u{3000}\u{2028}\u{a0}\u{85}\u{205f}"] {
-        clients[0].refused(Request::Say { text: text.into() }, ErrorCode::Empty);
+        clients[0].refused(
+            Request::Say {
+                text: text.into(),
+                client_id: 0,
+            },
+            ErrorCode::Empty,
+        );
     }
     // Invisible, but not white space: sent as any text.
     for text in ["\u{200b}", "\u{2060}", "\u{feff}", "\u{180e}"] {
-        clients[0].ok(Request::Say { text: text.into() });
+        clients[0].ok(Request::Say {
+            text: text.into(),
+            client_id: 0,
+        });
         for c in &mut clients {
             c.expect_said(room, "ann", text);
         }
@@ -62,13 +71,17 @@ fn control_characters_reach_others_as_they_were_sent() {
     let server = TestServer::start();
     let (room, mut clients) = server.room_with("ann", &["bob"], 2);
     let text = "\u{1b}]0;owned\u{7}\u{1b}[2J\rhi\u{8}\u{9b}31m";
-    clients[0].ok(Request::Say { text: text.into() });
+    clients[0].ok(Request::Say {
+        text: text.into(),
+        client_id: 0,
+    });
     for c in &mut clients {
         c.expect_said(room, "ann", text);
     }
     clients[0].ok(Request::SendPrivate {
         to: "bob".into(),
         text: text.into(),
+        client_id: 0,
     });
     for c in &mut clients {
         c.expect_private("ann", "bob", text);
@@ -90,6 +103,7 @@ fn refused_messages_use_up_the_message_budget() {
         .chain([Request::SendPrivate {
             to: "bob".into(),
             text: "a good message".into(),
+            client_id: 0,
         }])
         .map(|req| ann.conn.send(req).expect("send"))
         .collect();
@@ -137,10 +151,14 @@ fn refused_messages_use_up_the_message_budget() {
 /// Ten messages from a logged-in user in no room, each refused for a
 /// reason of its own.
 fn ann_burst() -> Vec<Request> {
-    let say = |text: &str| Request::Say { text: text.into() };
+    let say = |text: &str| Request::Say {
+        text: text.into(),
+        client_id: 0,
+    };
     let private = |to: &str, text: &str| Request::SendPrivate {
         to: to.into(),
         text: text.into(),
+        client_id: 0,
     };
     vec![
         say("in no room"),

@@ -171,6 +171,7 @@ fn a_private_message_reaches_a_user_in_a_room_as_a_one_line_notice() {
         chatapp::wire::msg::Request::SendPrivate {
             to: "alice".into(),
             text: "lunch?".into(),
+            client_id: 0,
         },
         WAIT,
     )
@@ -199,14 +200,11 @@ fn a_message_arriving_mid_typing_leaves_the_typed_text_intact() {
     expect_message(&mut bob, "alice", "sorry to interrupt");
     bob.expect("> half a sente"); // drawn again after the message
 
-    let (rows, (row, col)) = bob.rows_and_cursor();
+    let (rows, (row, col)) = bob
+        .wait_screen("the input line under the cursor", |rows, (row, _)| {
+            rows[usize::from(row)].trim_end() == "> half a sente"
+        });
     let row = usize::from(row);
-    assert_eq!(
-        rows[row].trim_end(),
-        "> half a sente",
-        "the input line on bob's screen:\n{}",
-        bob.screen()
-    );
     assert_eq!(usize::from(col), "> half a sente".len(), "cursor column");
     assert!(
         rows[row - 1].ends_with("alice: sorry to interrupt"),
@@ -595,6 +593,7 @@ fn more_shows_a_room_s_earlier_messages_once_and_says_where_they_begin() {
         let conn = &mut talkers[n % 3];
         let say = Request::Say {
             text: format!("line number {n}"),
+            client_id: 0,
         };
         assert_eq!(conn.request_within(say, WAIT).expect("say"), Reply::Ok);
     }

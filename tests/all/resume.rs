@@ -220,6 +220,7 @@ fn a_token_logs_in_as_its_own_user_whatever_the_request_says() {
     let text = Request::SendPrivate {
         to: "bob".into(),
         text: "from ann".into(),
+        client_id: 0,
     };
     assert_eq!(raw.request(text), Reply::Ok);
 }
@@ -283,4 +284,89 @@ fn bad_tokens_are_refused_with_what_to_do_and_throttled_by_address() {
         }) => assert_eq!(&*line.text, "still here"),
         other => panic!("ann waits for bob's message: {other:?}"),
     }
+}
+
+/// The next room line `client` hears; it must be `text`, from bob.
+fn heard(client: &mut kit::Client, text: &str) {
+    let line = client.wait_for("a room line", |e| match e {
+        Event::RoomMessage { line, .. } => Some(line.clone()),
+        _ => None,
+    });
+    assert_eq!((&*line.from, &*line.text), ("bob", text));
+}
+
+/// A line sent again after a dropped connection, with the same client id
+/// from the same device: stored once, acknowledged both times, shown once;
+/// and still recognised after a restart.
+#[test]
+fn a_message_sent_again_with_its_client_id_is_stored_once() {
+    let mut server = TestServer::start();
+    let mut ann = server.register("ann");
+    let room = ann.create_room("Lobby", 5);
+    let (mut bob, token) = server.register_with_token("bob");
+    bob.join(room);
+    let say = |text: &str, client_id: u64| Request::Say {
+        text: text.into(),
+        client_id,
+    };
+    bob.ok(say("only once", 7));
+    heard(&mut ann, "only once");
+    // The connection drops before bob saw the ok: the device resumes on a
+    // new one and sends the line again, with its id.
+    drop(bob);
+    let mut bob = server.anonymous("bob");
+    let token = resumed(bob.resume(&token), "bob");
+    bob.join(room);
+    bob.ok(say("only once", 7));
+    // An older id is a repeat too; a newer one is a new line.
+    bob.ok(say("older", 3));
+    bob.ok(say("a new line", 8));
+    heard(&mut ann, "a new line");
+    // Another device of bob's numbers its own lines.
+    let mut phone = server.anonymous("bob");
+    phone.login_with_token();
+    phone.ok(Request::SendPrivate {
+        to: "ann".into(),
+        text: "from the phone".into(),
+        client_id: 7,
+    });
+    let pm = ann.wait_for("the phone's line", |e| match e {
+        Event::PrivateMessage { line } => Some(line.text.to_string()),
+        _ => None,
+    });
+    assert_eq!(pm, "from the phone");
+    drop((bob, phone));
+
+    // After a restart the device's last id comes from the database.
+    server.restart();
+    let mut bob = server.anonymous("bob");
+    resumed(bob.resume(&token), "bob");
+    bob.ok(Request::SendPrivate {
+        to: "ann".into(),
+        text: "a new line".into(),
+        client_id: 8,
+    });
+    let (mut ann, _) = server.login("ann");
+    let lines: Vec<String> = match ann.request(Request::OpenDialogue { with: "bob".into() }) {
+        Reply::Dialogue { history, .. } => history.iter().map(|l| l.text.to_string()).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        lines,
+        ["from the phone"],
+        "the repeat after the restart is not stored"
+    );
+    let db = kit::open_db(&server.db_path());
+    let count = |text: &str| -> i64 {
+        db.query_row(
+            "SELECT COUNT(*) FROM messages WHERE body = ?1",
+            [text],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        (count("only once"), count("older"), count("a new line")),
+        (1, 0, 1)
+    );
 }

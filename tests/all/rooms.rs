@@ -78,6 +78,7 @@ fn a_kicked_member_is_told_and_hears_nothing_more_from_the_room() {
     bob.refused(
         Request::Say {
             text: "let me back".into(),
+            client_id: 0,
         },
         ErrorCode::NotMember,
     );
@@ -122,6 +123,7 @@ fn assert_everyone_is_out(members: &mut [kit::Client], room: u64) {
         member.refused(
             Request::Say {
                 text: "hello?".into(),
+                client_id: 0,
             },
             ErrorCode::NotMember,
         );
@@ -201,7 +203,7 @@ fn chat_text_past_the_limit_or_empty_is_refused_and_not_sent() {
         (" \n\t ".to_string(), ErrorCode::Empty),
     ];
     for (text, code) in cases {
-        clients[0].refused(Request::Say { text }, code);
+        clients[0].refused(Request::Say { text, client_id: 0 }, code);
     }
     clients[0].say(&longest);
     for member in &mut clients {

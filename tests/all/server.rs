@@ -38,7 +38,10 @@ fn a_reply_and_the_event_it_releases_arrive_packed_in_one_frame() {
         Reply::Room { room, .. } => room.id,
         other => panic!("{other:?}"),
     };
-    let id = raw.send(Request::Say { text: "hi".into() });
+    let id = raw.send(Request::Say {
+        text: "hi".into(),
+        client_id: 0,
+    });
     let frame = raw.read_packed(kit::WAIT);
     assert_eq!(frame.len(), 2, "{frame:?}");
     assert!(frame.iter().any(|f| matches!(

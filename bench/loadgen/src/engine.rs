@@ -552,8 +552,12 @@ impl Engine {
                     Some(to) => Request::SendPrivate {
                         to: self.clients[to].name.clone(),
                         text: text.clone(),
+                        client_id: 0,
                     },
-                    None => Request::Say { text: text.clone() },
+                    None => Request::Say {
+                        text: text.clone(),
+                        client_id: 0,
+                    },
                 };
                 self.request(sender, id, req);
             }

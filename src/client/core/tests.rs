@@ -407,7 +407,10 @@ fn the_member_count_follows_joins_leaves_and_kicks() {
 #[test]
 fn room_commands_become_requests_and_q_returns_to_the_menu() {
     let mut s = Script::in_room("bob", &["alice", "bob"]);
-    assert_eq!(s.text("hello"), ["send: Say { text: \"hello\" }"]);
+    assert_eq!(
+        s.text("hello"),
+        ["send: Say { text: \"hello\", client_id: 0 }"]
+    );
     assert_eq!(s.text("/l"), ["call: Members"]);
     let listed = s.reply(Reply::Members {
         members: vec!["alice".into(), "bob".into(), "carol".into()],
@@ -693,7 +696,7 @@ fn more_pages_back_through_a_room_by_sequence_number() {
           --- end of the earlier messages: /more shows more ---"]
     );
     // Back on the room screen: the next page is before the oldest shown.
-    assert_eq!(s.text("hi"), ["send: Say { text: \"hi\" }"]);
+    assert_eq!(s.text("hi"), ["send: Say { text: \"hi\", client_id: 0 }"]);
     assert_eq!(
         s.text("/m"),
         ["call: History { of: Room { room: 3 }, before: 41, limit: 20 }"]
@@ -744,6 +747,6 @@ fn more_in_a_chat_asks_for_the_dialogue_before_its_history() {
     // Still in the chat: a line goes to alice.
     assert_eq!(
         s.text("hello"),
-        ["send: SendPrivate { to: \"alice\", text: \"hello\" }"]
+        ["send: SendPrivate { to: \"alice\", text: \"hello\", client_id: 0 }"]
     );
 }

@@ -65,6 +65,8 @@ impl Deferred {
 
 pub(super) struct Commits {
     next_seq: u64,
+    /// Every write up to this one is committed (or failed).
+    reported: u64,
     waiting: VecDeque<(u64, Deferred)>,
     /// What `waiting` will deliver once committed, in bytes, in all and
     /// by room.
@@ -76,6 +78,7 @@ impl Default for Commits {
     fn default() -> Commits {
         Commits {
             next_seq: 1,
+            reported: 0,
             waiting: VecDeque::new(),
             uncommitted: 0,
             by_room: HashMap::new(),
@@ -97,8 +100,20 @@ impl Commits {
         self.waiting.push_back((seq, deferred));
     }
 
+    /// Whether every write handed out so far is committed (or failed).
+    pub fn all_reported(&self) -> bool {
+        self.reported + 1 >= self.next_seq
+    }
+
+    /// Holds `deferred` back until every write handed out so far is
+    /// committed.
+    pub fn defer_behind_all(&mut self, deferred: Deferred) {
+        self.defer(self.next_seq - 1, deferred);
+    }
+
     /// The next item waiting at or below `seq`, in order, if any.
     pub fn release(&mut self, seq: u64) -> Option<Deferred> {
+        self.reported = self.reported.max(seq);
         if self.waiting.front().is_none_or(|(s, _)| *s > seq) {
             return None;
         }

@@ -10,7 +10,7 @@
 
 use super::effects::{ConnId, ConnMap};
 use crate::model::{DeviceId, Millis, UserId};
-use crate::store::{DeviceRow, TokenHash};
+use crate::store::{DeviceRow, Origin, TokenHash};
 use rand::Rng;
 use rand::rngs::StdRng;
 use sha2::{Digest, Sha256};
@@ -24,6 +24,19 @@ pub(super) struct Device {
     pub token_hash: TokenHash,
     pub previous_hash: Option<TokenHash>,
     pub last_used: Millis,
+    /// The highest client id of a message from this device accepted.
+    pub last_client_id: u64,
+}
+
+/// What a message's client id says about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sent {
+    /// No id (or no device to hold it): a message like any other.
+    Unnumbered,
+    /// A new message, recorded as its device's latest.
+    New(Origin),
+    /// An id the device sent before: the same message again.
+    Repeat,
 }
 
 /// What a presented token turned out to be.
@@ -93,6 +106,7 @@ impl Devices {
                     token_hash: row.token_hash,
                     previous_hash: row.previous_hash,
                     last_used: row.last_used,
+                    last_client_id: row.last_client_id,
                 },
             );
         }
@@ -135,6 +149,7 @@ impl Devices {
             token_hash,
             previous_hash: None,
             last_used: now,
+            last_client_id: 0,
         };
         self.insert(device, new);
         Created {
@@ -225,6 +240,26 @@ impl Devices {
             self.remove(id);
         }
         gone
+    }
+
+    /// Checks a message's client id against its connection's device, and
+    /// records a new one. Ids of one device only go up, so any id not
+    /// above the last one accepted is a repeat.
+    pub fn sent(&mut self, conn: ConnId, client_id: u64) -> Sent {
+        if client_id == 0 {
+            return Sent::Unnumbered;
+        }
+        let Some(&device) = self.sessions.get(&conn) else {
+            return Sent::Unnumbered;
+        };
+        let Some(d) = self.devices.get_mut(&device) else {
+            return Sent::Unnumbered;
+        };
+        if client_id <= d.last_client_id {
+            return Sent::Repeat;
+        }
+        d.last_client_id = client_id;
+        Sent::New(Origin { device, client_id })
     }
 
     /// The connection is logged in from this device.

@@ -456,7 +456,13 @@ impl<W: Watch> Harness<W> {
     }
 
     pub fn say(&mut self, conn: ConnId, text: &str) -> Option<Reply> {
-        self.ask(conn, Request::Say { text: text.into() })
+        self.ask(
+            conn,
+            Request::Say {
+                text: text.into(),
+                client_id: 0,
+            },
+        )
     }
 }
 

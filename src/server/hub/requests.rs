@@ -5,13 +5,14 @@
 use super::accounts::Held;
 use super::commits::Deferred;
 use super::connections::{OverBudget, State};
+use super::devices::Sent;
 use super::effects::Refusal;
 use super::rooms::Joined;
 use super::{AuthJob, Caller, Change, ConnId, Hub, Level, Output, Query, StoreJob};
 use super::{check_text, fit_newest};
 use crate::model::{self, DIALOGUE_HISTORY, HISTORY_PAGE, MessageId, Millis, RoomId, Seq, UserId};
 use crate::password;
-use crate::store::{Page, Write};
+use crate::store::{Origin, Page, Write};
 use crate::wire::msg::{
     ClientFrame, ErrorCode, Event, LeaveReason, PrivateLine, Reply, Request, RoomInfo, RoomLine,
     ServerFrame, Topic,
@@ -172,9 +173,19 @@ impl Hub {
                 self.mark_read(conn, user, other);
                 Ok(Some(Reply::Ok))
             }
-            (_, Request::SendPrivate { to, text }) => {
+            (
+                _,
+                Request::SendPrivate {
+                    to,
+                    text,
+                    client_id,
+                },
+            ) => {
                 let recipient = self.correspondent(user, &to)?;
                 check_text(&text)?;
+                let Some(origin) = self.first_time(caller, client_id) else {
+                    return Ok(None);
+                };
                 let text: Arc<str> = text.into();
                 let line = PrivateLine {
                     id: self.take_message_id().0 as u64,
@@ -187,6 +198,7 @@ impl Hub {
                 let seq = self.persist(Write::PrivateMessage {
                     id: MessageId(line.id as i64),
                     seq: line.seq,
+                    origin,
                     sender: user,
                     recipient,
                     text,
@@ -233,8 +245,11 @@ impl Hub {
             (Some(room), Request::Members) => Ok(Some(Reply::Members {
                 members: self.member_names(room),
             })),
-            (Some(room), Request::Say { text }) => {
+            (Some(room), Request::Say { text, client_id }) => {
                 check_text(&text)?;
+                let Some(origin) = self.first_time(caller, client_id) else {
+                    return Ok(None);
+                };
                 let text: Arc<str> = text.into();
                 let line = RoomLine {
                     id: self.take_message_id().0 as u64,
@@ -246,6 +261,7 @@ impl Hub {
                 let seq = self.persist(Write::RoomMessage {
                     id: MessageId(line.id as i64),
                     seq: line.seq,
+                    origin,
                     room,
                     sender: user,
                     text,
@@ -392,6 +408,28 @@ impl Hub {
             format!("{admin} kicked {target_name} from room #{room_no}"),
         );
         Ok(Some(Reply::Ok))
+    }
+
+    /// A message's client id, checked: `Some` (with its origin, if it has
+    /// an id) for a message to store; `None` for one its device sent
+    /// before, which is not stored again: it is answered `ok` once every
+    /// write so far is committed (its first copy among them, if that is
+    /// still on its way), as the first copy was or will be.
+    fn first_time(&mut self, caller: Caller, client_id: u64) -> Option<Option<Origin>> {
+        match self.devices.sent(caller.conn, client_id) {
+            Sent::Unnumbered => Some(None),
+            Sent::New(origin) => Some(Some(origin)),
+            Sent::Repeat => {
+                if self.commits.all_reported() {
+                    self.reply(caller, Reply::Ok);
+                } else {
+                    let reply = Reply::Ok;
+                    self.commits
+                        .defer_behind_all(Deferred::Reply { caller, reply });
+                }
+                None
+            }
+        }
     }
 
     /// The store read for a page of a conversation `user` may read: the

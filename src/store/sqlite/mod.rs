@@ -18,8 +18,8 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior, params};
 
 use super::{
-    Conversation, DeviceRow, OpenRoom, Page, PrivateRow, RoomRow, Snapshot, Store, StoreError,
-    Sync, UserRow, Write,
+    Conversation, DeviceRow, OpenRoom, Origin, Page, PrivateRow, RoomRow, Snapshot, Store,
+    StoreError, Sync, UserRow, Write,
 };
 use crate::model::{DeviceId, MessageId, RoomId, Seq, UserId, room_key, user_key};
 
@@ -261,7 +261,7 @@ impl Store for SqliteStore {
 
         let mut stmt = tx
             .prepare(
-                "SELECT id, user, token_hash, previous_hash, created, last_used
+                "SELECT id, user, token_hash, previous_hash, created, last_used, last_client_id
                  FROM devices ORDER BY id",
             )
             .context(loading)?;
@@ -274,6 +274,7 @@ impl Store for SqliteStore {
                     previous_hash: row.get(3)?,
                     created: row.get(4)?,
                     last_used: row.get(5)?,
+                    last_client_id: seq_at(row, 6)?,
                 })
             })
             .and_then(Iterator::collect)
@@ -544,6 +545,18 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// Records the highest client id stored from a message's device (a
+/// device already deleted is no matter: its sessions are over).
+fn note_origin(conn: &Connection, origin: &Option<Origin>) -> rusqlite::Result<usize> {
+    let Some(origin) = origin else {
+        return Ok(0);
+    };
+    conn.prepare_cached(
+        "UPDATE devices SET last_client_id = max(last_client_id, ?2) WHERE id = ?1",
+    )?
+    .execute(params![origin.device.0, sql_seq(origin.client_id)])
+}
+
 /// One write inside [`SqliteStore::apply`]'s transaction. Statements are cached on
 /// the connection, so a batch of thousands compiles each one once.
 fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
@@ -597,6 +610,7 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
         Write::RoomMessage {
             id,
             seq,
+            origin,
             room,
             sender,
             text,
@@ -607,11 +621,13 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .and_then(|mut s| s.execute(params![id.0, sql_seq(*seq), sender.0, room.0, text, sent]))
+            .and_then(|n| note_origin(conn, origin).map(|_| n))
             .context(|| format!("could not save message {id} from user {sender} in room #{room}"))?
         }
         Write::PrivateMessage {
             id,
             seq,
+            origin,
             sender,
             recipient,
             text,
@@ -633,6 +649,7 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
                 )?
                 .execute(params![sender.0, recipient.0])
             })
+            .and_then(|n| note_origin(conn, origin).map(|_| n))
             .context(|| {
                 format!(
                     "could not save private message {id} from user {sender} to user {recipient}"
@@ -718,6 +735,7 @@ mod tests {
             // Numbered by id: increasing in every dialogue, as the server
             // numbers them (where it leaves no gaps).
             seq: id as Seq,
+            origin: None,
             sender: UserId(sender),
             recipient: UserId(recipient),
             text: text.into(),
@@ -729,6 +747,7 @@ mod tests {
         Write::RoomMessage {
             id: MessageId(id),
             seq: id as Seq,
+            origin: None,
             room: RoomId(room),
             sender: UserId(sender),
             text: text.into(),
@@ -1352,6 +1371,7 @@ mod tests {
                 previous_hash: Some(hash(1)),
                 created: 100,
                 last_used: 300,
+                last_client_id: 0,
             }]
         );
         // A token hash names one device only.

@@ -47,13 +47,18 @@ UPDATE dialogues SET read_seq = IFNULL((
 -- replaces it. The hash of the token it replaced is kept: presenting that
 -- one again means the token was copied, and the device is deleted.
 -- Logging out, or not resuming for the expiry period, deletes it too.
+-- A device numbers the messages it sends (client ids, increasing): the
+-- highest one stored is kept, and a message sent again with an id not
+-- above it (its acknowledgement was lost in a dropped connection) is not
+-- stored twice.
 CREATE TABLE devices (
-    id            INTEGER PRIMARY KEY,
-    user          INTEGER NOT NULL REFERENCES users(id),
-    token_hash    BLOB NOT NULL UNIQUE,
-    previous_hash BLOB,
-    created       INTEGER NOT NULL,
-    last_used     INTEGER NOT NULL
+    id             INTEGER PRIMARY KEY,
+    user           INTEGER NOT NULL REFERENCES users(id),
+    token_hash     BLOB NOT NULL UNIQUE,
+    previous_hash  BLOB,
+    created        INTEGER NOT NULL,
+    last_used      INTEGER NOT NULL,
+    last_client_id INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 
 CREATE INDEX devices_user ON devices(user);

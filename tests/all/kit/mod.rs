@@ -376,6 +376,7 @@ impl Client {
     pub fn say(&mut self, text: &str) {
         self.ok(Request::Say {
             text: text.to_string(),
+            client_id: 0,
         });
     }
 
@@ -383,6 +384,7 @@ impl Client {
         self.ok(Request::SendPrivate {
             to: to.to_string(),
             text: text.to_string(),
+            client_id: 0,
         });
     }
 

@@ -255,6 +255,35 @@ impl Client {
             .contents()
     }
 
+    /// Waits until the screen's rows and cursor (row, column) satisfy
+    /// `ready` (the terminal may still be drawing what a matched text
+    /// began), and returns them; fails with the screen after [`WAIT`].
+    pub fn wait_screen(
+        &self,
+        what: &str,
+        ready: impl Fn(&[String], (u16, u16)) -> bool,
+    ) -> (Vec<String>, (u16, u16)) {
+        let deadline = Instant::now() + WAIT;
+        let mut out = self.shared.output.lock().unwrap();
+        loop {
+            let screen = out.screen.screen();
+            let rows: Vec<String> = screen.rows(0, COLS).collect();
+            let cursor = screen.cursor_position();
+            if ready(&rows, cursor) {
+                return (rows, cursor);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if out.eof || left.is_zero() {
+                panic!(
+                    "{}: the screen never showed {what}:\n{}",
+                    self.name,
+                    screen.contents()
+                );
+            }
+            out = self.shared.changed.wait_timeout(out, left).unwrap().0;
+        }
+    }
+
     /// The screen's rows and the cursor's (row, column).
     pub fn rows_and_cursor(&self) -> (Vec<String>, (u16, u16)) {
         let out = self.shared.output.lock().unwrap();

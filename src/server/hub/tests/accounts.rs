@@ -83,11 +83,15 @@ fn nothing_but_login_is_allowed_before_it() {
     let c = w.connect();
     for req in [
         Request::JoinRoom { room: 1 },
-        Request::Say { text: "hi".into() },
+        Request::Say {
+            text: "hi".into(),
+            client_id: 0,
+        },
         Request::Inbox,
         Request::SendPrivate {
             to: "x".into(),
             text: "y".into(),
+            client_id: 0,
         },
     ] {
         assert_eq!(w.error(c, req), ErrorCode::NotAllowed);

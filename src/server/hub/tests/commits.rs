@@ -53,6 +53,7 @@ fn uncommitted_counts_the_messages_waiting_for_the_store() {
         Request::SendPrivate {
             to: "bob".into(),
             text: "psst".into(),
+            client_id: 0,
         },
     );
     assert!(w.hub.uncommitted() > 2 * one + 1000);

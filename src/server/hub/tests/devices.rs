@@ -320,6 +320,7 @@ fn devices_come_from_the_snapshot() {
         previous_hash: None,
         created: 0,
         last_used: 500,
+        last_client_id: 0,
     }];
     let mut w = World::with(snapshot);
     let next = token_of(w.login_with(&token));
@@ -416,4 +417,41 @@ fn devices_past_their_expiry_are_deleted_without_being_presented() {
     ));
     assert_eq!(refusal(w.login_with(&ann)).1, NO_LONGER_VALID);
     assert!(matches!(w.login_with(&bob), Some(Reply::LoggedIn { .. })));
+}
+
+#[test]
+fn a_repeat_of_a_message_still_on_its_way_is_answered_after_its_commit() {
+    let mut w = World::new();
+    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    let room = w.create_room(ann, "Lobby", 5);
+    w.join(bob, room);
+    w.events(ann);
+    let say = |client_id: u64| Request::Say {
+        text: "hello".into(),
+        client_id,
+    };
+    w.auto_commit = false;
+    let first = w.request(bob, say(5));
+    let again = w.request(bob, say(5));
+    assert_eq!(
+        w.reply_to(bob, again),
+        None,
+        "not before the first is stored"
+    );
+    w.commit(true);
+    assert_eq!(w.reply_to(bob, first), Some(Reply::Ok));
+    assert_eq!(w.reply_to(bob, again), Some(Reply::Ok));
+    assert_eq!(texts(&w.events(ann)), ["bob: hello"]);
+    let stored = w
+        .committed
+        .iter()
+        .filter(|write| matches!(write, Write::RoomMessage { .. }))
+        .count();
+    assert_eq!(stored, 1);
+    // With nothing on its way, a repeat is answered at once; no id is
+    // never a repeat.
+    assert_eq!(w.ask(bob, say(4)), Some(Reply::Ok));
+    assert_eq!(w.ask(bob, say(0)), None, "stored, then answered");
+    w.commit(true);
+    assert_eq!(texts(&w.events(ann)), ["bob: hello"]);
 }

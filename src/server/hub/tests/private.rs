@@ -10,6 +10,7 @@ fn private_messages_reach_online_users_and_wait_for_offline_ones() {
     let send = |to: &str, text: &str| Request::SendPrivate {
         to: to.into(),
         text: text.into(),
+        client_id: 0,
     };
     assert_eq!(w.ask(ann, send("BOB", "hi bob")), Some(Reply::Ok));
     let got = w.events(bob);
@@ -47,6 +48,7 @@ fn a_private_message_is_addressed_to_its_two_users_and_reaches_their_connections
     let send = Request::SendPrivate {
         to: "bob".into(),
         text: "hi".into(),
+        client_id: 0,
     };
     w.audiences.clear();
     assert_eq!(w.ask(ann, send), Some(Reply::Ok));
@@ -67,6 +69,7 @@ fn reading_on_one_session_clears_the_count_on_the_others() {
         let send = Request::SendPrivate {
             to: "bob".into(),
             text: text.into(),
+            client_id: 0,
         };
         w.ask(ann, send);
     }
@@ -99,6 +102,7 @@ fn opening_a_dialogue_marks_it_read() {
         Request::SendPrivate {
             to: "bob".into(),
             text: "one".into(),
+            client_id: 0,
         },
     );
     let reply = w.ask(bob, Request::OpenDialogue { with: "ann".into() });

@@ -116,7 +116,13 @@ fn only_the_admin_kicks_and_the_kicked_hear_nothing_more() {
     assert!(w.events(bob).is_empty());
     assert_eq!(texts(&w.events(cat)), ["ann: after the kick"]);
     assert_eq!(
-        w.error(bob, Request::Say { text: "hi".into() }),
+        w.error(
+            bob,
+            Request::Say {
+                text: "hi".into(),
+                client_id: 0
+            }
+        ),
         ErrorCode::NotMember
     );
 }

@@ -22,6 +22,7 @@ fn send(to: &str, text: &str) -> Request {
     Request::SendPrivate {
         to: to.into(),
         text: text.into(),
+        client_id: 0,
     }
 }
 
@@ -37,7 +38,13 @@ fn each_room_numbers_its_messages_from_one_without_gaps() {
     w.say(bob, "a2");
     // Refused messages take no number.
     assert_eq!(
-        w.error(bob, Request::Say { text: " ".into() }),
+        w.error(
+            bob,
+            Request::Say {
+                text: " ".into(),
+                client_id: 0
+            }
+        ),
         ErrorCode::Empty
     );
     w.say(ann, "a3");
