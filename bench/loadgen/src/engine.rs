@@ -323,6 +323,11 @@ impl Engine {
             .count()
     }
 
+    /// Client `i`'s resume token, if a `logged_in` reply gave it one.
+    pub fn token(&self, i: usize) -> Option<&str> {
+        self.clients[i].token.as_deref()
+    }
+
     /// The counters so far, leaving fresh ones.
     pub fn take_stats(&mut self) -> Stats {
         std::mem::take(&mut self.stats)
@@ -1240,6 +1245,7 @@ mod tests {
                 room: 1,
                 line: RoomLine {
                     id: 2,
+                    seq: 1,
                     from: "a".into(),
                     text: "~1~2~3~4~".into(),
                     time: 5,
