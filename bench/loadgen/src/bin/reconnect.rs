@@ -62,7 +62,11 @@ fn row(what: &str, s: &Storm, extrapolated: Option<usize>) -> String {
         s.clients,
         s.back,
         s.secs,
-        fmt_rate(s.per_sec()),
+        if s.per_sec() < 100.0 {
+            format!("{:.1}", s.per_sec())
+        } else {
+            fmt_rate(s.per_sec())
+        },
         s.cpu_ms_per_session(),
         s.p50_ms,
         s.p99_ms,
