@@ -78,6 +78,11 @@ struct Client {
     /// A handshake started ahead of time (its first message made), so the
     /// timed phase spends only the rest of it.
     ready_hs: Option<(ClientHandshake, Vec<u8>)>,
+    /// The resume token of its last `logged_in` reply (kept across
+    /// reconnections).
+    token: Option<String>,
+    /// Logged in, waiting for the answer to its session check (`catch_up`).
+    checking: bool,
 }
 
 impl Client {
@@ -95,6 +100,8 @@ impl Client {
             next_ctl: 0,
             storm: false,
             ready_hs: None,
+            token: None,
+            checking: false,
         }
     }
 }
@@ -239,6 +246,13 @@ pub struct Engine {
     in_room: usize,
     registration: Histogram,
     storm: Option<(StormSpec, StormReport, usize)>,
+    /// chatapp: log in with the client's resume token, when it holds one,
+    /// instead of the password.
+    pub resume: bool,
+    /// chatapp: clients of this range count as logged in only once a
+    /// `catch_up` of their dialogue with the next client of the range
+    /// (wrapping) has been answered: proof the session works.
+    pub catch_up: Option<Range<usize>>,
 }
 
 fn room_name(room: u64) -> String {
@@ -283,6 +297,8 @@ impl Engine {
             in_room: 0,
             registration: Histogram::new(),
             storm: None,
+            resume: false,
+            catch_up: None,
         })
     }
 
@@ -297,6 +313,24 @@ impl Engine {
 
     pub fn is_empty(&self) -> bool {
         self.clients.is_empty()
+    }
+
+    /// Clients of `range` holding a resume token.
+    pub fn tokens(&self, range: Range<usize>) -> usize {
+        self.clients[range]
+            .iter()
+            .filter(|c| c.token.is_some())
+            .count()
+    }
+
+    /// Client `i`'s resume token, if a `logged_in` reply gave it one.
+    pub fn token(&self, i: usize) -> Option<&str> {
+        self.clients[i].token.as_deref()
+    }
+
+    /// The counters so far, leaving fresh ones.
+    pub fn take_stats(&mut self) -> Stats {
+        std::mem::take(&mut self.stats)
     }
 
     /// Clients logged in (and not since closed or failed).
@@ -639,6 +673,7 @@ impl Engine {
         *c = Client {
             name: std::mem::take(&mut c.name),
             ready_hs: c.ready_hs.take(),
+            token: c.token.take(),
             storm,
             ..Client::new()
         };
@@ -942,9 +977,14 @@ impl Engine {
                         let Proto::Chat { password } = &self.proto else {
                             unreachable!()
                         };
-                        let req = Request::Login {
-                            name: c.name.clone(),
-                            password: password.clone(),
+                        let req = match (&c.token, self.resume) {
+                            (Some(token), true) => Request::Resume {
+                                token: token.clone(),
+                            },
+                            _ => Request::Login {
+                                name: c.name.clone(),
+                                password: password.clone(),
+                            },
                         };
                         self.control(i, req);
                     }
@@ -1032,7 +1072,31 @@ impl Engine {
             return;
         }
         match result {
-            Reply::LoggedIn { .. } => self.logged_in(i),
+            Reply::LoggedIn { token, .. } => {
+                self.clients[i].token = Some(token);
+                match self.catch_up.clone() {
+                    Some(pool) if pool.contains(&i) && self.clients[i].st == St::LoggingIn => {
+                        let next = pool.start + (i - pool.start + 1) % pool.len();
+                        let with = self.clients[next].name.clone();
+                        self.clients[i].checking = true;
+                        self.control(
+                            i,
+                            Request::CatchUp {
+                                of: msg::Topic::Dialogue { with },
+                                after: 0,
+                                limit: 50,
+                            },
+                        );
+                    }
+                    _ => self.logged_in(i),
+                }
+            }
+            Reply::DialogueCaughtUp { .. } | Reply::RoomCaughtUp { .. }
+                if self.clients[i].checking =>
+            {
+                self.clients[i].checking = false;
+                self.logged_in(i);
+            }
             Reply::Room { room, .. } => self.joined(i, room.id),
             Reply::Pong | Reply::Ok => {}
             Reply::Error { code, message } => {
@@ -1185,6 +1249,7 @@ mod tests {
                 room: 1,
                 line: RoomLine {
                     id: 2,
+                    seq: 1,
                     from: "a".into(),
                     text: "~1~2~3~4~".into(),
                     time: 5,

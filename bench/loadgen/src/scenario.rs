@@ -31,6 +31,17 @@ pub struct Settings {
     pub s5_rate: f64,
     /// Logins in flight at once during the storm.
     pub s5_storm: usize,
+    /// S6: clients that log in, then resume after the server's crash.
+    pub s6_clients: usize,
+    /// S6: clients of the password storm at the default scrypt cost (fewer:
+    /// each costs a good fraction of a second of the server's one core).
+    pub s6_password_clients: usize,
+    /// S6: resumes in flight at once (connecting, handshaking, resuming
+    /// or catching up): a client starts as soon as fewer are under way.
+    pub s6_in_flight: usize,
+    /// S6: password logins in flight at once (each waits for scrypt; more
+    /// would only queue them past the server's login timeout).
+    pub s6_password_in_flight: usize,
     /// scrypt cost (log2 N) for every scenario but S5's storm.
     pub low_log_n: u8,
     /// Connections in flight during a connect phase, per server.
@@ -59,6 +70,10 @@ impl Settings {
             s5_chatters: 100,
             s5_rate: 100.0,
             s5_storm: 16,
+            s6_clients: 5000,
+            s6_password_clients: 200,
+            s6_password_in_flight: 16,
+            s6_in_flight: 1000,
             low_log_n: 4,
             chatapp_concurrency: 100,
             ngircd_concurrency: 8,
@@ -84,6 +99,10 @@ impl Settings {
             s5_chatters: 20,
             s5_rate: 20.0,
             s5_storm: 4,
+            s6_clients: 500,
+            s6_password_clients: 20,
+            s6_password_in_flight: 4,
+            s6_in_flight: 100,
             ..Settings::full()
         }
     }
@@ -616,5 +635,220 @@ impl Bench<'_> {
             "s5" => self.s5(kind),
             other => anyhow::bail!("no scenario {other}; choose from {SCENARIOS:?}"),
         }
+    }
+}
+
+/// One storm of S6: clients coming back to a restarted server.
+#[derive(Debug, Clone, Default)]
+pub struct Storm {
+    pub clients: usize,
+    /// Back in: logged in (by token or password) and their `catch_up`
+    /// answered.
+    pub back: usize,
+    pub failures: usize,
+    /// From the server's listening socket ready (or the storm's start) to
+    /// the last client back, s.
+    pub secs: f64,
+    /// The server's CPU time (utime + stime) meanwhile, µs.
+    pub server_cpu_us: u64,
+    /// Connect to caught up, per client, ms.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub problems: Vec<String>,
+}
+
+impl Storm {
+    pub fn per_sec(&self) -> f64 {
+        self.back as f64 / self.secs.max(1e-9)
+    }
+
+    pub fn cpu_ms_per_session(&self) -> f64 {
+        self.server_cpu_us as f64 / 1000.0 / self.back.max(1) as f64
+    }
+}
+
+/// S6's results.
+#[derive(Debug, Clone, Default)]
+pub struct Reconnect {
+    /// Password logins before the crash (accounts at the low cost).
+    pub setup: Storm,
+    /// SIGKILL to the restarted server listening, s.
+    pub restart_secs: f64,
+    /// Everyone resuming with their tokens.
+    pub resume: Storm,
+    /// Password logins at the default scrypt cost (fewer clients).
+    pub password: Storm,
+    pub scrypt_log_n: u8,
+}
+
+fn storm_of(
+    report: &ConnectReport,
+    clients: usize,
+    secs: f64,
+    cpu_us: u64,
+    stats: &crate::engine::Stats,
+) -> Storm {
+    Storm {
+        clients,
+        back: report.ok,
+        failures: clients - report.ok,
+        secs,
+        server_cpu_us: cpu_us,
+        p50_ms: report.registration.quantile(0.5) as f64 / 1000.0,
+        p99_ms: report.registration.quantile(0.99) as f64 / 1000.0,
+        problems: stats
+            .problems
+            .iter()
+            .map(|(w, n)| format!("{n} x {w}"))
+            .collect(),
+    }
+}
+
+impl Bench<'_> {
+    fn chat_options(&self) -> ChatOptions {
+        // The default scrypt cost: no --scrypt-log-n.
+        ChatOptions {
+            scrypt_log_n: None,
+            extra: self.chat_extra.clone(),
+            log: None,
+        }
+    }
+
+    /// S6, reconnect storm (chatapp only): `c0..` log in with their
+    /// passwords (hashed at the low cost: setup, not measured) and send one
+    /// private message each to the next; the server is killed with SIGKILL
+    /// and restarted on the same data directory; every client reconnects,
+    /// resumes with its token and catches up on its dialogue (measured).
+    /// Then `pw0..` (hashed at the default cost) log in with passwords on
+    /// the same server and catch up the same way (measured).
+    pub fn s6(&self) -> anyhow::Result<Reconnect> {
+        let (n, m) = (self.settings.s6_clients, self.settings.s6_password_clients);
+        anyhow::ensure!(n >= 2 && m >= 2, "S6 needs at least 2 clients of each kind");
+        let default_log_n = chatapp::store::password::HashCost::default().log_n;
+        let data = self.paths.work.join("chatapp-data");
+        server::seed(
+            &data,
+            &[
+                Accounts {
+                    prefix: "c".into(),
+                    count: n,
+                    log_n: self.settings.low_log_n,
+                },
+                Accounts {
+                    prefix: "pw".into(),
+                    count: m,
+                    log_n: default_log_n,
+                },
+            ],
+        )?;
+        let running = server::start(
+            Kind::Chatapp,
+            self.paths,
+            &self.chat_options(),
+            self.server_cpu,
+        )?;
+        let names = move |i: usize| {
+            if i < n {
+                client_name(i)
+            } else {
+                format!("pw{}", i - n)
+            }
+        };
+        let proto = Proto::Chat {
+            password: PASSWORD.into(),
+        };
+        let mut engine = Engine::new(running.addr, proto, n + m, names)?;
+        engine.probe = Some(running.probe);
+        let mut out = Reconnect {
+            scrypt_log_n: default_log_n,
+            ..Reconnect::default()
+        };
+
+        // Setup: log in, one private message each, keep the tokens.
+        let t0 = std::time::Instant::now();
+        let cpu0 = running.probe.cpu_us();
+        let report = self.connect(Kind::Chatapp, &mut engine, n)?;
+        let stats = engine.take_stats();
+        out.setup = storm_of(
+            &report,
+            n,
+            t0.elapsed().as_secs_f64(),
+            running.probe.cpu_us() - cpu0,
+            &stats,
+        );
+        engine.idle(Duration::from_millis(300));
+        let rate = (n as f64).clamp(100.0, 5000.0);
+        let sent = self.step(
+            &mut engine,
+            Some(rate),
+            n as u64,
+            Traffic::Private((0..n).collect(), Some(1)),
+        );
+        let delivered = sent.tracker.delivered;
+        anyhow::ensure!(
+            delivered == n as u64,
+            "only {delivered} of {n} private messages delivered before the crash ({:?})",
+            problems(&sent)
+        );
+        let tokens = engine.tokens(0..n);
+        anyhow::ensure!(tokens == n, "only {tokens} of {n} clients hold a token");
+
+        // The crash. The clients see their connections end (bounded wait)
+        // before the server comes back, so none of those ends is counted
+        // in the storm.
+        running.crash();
+        self.say("chatapp: killed with SIGKILL");
+        let noticed = std::time::Instant::now() + Duration::from_secs(5);
+        while engine.alive(0..n) > 0 && std::time::Instant::now() < noticed {
+            engine.idle(Duration::from_millis(20));
+        }
+        engine.close_range(0..n);
+        engine.take_stats();
+        self.say("chatapp: restarting on the same data directory");
+        let started = std::time::Instant::now();
+        let running = server::start(
+            Kind::Chatapp,
+            self.paths,
+            &self.chat_options(),
+            self.server_cpu,
+        )?;
+        let ready = std::time::Instant::now();
+        out.restart_secs = ready.duration_since(started).as_secs_f64();
+        let cpu0 = running.probe.cpu_us();
+        engine.probe = Some(running.probe);
+
+        // The resume storm, timed from the socket ready.
+        engine.resume = true;
+        engine.catch_up = Some(0..n);
+        let timeout = Duration::from_secs(30 + (n / 50) as u64);
+        let report = engine.connect(0..n, self.settings.s6_in_flight, timeout);
+        let secs = ready.elapsed().as_secs_f64();
+        let cpu = running.probe.cpu_us() - cpu0;
+        let stats = engine.take_stats();
+        out.resume = storm_of(&report, n, secs, cpu, &stats);
+        self.say(&format!(
+            "chatapp: {} of {n} resumed and caught up in {secs:.2} s",
+            report.ok
+        ));
+
+        // The password storm at the default cost, on the same server.
+        engine.idle(Duration::from_millis(500));
+        engine.resume = false;
+        engine.catch_up = Some(n..n + m);
+        let t0 = std::time::Instant::now();
+        let cpu0 = running.probe.cpu_us();
+        let timeout = Duration::from_secs(30 + m as u64);
+        let report = engine.connect(n..n + m, self.settings.s6_password_in_flight, timeout);
+        let secs = t0.elapsed().as_secs_f64();
+        let cpu = running.probe.cpu_us() - cpu0;
+        let stats = engine.take_stats();
+        out.password = storm_of(&report, m, secs, cpu, &stats);
+        self.say(&format!(
+            "chatapp: {} of {m} logged in with passwords and caught up in {secs:.2} s",
+            report.ok
+        ));
+        engine.close_range(0..n + m);
+        running.stop();
+        Ok(out)
     }
 }

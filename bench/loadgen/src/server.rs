@@ -341,6 +341,11 @@ impl Running {
         self.kill();
     }
 
+    /// SIGKILL, as a crash: no chance to save or say anything.
+    pub fn crash(mut self) {
+        self.kill();
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -290,3 +290,46 @@ fn chatapp_private_messages_and_a_login_storm() {
     // Every sender gets its own copy back.
     assert!((15..=16).contains(&report.stats.echoes), "{report:?}");
 }
+
+#[test]
+fn chatapp_clients_resume_with_their_tokens_and_catch_up() {
+    let chat = chat_server("resume", 4);
+    let mut engine = chat_engine(&chat, 4);
+    assert_eq!(engine.tokens(0..4), 4);
+    let first: Vec<String> = (0..4)
+        .map(|i| engine.token(i).unwrap().to_string())
+        .collect();
+    assert!(first.iter().all(|t| t.len() == 64), "{first:?}");
+    // One private message each to the next, so each dialogue has a line.
+    let report = engine.run(&LoadSpec {
+        rate: Some(100.0),
+        total: 4,
+        traffic: Traffic::Private((0..4).collect(), Some(1)),
+        drain: Duration::from_secs(3),
+        text_len: 40,
+        storm: None,
+    });
+    assert_eq!(report.tracker.delivered, 4, "{report:?}");
+    engine.close_range(0..4);
+    // Back with the tokens; logged in only once catch_up is answered.
+    engine.resume = true;
+    engine.catch_up = Some(0..4);
+    let back = engine.connect(0..4, 4, Duration::from_secs(20));
+    assert_eq!((back.ok, back.failed), (4, 0), "{:?}", engine.stats);
+    assert_eq!(engine.alive(0..4), 4);
+    // Each use rotates the token.
+    for (i, old) in first.iter().enumerate() {
+        let new = engine.token(i).unwrap();
+        assert_eq!(new.len(), 64);
+        assert_ne!(new, old.as_str(), "client {i}");
+    }
+    // With resume on but no token held, the engine logs in with its
+    // password (here a wrong one: refused).
+    let proto = Proto::Chat {
+        password: "not the password".into(),
+    };
+    let mut stranger = Engine::new(chat.addr, proto, 1, |_| "c0".into()).unwrap();
+    stranger.resume = true;
+    let refused = stranger.connect(0..1, 1, Duration::from_secs(20));
+    assert_eq!((refused.ok, refused.failed), (0, 1), "{:?}", stranger.stats);
+}
