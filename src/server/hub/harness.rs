@@ -204,6 +204,11 @@ impl<W: Watch> Harness<W> {
                     }
                 }
                 Output::Broadcast { audience, frame } => {
+                    // The hub promises an audience that is not empty.
+                    assert!(
+                        !self.check || self.directory.resolve(&audience).len() > 0,
+                        "a broadcast to nobody: {audience:?} {frame:?}"
+                    );
                     if self.record {
                         self.audiences.push(audience);
                         for c in self.directory.resolve(&audience) {

@@ -441,6 +441,19 @@ impl Hub {
         }
     }
 
+    /// [`Hub::tell_room`], for news of `joiner`, who is among the room's
+    /// members already but not yet in its audience: only if someone else
+    /// is there to hear it.
+    fn tell_room_of(&mut self, room: RoomId, joiner: ConnId, event: Event) {
+        let others = self
+            .rooms
+            .get(room)
+            .is_some_and(|r| r.members.iter().any(|&(_, c)| c != joiner));
+        if others {
+            self.broadcast(Audience::Room(room), event);
+        }
+    }
+
     fn directory(&mut self, change: Change) {
         self.out.push_back(Output::Directory(change));
     }

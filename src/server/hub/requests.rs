@@ -365,7 +365,7 @@ impl Hub {
             Joined::Again | Joined::Back { announced: false } => None,
         };
         if let Some(event) = news {
-            self.tell_room(room_id, event);
+            self.tell_room_of(room_id, conn, event);
         }
         self.directory(Change::Entered {
             conn,
