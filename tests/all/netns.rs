@@ -1,13 +1,21 @@
-//! Real network faults, on hosts this test builds out of Linux network
+//! Real network faults, on hosts these tests build out of Linux network
 //! namespaces: a server host, a router, and two client hosts, joined by
 //! veth pairs with addresses in 10.250.0.0/16 that exist only inside those
-//! namespaces. The real `chatapp serve` runs on the server host; each client
-//! is this test binary run again on its own host (`netns_helper`, driven
-//! line by line over its standard input). The paths get 50 ms of delay each
-//! way and 1% loss; every message must still arrive, in order. Then one
-//! client's link is cut: the server must drop it at its (shortened) idle
-//! timeout and tell the room, and the client must report the connection
-//! lost.
+//! namespaces. The real `chatapp serve` runs on the server host; a protocol
+//! client is this test binary run again on its own host (`netns_helper`,
+//! driven line by line over its standard input).
+//!
+//! The first test gives the paths 50 ms of delay each way and 1% loss;
+//! every message must still arrive, in order. Then one client's link is
+//! cut: the server (with no grace period) must drop it at its shortened
+//! idle timeout and tell the room, and the client must report the
+//! connection lost.
+//!
+//! The second is the issue "Continuity": the real interactive client, in
+//! a pseudo-terminal on a client host, has its link cut for 30 s while the
+//! server holds its place for a grace period. It must come back by itself
+//! when the link does, with nothing lost or repeated either way, and the
+//! room must have been told that it was away and that it is back.
 //!
 //! Delay and loss come from `tc netem` where the kernel has it. Where it
 //! does not, loss comes from nftables (`numgen random`) on the client hosts
@@ -19,13 +27,15 @@
 //! Run with `--nocapture` to read the figures.
 
 use crate::kit;
+use crate::kit::pty::{self, Client, Home};
 use chatapp::client::proto::{self, Connection};
 use chatapp::wire::msg::{Event, LeaveReason, Reply, Request};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -53,7 +63,81 @@ struct Lab {
     children: Vec<Child>,
 }
 
+/// Labs made by this process so far: each gets namespaces of its own, so
+/// that tests running at once do not meet.
+static LABS: AtomicUsize = AtomicUsize::new(0);
+
 impl Lab {
+    /// The four hosts, linked and routed through `rtr`: `srv` (the server,
+    /// [`SERVER_IP`]), `c1` (10.250.1.1) and `c2` (10.250.2.1), each client
+    /// host's link `eth0` to the router's `r1` or `r2`. `None`, after
+    /// saying why, where namespaces cannot be made (a failure under CI).
+    fn build() -> Option<Lab> {
+        let mut lab = Lab {
+            prefix: format!(
+                "chatapp{}-{}-",
+                std::process::id(),
+                LABS.fetch_add(1, Ordering::Relaxed)
+            ),
+            made: Vec::new(),
+            children: Vec::new(),
+        };
+        // CI runs this as root, where namespaces can be made.
+        kit::require(lab.add("srv"), "network namespaces (root, with ip and tc)")?;
+        for host in ["rtr", "c1", "c2"] {
+            lab.add(host).expect("a namespace");
+        }
+        lab.link("rtr", "r0", "10.250.0.254", "srv", "eth0", SERVER_IP)
+            .unwrap();
+        lab.link("rtr", "r1", "10.250.1.254", "c1", "eth0", "10.250.1.1")
+            .unwrap();
+        lab.link("rtr", "r2", "10.250.2.254", "c2", "eth0", "10.250.2.1")
+            .unwrap();
+        lab.ip("srv", "route add default via 10.250.0.254").unwrap();
+        lab.ip("c1", "route add default via 10.250.1.254").unwrap();
+        lab.ip("c2", "route add default via 10.250.2.254").unwrap();
+        lab.exec("rtr", "sysctl", &["-qw", "net.ipv4.ip_forward=1"])
+            .unwrap();
+        Some(lab)
+    }
+
+    /// Runs `chatapp serve` on `srv` at [`SERVER_IP`]:[`PORT`], keeping its
+    /// data in `data`, with the shortened idle deadlines and a grace period
+    /// of `grace` seconds; returns its key's fingerprint once it listens.
+    fn serve(&mut self, data: &Path, grace: u32) -> String {
+        let listen = format!("{SERVER_IP}:{PORT}");
+        let mut command = self.command("srv", Path::new(env!("CARGO_BIN_EXE_chatapp")));
+        command
+            .args(["serve", "--listen", &listen, "--scrypt-log-n", "4"])
+            .args(["--grace", &grace.to_string()])
+            .args(["--idle-ping", &IDLE_PING.to_string()])
+            .args(["--idle-close", &IDLE_CLOSE.to_string()])
+            .arg("--data-dir")
+            .arg(data)
+            .env("CHATAPP_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut server = command
+            .spawn()
+            .expect("start chatapp serve in its namespace");
+        let mut first = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut first)
+            .expect("the server's first line");
+        self.children.push(server);
+        let key = first
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            first.contains(&listen) && key.starts_with("SHA256:"),
+            "{first:?}"
+        );
+        key
+    }
+
     fn ns(&self, host: &str) -> String {
         format!("{}{host}", self.prefix)
     }
@@ -115,7 +199,8 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for child in &mut self.children {
+        // The last started first: clients before their server.
+        for child in self.children.iter_mut().rev() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -182,7 +267,10 @@ fn loss_counts(lab: &Lab, host: &str) -> (u64, u64) {
 struct Helper {
     name: String,
     stdin: ChildStdin,
-    lines: Receiver<String>,
+    lines: Receiver<(Instant, String)>,
+    /// Every report read so far, in order, and when each came.
+    heard: Vec<String>,
+    when: Vec<Instant>,
 }
 
 impl Helper {
@@ -203,7 +291,7 @@ impl Helper {
         thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(at) = line.find(MARK) {
-                    let _ = tx.send(line[at + MARK.len()..].to_string());
+                    let _ = tx.send((Instant::now(), line[at + MARK.len()..].to_string()));
                 }
             }
         });
@@ -212,6 +300,8 @@ impl Helper {
             name: name.to_string(),
             stdin,
             lines,
+            heard: Vec::new(),
+            when: Vec::new(),
         }
     }
 
@@ -223,8 +313,35 @@ impl Helper {
     /// The helper's next report, within `wait`.
     fn report(&mut self, wait: Duration) -> String {
         match self.lines.recv_timeout(wait) {
-            Ok(line) => line,
+            Ok((when, line)) => {
+                self.heard.push(line.clone());
+                self.when.push(when);
+                line
+            }
             Err(e) => panic!("{}: no report within {wait:?} ({e})", self.name),
+        }
+    }
+
+    /// Waits until the helper has reported `wanted` (maybe already, while
+    /// something else was awaited); its place in [`Helper::heard`].
+    fn until(&mut self, wanted: &str, wait: Duration) -> usize {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(at) = self.heard.iter().position(|line| line == wanted) {
+                return at;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((when, line)) => {
+                    self.heard.push(line);
+                    self.when.push(when);
+                }
+                Err(e) => panic!(
+                    "{}: no {wanted:?} within {wait:?} ({e}); it reported:\n{}",
+                    self.name,
+                    self.heard.join("\n")
+                ),
+            }
         }
     }
 
@@ -247,6 +364,7 @@ fn netns_helper() {
     match std::env::var(ROLE).as_deref() {
         Ok("client") => client(),
         Ok("relay") => relay(),
+        Ok("observer") => observer(),
         _ => {}
     }
 }
@@ -309,7 +427,6 @@ fn pipe(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
 /// A chat client run by commands on standard input, one per line; each is
 /// answered by one report line.
 fn client() {
-    let fingerprint = std::env::var("CHATAPP_NETNS_KEY").expect("the server key");
     let mut conn: Option<Connection> = None;
     let mut name = String::new();
     for line in std::io::stdin().lines() {
@@ -318,30 +435,11 @@ fn client() {
         let at = Instant::now();
         match words.as_slice() {
             ["connect", addr, who] => {
-                let unverified = proto::connect(addr).unwrap_or_else(|e| panic!("{who}: {e}"));
-                assert_eq!(unverified.fingerprint(), fingerprint, "the server's key");
-                let mut c = unverified.accept();
-                let reply = c
-                    .request(Request::Register {
-                        name: who.to_string(),
-                        password: "namespaced password 2024".into(),
-                    })
-                    .expect("register");
-                assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
+                conn = Some(sign_up(addr, who));
                 name = who.to_string();
-                conn = Some(c);
                 say(format!("registered in {} ms", at.elapsed().as_millis()));
             }
-            ["create", room] => {
-                let c = conn.as_mut().unwrap();
-                match c.request(Request::CreateRoom {
-                    name: room.to_string(),
-                    capacity: 10,
-                }) {
-                    Ok(Reply::Room { room, .. }) => say(format!("room {}", room.id)),
-                    other => panic!("{name}: create: {other:?}"),
-                }
-            }
+            ["create", room] => create(conn.as_mut().unwrap(), &name, room),
             ["join", room] => {
                 let c = conn.as_mut().unwrap();
                 let room = room.parse().unwrap();
@@ -453,34 +551,124 @@ fn client() {
     }
 }
 
-// ---- the test ----
+/// Connects to `addr`, checks that the server's key is the one in
+/// `CHATAPP_NETNS_KEY`, and registers `who`.
+fn sign_up(addr: &str, who: &str) -> Connection {
+    let fingerprint = std::env::var("CHATAPP_NETNS_KEY").expect("the server key");
+    let unverified = proto::connect(addr).unwrap_or_else(|e| panic!("{who}: {e}"));
+    assert_eq!(unverified.fingerprint(), fingerprint, "the server's key");
+    let mut c = unverified.accept();
+    let reply = c
+        .request(Request::Register {
+            name: who.to_string(),
+            password: "namespaced password 2024".into(),
+        })
+        .expect("register");
+    assert!(matches!(reply, Reply::LoggedIn { .. }), "{reply:?}");
+    c
+}
+
+/// Creates a room and reports `room N`.
+fn create(c: &mut Connection, name: &str, room: &str) {
+    match c.request(Request::CreateRoom {
+        name: room.to_string(),
+        capacity: 10,
+    }) {
+        Ok(Reply::Room { room, .. }) => say(format!("room {}", room.id)),
+        other => panic!("{name}: create: {other:?}"),
+    }
+}
+
+/// A room member that stays connected for as long as it runs (the
+/// connection answers the server's pings) and reports what the room tells
+/// it as it comes: `event message FROM TEXT`, `event away NAME`, `event
+/// back NAME`, `event joined NAME`, `event left NAME REASON`, and `lost
+/// WHY` when its own connection ends (then it stops). Its commands,
+/// taken whenever they come: `connect ADDR NAME`, `create ROOM`, `say
+/// TEXT` (reported `said TEXT` once the server took it), `quit`.
+fn observer() {
+    let (tx, commands) = mpsc::channel();
+    thread::spawn(move || {
+        for line in std::io::stdin().lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut conn: Option<Connection> = None;
+    let mut name = String::new();
+    loop {
+        let line = match conn.as_mut() {
+            None => match commands.recv() {
+                Ok(line) => line,
+                Err(_) => return,
+            },
+            Some(c) => {
+                let event = match c.next_event(Some(Duration::from_millis(50))) {
+                    Ok(event) => event,
+                    Err(e) => {
+                        say(format!("lost {e}"));
+                        return;
+                    }
+                };
+                match event {
+                    Some(Event::RoomMessage { line, .. }) => {
+                        say(format!("event message {} {}", line.from, line.text))
+                    }
+                    Some(Event::Away { name, .. }) => say(format!("event away {name}")),
+                    Some(Event::Back { name, .. }) => say(format!("event back {name}")),
+                    Some(Event::Joined { name, .. }) => say(format!("event joined {name}")),
+                    Some(Event::Left { name, reason, .. }) => {
+                        say(format!("event left {name} {reason:?}"))
+                    }
+                    Some(Event::Ping) | None => {}
+                    Some(other) => say(format!("event {other:?}")),
+                }
+                match commands.try_recv() {
+                    Ok(line) => line,
+                    Err(TryRecvError::Empty) => continue,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["connect", addr, who] => {
+                conn = Some(sign_up(addr, who));
+                name = who.to_string();
+                say("registered");
+            }
+            ["create", room] => create(conn.as_mut().unwrap(), &name, room),
+            ["say", ..] => {
+                let text = line["say ".len()..].to_string();
+                let reply = conn
+                    .as_mut()
+                    .unwrap()
+                    .request_within(
+                        Request::Say {
+                            text: text.clone(),
+                            client_id: 0,
+                        },
+                        Duration::from_secs(10),
+                    )
+                    .unwrap_or_else(|e| panic!("{name}: say {text:?}: {e}"));
+                assert_eq!(reply, Reply::Ok, "{name}: say {text:?}");
+                say(format!("said {text}"));
+            }
+            ["quit"] => return,
+            _ => panic!("unknown command {line:?}"),
+        }
+    }
+}
+
+// ---- the tests ----
 
 #[test]
 fn messages_survive_delay_and_loss_and_a_cut_link_is_noticed_on_both_sides() {
     let started = Instant::now();
-    let mut lab = Lab {
-        prefix: format!("chatapp{}-", std::process::id()),
-        made: Vec::new(),
-        children: Vec::new(),
-    };
-    // CI runs this as root, where namespaces can be made.
-    if kit::require(lab.add("srv"), "network namespaces (root, with ip and tc)").is_none() {
+    let Some(mut lab) = Lab::build() else {
         return;
-    }
-    for host in ["rtr", "c1", "c2"] {
-        lab.add(host).expect("a namespace");
-    }
-    lab.link("rtr", "r0", "10.250.0.254", "srv", "eth0", SERVER_IP)
-        .unwrap();
-    lab.link("rtr", "r1", "10.250.1.254", "c1", "eth0", "10.250.1.1")
-        .unwrap();
-    lab.link("rtr", "r2", "10.250.2.254", "c2", "eth0", "10.250.2.1")
-        .unwrap();
-    lab.ip("srv", "route add default via 10.250.0.254").unwrap();
-    lab.ip("c1", "route add default via 10.250.1.254").unwrap();
-    lab.ip("c2", "route add default via 10.250.2.254").unwrap();
-    lab.exec("rtr", "sysctl", &["-qw", "net.ipv4.ip_forward=1"])
-        .unwrap();
+    };
 
     // Delay and loss: netem on both ends of each client link if the kernel
     // has it; otherwise nftables for loss and a delaying relay.
@@ -533,39 +721,11 @@ fn messages_survive_delay_and_loss_and_a_cut_link_is_noticed_on_both_sides() {
     };
     println!("network: {how}");
 
-    // The server, on its host.
+    // The server, on its host. The cut client leaves at once (no grace
+    // period): the room is told.
     let data = tempfile::tempdir().unwrap();
     let listen = format!("{SERVER_IP}:{PORT}");
-    let mut command = lab.command("srv", Path::new(env!("CARGO_BIN_EXE_chatapp")));
-    command
-        .args(["serve", "--listen", &listen, "--scrypt-log-n", "4"])
-        // The cut client leaves at once (no grace period): the room is told.
-        .args(["--grace", "0"])
-        .args(["--idle-ping", &IDLE_PING.to_string()])
-        .args(["--idle-close", &IDLE_CLOSE.to_string()])
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("CHATAPP_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut server = command
-        .spawn()
-        .expect("start chatapp serve in its namespace");
-    let mut first = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut first)
-        .expect("the server's first line");
-    lab.children.push(server);
-    let key = first
-        .split_whitespace()
-        .last()
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        first.contains(&listen) && key.starts_with("SHA256:"),
-        "{first:?}"
-    );
+    let key = lab.serve(data.path(), 0);
 
     let target = |client_net: &str| {
         if relayed {
@@ -674,6 +834,203 @@ fn messages_survive_delay_and_loss_and_a_cut_link_is_noticed_on_both_sides() {
     assert!(ann.ask("probe 5000", long).starts_with("answered Pong"));
     ann.send("quit");
     bob.send("quit");
+    drop(lab);
+    println!(
+        "the whole test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// How long the continuity test cuts the link.
+const CUT: Duration = Duration::from_secs(30);
+/// By when, after the cut, the client must have said its connection is
+/// lost: it gives up on a server it has not heard from for 20 s.
+const NOTICE: Duration = Duration::from_secs(25);
+/// By when, after the link is back, the client must be back: a connect
+/// attempt times out after 10 s and the waits between attempts grow to
+/// 30 s at most.
+const RETURN: Duration = Duration::from_secs(90);
+
+/// The issue "Continuity": a 30 s cut between one client and the server.
+/// carol uses the real client, in a terminal on `c2`; olive, on `c1`, is
+/// in the room with her. While carol's link is down, olive says three
+/// lines (one as soon as it is cut, one once the server has let carol go,
+/// one while carol's client tries to reconnect), and carol sends two lines
+/// and starts a third. Once the link is back, carol's client must come
+/// back by itself, without asking for the password: carol sees each of
+/// olive's lines once, olive gets carol's two lines once each and in
+/// order, the third is still on carol's input line and goes whole, and
+/// olive was told that carol was away and then that she was back.
+#[test]
+fn a_thirty_second_cut_is_ridden_out_by_the_real_client() {
+    let started = Instant::now();
+    let Some(mut lab) = Lab::build() else {
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    // The server drops a silent client at its idle deadline (4 s) and keeps
+    // its place in its rooms for 60 s.
+    let key = lab.serve(data.path(), 60);
+    let listen = format!("{SERVER_IP}:{PORT}");
+    let long = Duration::from_secs(20);
+
+    let envs = [(ROLE, "observer"), ("CHATAPP_NETNS_KEY", key.as_str())];
+    let mut olive = Helper::start(&mut lab, "c1", "olive", &envs);
+    assert_eq!(
+        olive.ask(&format!("connect {listen} olive"), long),
+        "registered"
+    );
+    let room = olive.ask("create Porch", long);
+    let id = room.strip_prefix("room ").expect("a room").to_string();
+
+    let home = Home::new();
+    let mut command = lab.command("c2", Path::new(env!("CARGO_BIN_EXE_chatapp")));
+    command.args(["connect", "--accept-new-server", &listen]);
+    home.environment(&mut command);
+    let mut carol = Client::spawn_command("carol", command);
+    carol.expect("Trusting the new server");
+    pty::register(&mut carol, "carol");
+    pty::join_room(&mut carol, "Porch", &id);
+    olive.until("event joined carol", long);
+    carol.line("hello from c2");
+    pty::expect_message(&mut carol, "carol", "hello from c2");
+    olive.until("event message carol hello from c2", long);
+
+    // The cut: the router's end of carol's link goes down. Nothing passes
+    // either way, and nothing says so to either end: carol's host only
+    // sees its link lose its carrier.
+    let olive_said = [
+        "one, just after the cut",
+        "two, once the server let carol go",
+        "three, while carol's client reconnects",
+    ];
+    let carol_said = ["first line in the dark", "second line in the dark"];
+    let half = "and a third, half ty";
+    let carol_from = carol.transcript().len();
+    let olive_from = olive.heard.len();
+    let cut = Instant::now();
+    lab.ip("rtr", "link set r2 down").unwrap();
+    let olive_says = |olive: &mut Helper, text: &str| {
+        olive.send(&format!("say {text}"));
+        olive.until(&format!("said {text}"), long);
+    };
+    olive_says(&mut olive, olive_said[0]);
+    let by_notice = |cut: Instant| (cut + NOTICE).saturating_duration_since(Instant::now());
+    let away = olive.until("event away carol", by_notice(cut));
+    let away = olive.when[away] - cut;
+    olive_says(&mut olive, olive_said[1]);
+    carol.expect_within("Connection lost: ", by_notice(cut));
+    let noticed = cut.elapsed();
+    carol.expect("Reconnecting by itself; what you type is kept.");
+    olive_says(&mut olive, olive_said[2]);
+    for text in carol_said {
+        carol.line(text);
+        carol.expect(&format!(
+            "carol: {text} (pending: sent when the connection is back)"
+        ));
+    }
+    carol.send(half);
+    let input = format!("> {half}");
+    carol.wait_screen(
+        "the half-typed line over the reconnecting status",
+        |rows, (row, _)| {
+            let row = usize::from(row);
+            rows[row].trim_end() == input
+                && rows
+                    .get(row + 1)
+                    .is_some_and(|status| status.starts_with("Connection lost, reconnecting"))
+        },
+    );
+    assert!(
+        cut.elapsed() < CUT,
+        "all that was to happen during the cut took {:?}",
+        cut.elapsed()
+    );
+    thread::sleep(CUT.saturating_sub(cut.elapsed()));
+    lab.ip("rtr", "link set r2 up").unwrap();
+    let restored = Instant::now();
+    let cut_for = cut.elapsed();
+
+    // carol's client comes back by itself.
+    carol.expect_within("Connected again.", RETURN);
+    let back = restored.elapsed();
+    for text in olive_said {
+        pty::expect_message(&mut carol, "olive", text);
+    }
+    let told_back = olive.until("event back carol", long);
+    let told_back = olive.when[told_back] - restored;
+    for text in carol_said {
+        olive.until(&format!("event message carol {text}"), long);
+    }
+    // The half-typed line is still hers to finish, and goes whole.
+    carol.wait_screen("the half-typed line, back at work", |rows, (row, _)| {
+        rows[usize::from(row)].trim_end() == input
+    });
+    carol.send("\r");
+    olive.until(&format!("event message carol {half}"), long);
+    // A last word each way: anything that was to come twice has come.
+    olive_says(&mut olive, "that is all");
+    pty::expect_message(&mut carol, "olive", "that is all");
+    carol.line("over and out");
+    olive.until("event message carol over and out", long);
+
+    let transcript = carol.transcript();
+    let since_cut = &transcript[carol_from..];
+    for text in olive_said {
+        let line = format!("olive: {text}");
+        assert_eq!(
+            since_cut.matches(&line).count(),
+            1,
+            "carol should see {line:?} once:\n{since_cut}"
+        );
+    }
+    assert!(
+        !since_cut.contains("Password"),
+        "the password was asked for again:\n{since_cut}"
+    );
+    let heard = &olive.heard[olive_from..];
+    let from_carol: Vec<&str> = heard
+        .iter()
+        .filter_map(|line| line.strip_prefix("event message carol "))
+        .collect();
+    assert_eq!(
+        from_carol,
+        [carol_said[0], carol_said[1], half, "over and out"],
+        "what olive got from carol, in order:\n{}",
+        heard.join("\n")
+    );
+    let at = |wanted: &str| heard.iter().filter(|line| *line == wanted).count();
+    assert_eq!(
+        (at("event away carol"), at("event back carol")),
+        (1, 1),
+        "olive should be told once that carol was away and once that she was back:\n{}",
+        heard.join("\n")
+    );
+    let away_at = heard.iter().position(|line| line == "event away carol");
+    let back_at = heard.iter().position(|line| line == "event back carol");
+    assert!(away_at < back_at, "away, then back:\n{}", heard.join("\n"));
+    assert!(
+        !heard
+            .iter()
+            .any(|line| line.starts_with("event left carol")),
+        "carol never left the room:\n{}",
+        heard.join("\n")
+    );
+
+    println!(
+        "carol's link cut for {:.1} s: the room was told she was away after {:.1} s, her client \
+         noticed after {:.1} s",
+        cut_for.as_secs_f64(),
+        away.as_secs_f64(),
+        noticed.as_secs_f64()
+    );
+    println!(
+        "link back: carol's client was back {:.1} s later, and the room told so {:.1} s later",
+        back.as_secs_f64(),
+        told_back.as_secs_f64()
+    );
+    olive.send("quit");
+    drop(carol);
     drop(lab);
     println!(
         "the whole test took {:.1} s",

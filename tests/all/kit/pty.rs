@@ -99,15 +99,21 @@ impl Home {
     /// fixed time zone, and nothing inherited that would change its course.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_chatapp"));
-        cmd.args(args)
-            .env("CHATAPP_CONFIG_DIR", self.path())
+        cmd.args(args);
+        self.environment(&mut cmd);
+        cmd
+    }
+
+    /// Gives `cmd` the environment of [`Home::command`]: for a client
+    /// started through another program (`ip netns exec ... chatapp`).
+    pub fn environment<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        cmd.env("CHATAPP_CONFIG_DIR", self.path())
             .env("NO_COLOR", "1")
             .env("TERM", "xterm-256color")
             .env("TZ", "UTC")
             .env("LANG", "C.UTF-8")
             .env_remove("CHATAPP_SERVER")
-            .env_remove("CHATAPP_LOG");
-        cmd
+            .env_remove("CHATAPP_LOG")
     }
 }
 
@@ -200,7 +206,13 @@ impl Client {
     /// Waits until `needle` appears in the output after what earlier waits
     /// consumed; returns the text up to and including it.
     pub fn expect(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
+        self.expect_within(needle, WAIT)
+    }
+
+    /// [`Client::expect`] with a wait of its own, for what is due later
+    /// than [`WAIT`] (a timeout of the program's).
+    pub fn expect_within(&mut self, needle: &str, wait: Duration) -> String {
+        let deadline = Instant::now() + wait;
         let mut out = self.shared.output.lock().unwrap();
         loop {
             if let Some(at) = out.transcript[self.seen..].find(needle) {
