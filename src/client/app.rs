@@ -9,17 +9,19 @@ use super::ConnectArgs;
 use super::core::{Ask, Core, Effect, Input as CoreInput, Lost, MenuKind, NetInput, UserInput};
 use super::editor::LineBuffer;
 use super::link::{CallError, Link, NetEvent};
-use super::proto::{self, ClientError, Connection};
+use super::proto::{self, ClientError, Connection, Unverified};
 use super::session::{Line, Tone};
-use super::tokens::SavedLogins;
+use super::tokens::{Saved, SavedLogins};
 use super::trust::TrustError;
 use super::trust::{KnownServers, Verdict};
 use super::ui::{self, Input, Menu, Mode, Pick, Terminal};
 use crate::wire::msg::{Event, Request};
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::time::{Duration, Instant};
 
 /// How long an ordinary request may take.
 const CALL: Duration = Duration::from_secs(15);
@@ -206,8 +208,11 @@ fn sessions(term: &mut Terminal, target: &Target) -> Step {
             None
         }
     };
-    let token = saved.as_ref().and_then(|s| s.get(target.addr));
-    let mut core = Core::new(target.addr, super::now_millis, super::local_offset).with_token(token);
+    let login = saved.as_ref().and_then(|s| s.get(target.addr));
+    let next_id = login.as_ref().map_or(1, |l| l.next_id);
+    let mut core = Core::new(target.addr, super::now_millis, super::local_offset)
+        .with_token(login.map(|l| l.token), next_id)
+        .with_seed(rand::random());
     core.start();
     let mut driver = Driver {
         saved: saved.take(),
@@ -226,8 +231,23 @@ struct Driver {
     /// The line being typed, kept while the same question is asked.
     buf: LineBuffer,
     status: Option<Line>,
+    /// The reconnect status, under whatever prompt is live.
+    banner: Option<Line>,
+    /// When the core's timer is due.
+    deadline: Option<Instant>,
+    /// A connection being opened in the background.
+    dial: Option<Receiver<Result<Unverified, ClientError>>>,
+    /// The client ids of the messages sent, by their link tags.
+    acks: HashMap<u64, u64>,
     /// The saved-logins file, if it could be read.
     saved: Option<SavedLogins>,
+}
+
+/// What ended a wait for a key, other than a key.
+enum Woke {
+    Net(NetEvent),
+    Dialed(Result<Unverified, ClientError>),
+    Due,
 }
 
 impl Driver {
@@ -253,18 +273,38 @@ impl Driver {
                         };
                         core.handle(CoreInput::Net(opened));
                     }
+                    Effect::Dial => {
+                        self.link = None;
+                        self.dial = Some(dial(target.addr));
+                    }
+                    Effect::Timer(ms) => {
+                        self.deadline = Some(Instant::now() + Duration::from_millis(ms));
+                    }
+                    Effect::Banner(banner) => self.banner = banner,
                     Effect::Call(req) => {
                         let answer = self.call(req);
                         core.handle(CoreInput::Net(answer));
                     }
                     Effect::Send(req) => {
+                        let client_id = match &req {
+                            Request::Say { client_id, .. }
+                            | Request::SendPrivate { client_id, .. } => *client_id,
+                            _ => 0,
+                        };
                         if let Some(link) = self.link.as_mut() {
-                            link.send(req);
+                            let tag = link.send(req);
+                            if client_id != 0 {
+                                self.acks.insert(tag, client_id);
+                            }
                         }
                     }
-                    Effect::Close => self.link = None,
-                    Effect::SaveToken(token) => {
-                        let saved = self.saved.as_mut().map(|s| s.set(target.addr, &token));
+                    Effect::Close => {
+                        self.link = None;
+                        self.acks.clear();
+                    }
+                    Effect::SaveToken { token, next_id } => {
+                        let login = Saved { token, next_id };
+                        let saved = self.saved.as_mut().map(|s| s.set(target.addr, login));
                         if let Some(Err(e)) = saved {
                             let why = format!("{e}: you will be asked for your password next time");
                             term.show(&[Line::of(Tone::Error, why)])?;
@@ -286,7 +326,41 @@ impl Driver {
                 }
             }
             let input = self.read(term)?;
+            let input = match input {
+                Read::Input(input) => input,
+                Read::Woke(Woke::Net(ev)) => CoreInput::Net(self.net_input(ev)),
+                Read::Woke(Woke::Due) => {
+                    self.deadline = None;
+                    CoreInput::Timer
+                }
+                Read::Woke(Woke::Dialed(result)) => {
+                    self.dial = None;
+                    let opened = match result.map(|u| verify(term, target, u)) {
+                        Ok(Ok(conn)) => {
+                            self.link = Some(Link::start(conn));
+                            NetInput::Opened
+                        }
+                        Ok(Err(OpenError::Refused(e))) => return Err(Stop::Fatal(e)),
+                        Ok(Err(OpenError::Net(e))) | Err(e) => NetInput::OpenFailed(e.to_string()),
+                    };
+                    CoreInput::Net(opened)
+                }
+            };
             core.handle(input);
+        }
+    }
+
+    /// What the network thread passed on, for the core.
+    fn net_input(&mut self, ev: NetEvent) -> NetInput {
+        match ev {
+            NetEvent::Event(event) => NetInput::Event(event),
+            // Calls are answered in `Driver::call`; any other reply answers
+            // a request sent without waiting.
+            NetEvent::Reply { tag, reply } => NetInput::Answer {
+                client_id: self.acks.remove(&tag).unwrap_or(0),
+                reply,
+            },
+            NetEvent::Lost(why) => NetInput::Lost(Lost::Closed(why)),
         }
     }
 
@@ -334,8 +408,8 @@ impl Driver {
             Err(CallError::Lost(why)) => {
                 // A goodbye that came first says more than the closed socket.
                 while let Some(ev) = link.next_event() {
-                    if let NetEvent::Event(Event::Bye { reason }) = ev {
-                        return NetInput::Lost(Lost::Bye(reason));
+                    if let NetEvent::Event(Event::Bye { reason, resume }) = ev {
+                        return NetInput::Lost(Lost::Bye { reason, resume });
                     }
                 }
                 NetInput::Lost(Lost::Closed(why))
@@ -345,10 +419,38 @@ impl Driver {
     }
 
     /// Waits for the person's answer to the current question, or for
-    /// something from the server meanwhile.
-    fn read(&mut self, term: &mut Terminal) -> Step<CoreInput> {
-        let link = self.link.as_mut();
-        let user = match self.ask.as_ref() {
+    /// something from the server, the dialer or the timer meanwhile.
+    fn read(&mut self, term: &mut Terminal) -> Step<Read> {
+        let Driver {
+            link,
+            ask,
+            menu,
+            buf,
+            status,
+            banner,
+            deadline,
+            dial,
+            ..
+        } = self;
+        let mut wake = || -> Option<Woke> {
+            if let Some(ev) = link.as_mut().and_then(Link::next_event) {
+                return Some(Woke::Net(ev));
+            }
+            if let Some(rx) = dial.as_ref() {
+                match rx.try_recv() {
+                    Ok(result) => return Some(Woke::Dialed(result)),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => {
+                        let why = "the connecting thread stopped".to_string();
+                        return Some(Woke::Dialed(Err(ClientError::Lost(why))));
+                    }
+                }
+            }
+            deadline
+                .is_some_and(|d| Instant::now() >= d)
+                .then_some(Woke::Due)
+        };
+        let user = match ask.as_ref() {
             None => {
                 return Err(Stop::Fatal(Error::Bug(
                     "the client is waiting for nothing (a bug)",
@@ -370,54 +472,74 @@ impl Driver {
                 UserInput::Confirmed(term.confirm(prompt, *default)?)
             }
             Some(Ask::Menu { items, .. }) => {
-                let Some((_, menu)) = self.menu.as_mut() else {
+                let Some((_, menu)) = menu.as_mut() else {
                     return Err(Stop::Fatal(Error::Bug("a menu without its state")));
                 };
-                match term.menu(menu, link)? {
+                match term.menu(menu, &mut wake, banner.as_ref())? {
                     Pick::Item(i) => UserInput::Chose(items[i].choice.clone()),
                     Pick::Inbox => UserInput::InboxShortcut,
                     Pick::Back => UserInput::Cancel,
-                    Pick::Net(ev) => return Ok(CoreInput::Net(net_input(ev))),
+                    Pick::Woken(woke) => return Ok(Read::Woke(woke)),
                     Pick::Interrupt => return Err(Stop::Interrupted),
                 }
             }
             Some(Ask::Line { label, chat }) => {
                 let mode = if *chat { Mode::Chat } else { Mode::Answer };
-                let status = self.status.as_ref().filter(|_| *chat);
-                match term.read_line(label, &mut self.buf, link, mode, status)? {
+                // The reconnect status first; a room's own under its line.
+                let status = banner.as_ref().or(status.as_ref().filter(|_| *chat));
+                match term.read_line(label, buf, &mut wake, mode, status)? {
                     Input::Line(text) if *chat => UserInput::Text(text),
                     Input::Line(text) => UserInput::Text(text.trim().to_string()),
                     Input::Cancel => UserInput::Cancel,
                     Input::Eof => UserInput::Eof,
                     Input::Interrupt => return Err(Stop::Interrupted),
-                    Input::Net(ev) => return Ok(CoreInput::Net(net_input(ev))),
+                    Input::Woken(woke) => return Ok(Read::Woke(woke)),
                 }
             }
         };
-        Ok(CoreInput::User(user))
+        Ok(Read::Input(CoreInput::User(user)))
     }
+}
+
+/// What a wait brought.
+enum Read {
+    Input(CoreInput),
+    Woke(Woke),
 }
 
 fn is_menu(ask: &Ask) -> bool {
     matches!(ask, Ask::Menu { .. })
 }
 
-/// What the network thread passed on, for the core.
-fn net_input(ev: NetEvent) -> NetInput {
-    match ev {
-        NetEvent::Event(event) => NetInput::Event(event),
-        // Calls are answered in `Driver::call`; any other reply answers a
-        // request sent without waiting.
-        NetEvent::Reply { reply, .. } => NetInput::Answer(reply),
-        NetEvent::Lost(why) => NetInput::Lost(Lost::Closed(why)),
-    }
-}
-
 /// Connects and checks the server's key against the known-servers file.
 /// Nothing is sent inside the channel until the key is trusted.
 fn open(term: &mut Terminal, target: &Target) -> Result<Connection, OpenError> {
+    let unverified = proto::connect(target.addr).map_err(OpenError::Net)?;
+    verify(term, target, unverified)
+}
+
+/// Connects on a thread of its own, so the screen stays live meanwhile;
+/// the result comes through the channel.
+fn dial(addr: &str) -> Receiver<Result<Unverified, ClientError>> {
+    let (tx, rx) = mpsc::channel();
+    let addr = addr.to_string();
+    // Should the thread not start, the sender goes with the closure: the
+    // read loop sees the channel closed and counts a failed attempt.
+    let _ = std::thread::Builder::new()
+        .name("chatapp-dial".into())
+        .spawn(move || {
+            let _ = tx.send(proto::connect(&addr));
+        });
+    rx
+}
+
+/// Checks a new connection's server key against the known-servers file.
+fn verify(
+    term: &mut Terminal,
+    target: &Target,
+    unverified: Unverified,
+) -> Result<Connection, OpenError> {
     let Target { addr, args, known } = *target;
-    let unverified = proto::connect(addr).map_err(OpenError::Net)?;
     let fingerprint = unverified.fingerprint();
     let refused = OpenError::Refused;
     let trust = |e| OpenError::Refused(Error::Trust(e));

@@ -9,8 +9,18 @@
 //! script.
 //!
 //! A lost connection is an input like any other, not an error that
-//! unwinds the screens: the core decides what follows (offering to
-//! reconnect, and then resuming with the saved token if there is one).
+//! unwinds the screens: the core decides what follows. A logged-in session
+//! with a saved token reconnects by itself: the screen and the typed line
+//! stay, a status line says when the next attempt comes ([`backoff`]), the
+//! driver opens the connection in the background ([`Effect::Dial`]) while
+//! the person goes on typing, and once the token resumed the session, the
+//! room is joined again and each conversation on the screen caught up from
+//! the last sequence number shown. Every message carries a client id and
+//! stays in the outbox until the server acknowledges it; what is in the
+//! outbox after a reconnect (typed while away, or sent but never
+//! acknowledged) is sent again with the same id, so the server stores each
+//! once. Without a token (or after a `bye` that ends the session for good)
+//! the person is asked whether to reconnect.
 //!
 //! Resume tokens: every `logged_in` carries the token for the next
 //! connection, which the core hands the driver to keep
@@ -25,11 +35,21 @@
 use super::session::{self, ChatExit, Command, Line, Next, Session, Tone, error_line};
 use crate::model;
 use crate::password;
-use crate::wire::msg::{Conversation, ErrorCode, Event, PrivateLine, Reply, Request};
+use crate::wire::msg::{Conversation, ErrorCode, Event, PrivateLine, Reply, Request, Topic};
 use std::collections::VecDeque;
 
 /// Capacity offered when the creator just presses Enter.
 pub const DEFAULT_CAPACITY: u32 = 10;
+/// Messages a catch-up asks for per conversation; the server says how
+/// many more there were.
+pub const CATCH_UP: u32 = 200;
+/// Lines that may wait for the connection; more are refused.
+pub const MAX_PENDING: usize = 50;
+/// Client ids reserved in the saved login at a time: the file is written
+/// once per this many messages (and at every login or resume), and the
+/// next run starts above every id this one may have used.
+const ID_BLOCK: u64 = 1000;
+const OFFLINE: &str = "Not connected: that waits until the connection is back. Lines you send now are sent then; Ctrl-C quits.";
 const MENU_HINT: &str = "A number or the arrows, then Enter";
 
 /// The start menu's entries.
@@ -136,6 +156,15 @@ pub enum Effect {
     /// Open a connection and check the server's key; answered by
     /// [`NetInput::Opened`] or [`NetInput::OpenFailed`].
     Open,
+    /// As [`Effect::Open`], in the background: the screen stays live
+    /// while the connection is being made.
+    Dial,
+    /// Feed [`Input::Timer`] after this many milliseconds (replacing any
+    /// timer set before).
+    Timer(u64),
+    /// The line shown under every live prompt while the connection is
+    /// down, or none.
+    Banner(Option<Line>),
     /// Send a request and wait for its reply; answered by
     /// [`NetInput::Reply`] or [`NetInput::Lost`].
     Call(Request),
@@ -144,8 +173,12 @@ pub enum Effect {
     Send(Request),
     /// Close the connection.
     Close,
-    /// Keep this resume token for this server, replacing any other.
-    SaveToken(String),
+    /// Keep this resume token for this server, replacing any other, with
+    /// the first client id the next run may use.
+    SaveToken {
+        token: String,
+        next_id: u64,
+    },
     /// Forget the resume token kept for this server.
     ForgetToken,
     /// The person is done: end the program.
@@ -170,8 +203,9 @@ pub enum UserInput {
 /// Why the connection is gone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lost {
-    /// The server said goodbye, with this reason.
-    Bye(String),
+    /// The server said goodbye, with this reason; `resume` when the
+    /// session goes on over a new connection.
+    Bye { reason: String, resume: bool },
     /// The connection closed or failed; the text says how.
     Closed(String),
     /// A request went unanswered too long.
@@ -186,8 +220,12 @@ pub enum NetInput {
     OpenFailed(String),
     /// The reply to the last [`Effect::Call`].
     Reply(Reply),
-    /// The reply to an [`Effect::Send`].
-    Answer(Reply),
+    /// The reply to an [`Effect::Send`]; `client_id` is the message's,
+    /// if it was one (else 0).
+    Answer {
+        client_id: u64,
+        reply: Reply,
+    },
     Event(Event),
     Lost(Lost),
 }
@@ -196,6 +234,35 @@ pub enum NetInput {
 pub enum Input {
     User(UserInput),
     Net(NetInput),
+    /// The time an [`Effect::Timer`] asked for has come.
+    Timer,
+}
+
+/// A message given a client id and not yet acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+struct Outgoing {
+    id: u64,
+    req: Request,
+    /// The room a `say` is for.
+    room: Option<u64>,
+}
+
+/// How long to wait before reconnect attempt `attempt` (from 1), in ms:
+/// 0.5 s doubling up to 30 s, each spread ±25 % by `random` so that
+/// clients dropped together do not all come back at once.
+pub fn backoff(attempt: u32, random: u64) -> u64 {
+    let base = (500u64 << attempt.saturating_sub(1).min(6)).min(30_000);
+    let spread = base / 2;
+    (base - base / 4 + random % (spread + 1)).min(30_000)
+}
+
+/// `0.4 s`, `4 s`.
+fn seconds(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} s", (ms + 500) / 1000)
+    }
 }
 
 /// What the current question is for.
@@ -252,6 +319,20 @@ enum Pending {
         password: String,
     },
     Reconnect,
+    /// A `resume` on a connection opened again by itself; then back to
+    /// this screen.
+    Back {
+        screen: Screen,
+    },
+    /// Joining the room on the screen again after a reconnect.
+    Rejoin {
+        screen: Screen,
+    },
+    /// What the screen's conversation missed while the connection was
+    /// down.
+    CatchUp {
+        screen: Screen,
+    },
     Unread,
     CreateRoom {
         name: String,
@@ -283,6 +364,17 @@ pub struct Core {
     session: Option<Session>,
     /// The saved resume token for this server, if any.
     token: Option<String>,
+    /// The reconnect attempt under way or waited for, while the
+    /// connection is down.
+    reconnect: Option<u32>,
+    /// Messages not yet acknowledged, oldest first.
+    outbox: Vec<Outgoing>,
+    /// The next message's client id, and the one the saved login says the
+    /// next run starts from.
+    next_id: u64,
+    id_floor: u64,
+    /// For the jitter of the backoff (xorshift).
+    rng: u64,
     out: VecDeque<Effect>,
 }
 
@@ -299,14 +391,34 @@ impl Core {
             connected: false,
             session: None,
             token: None,
+            reconnect: None,
+            outbox: Vec::new(),
+            next_id: 1,
+            id_floor: 0,
+            rng: 0x9e37_79b9_7f4a_7c15,
             out: VecDeque::new(),
         }
     }
 
-    /// The resume token saved for this server, if any.
-    pub fn with_token(mut self, token: Option<String>) -> Core {
+    /// The resume token saved for this server, if any, and the first
+    /// client id its device may still use.
+    pub fn with_token(mut self, token: Option<String>, next_id: u64) -> Core {
         self.token = token;
+        self.next_id = next_id.max(1);
         self
+    }
+
+    /// Seeds the backoff's jitter (never 0).
+    pub fn with_seed(mut self, seed: u64) -> Core {
+        self.rng = seed | 1;
+        self
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
     }
 
     /// Begins, once the server was met: a resume with the saved token if
@@ -333,8 +445,10 @@ impl Core {
 
     pub fn handle(&mut self, input: Input) {
         match input {
+            Input::User(u) if self.reconnect.is_some() => self.on_user_offline(u),
             Input::User(u) => self.on_user(u),
             Input::Net(n) => self.on_net(n),
+            Input::Timer => self.on_timer(),
         }
     }
 
@@ -538,8 +652,8 @@ impl Core {
     }
 
     fn logged_in(&mut self, name: String, unread: u32, token: String, welcome: String) {
-        self.token = Some(token.clone());
-        self.emit(Effect::SaveToken(token));
+        self.token = Some(token);
+        self.save_login();
         self.say(Tone::Good, welcome);
         self.session = Some(Session::new(name, unread, self.local));
         self.enter_menu();
@@ -549,10 +663,17 @@ impl Core {
 
     fn on_net(&mut self, input: NetInput) {
         match input {
+            NetInput::Opened if self.reconnect.is_some() => {
+                self.connected = true;
+                let token = self.token.clone().unwrap_or_default();
+                let screen = std::mem::replace(&mut self.screen, Screen::Busy);
+                self.call(Pending::Back { screen }, Request::Resume { token });
+            }
             NetInput::Opened => {
                 self.connected = true;
                 self.on_opened();
             }
+            NetInput::OpenFailed(_) if self.reconnect.is_some() => self.next_attempt(),
             NetInput::OpenFailed(why) => {
                 self.pending = None;
                 self.error(&why);
@@ -560,9 +681,9 @@ impl Core {
             }
             NetInput::Reply(reply) => match self.pending.take() {
                 Some(pending) => self.on_reply(pending, reply),
-                None => self.on_answer(reply),
+                None => self.on_answer(0, reply),
             },
-            NetInput::Answer(reply) => self.on_answer(reply),
+            NetInput::Answer { client_id, reply } => self.on_answer(client_id, reply),
             NetInput::Event(event) => self.on_event(event),
             NetInput::Lost(why) => self.on_lost(why),
         }
@@ -601,10 +722,25 @@ impl Core {
         self.emit(Effect::Call(req));
     }
 
-    /// The connection is gone: say why and offer to reconnect.
+    /// The connection is gone: a session that can be resumed reconnects by
+    /// itself; otherwise say why and offer to reconnect.
     fn on_lost(&mut self, why: Lost) {
+        let resumable = !matches!(why, Lost::Bye { resume: false, .. });
+        if resumable && self.session.is_some() && self.token.is_some() {
+            return self.lose_connection(why);
+        }
+        if self.reconnect.take().is_some() {
+            self.emit(Effect::Banner(None));
+        }
+        self.drop_outbox("the session ended");
+        if !resumable {
+            // Replaced or revoked: the token is someone else's now (or
+            // nobody's), so it must not be presented again; the file may
+            // already hold the newer one.
+            self.token = None;
+        }
         let text = match why {
-            Lost::Bye(reason) => {
+            Lost::Bye { reason, .. } => {
                 format!("The server ended the session: {}.", session::clean(&reason))
             }
             Lost::Closed(why) => format!("The connection to the server was lost: {why}."),
@@ -621,8 +757,12 @@ impl Core {
     }
 
     /// The answer to a request sent without waiting (`say`,
-    /// `send_private`, `mark_read`): only a refusal is worth showing.
-    fn on_answer(&mut self, reply: Reply) {
+    /// `send_private`, `mark_read`): a message's answer takes it out of the
+    /// outbox; only a refusal is worth showing.
+    fn on_answer(&mut self, client_id: u64, reply: Reply) {
+        if client_id != 0 {
+            self.outbox.retain(|o| o.id != client_id);
+        }
         if let Reply::Error { message, .. } = reply {
             self.error(&message);
         }
@@ -630,15 +770,15 @@ impl Core {
 
     fn on_event(&mut self, event: Event) {
         let Some(s) = self.session.as_mut() else {
-            if let Event::Bye { reason } = event {
-                self.on_lost(Lost::Bye(reason));
+            if let Event::Bye { reason, resume } = event {
+                self.on_lost(Lost::Bye { reason, resume });
             }
             return;
         };
         let shown = s.on_event(event);
         let status = s.room_status();
-        if let Next::Disconnected(reason) = shown.next {
-            return self.on_lost(Lost::Bye(reason));
+        if let Next::Disconnected { reason, resume } = shown.next {
+            return self.on_lost(Lost::Bye { reason, resume });
         }
         self.show(shown.lines);
         if let Some(with) = shown.mark_read {
@@ -739,6 +879,82 @@ impl Core {
                 }
             },
             Pending::Reconnect => {}
+            Pending::Back { screen } => match reply {
+                Reply::LoggedIn { unread, token, .. } => {
+                    self.token = Some(token);
+                    self.save_login();
+                    self.reconnect = None;
+                    self.emit(Effect::Banner(None));
+                    self.say(Tone::Good, "Connected again.");
+                    if let Some(s) = self.session.as_mut() {
+                        s.set_unread(unread);
+                    }
+                    self.restore(screen);
+                }
+                other => {
+                    self.reconnect = None;
+                    self.emit(Effect::Banner(None));
+                    self.forget_token();
+                    self.refused(&other);
+                    self.drop_outbox("the saved login was refused");
+                    self.say(Tone::Dim, "Log in again to go on.");
+                    self.start_menu();
+                }
+            },
+            Pending::Rejoin { screen } => match reply {
+                Reply::Room { room, members, .. } => {
+                    let Some(s) = self.session.as_mut() else {
+                        return;
+                    };
+                    let of = Topic::Room { room: room.id };
+                    s.rejoined(room, members);
+                    let status = s.room_status();
+                    self.emit(Effect::Status(status));
+                    self.catch_up(screen, of);
+                }
+                other => {
+                    let Some(s) = self.session.as_mut() else {
+                        return;
+                    };
+                    s.to_menu();
+                    if let Reply::Error { message, .. } = &other {
+                        self.error(&format!("you are no longer in the room: {message}"));
+                    } else {
+                        self.refused(&other);
+                    }
+                    self.flush_outbox();
+                    self.enter_menu();
+                }
+            },
+            Pending::CatchUp { screen } => {
+                self.screen = screen;
+                let Some(s) = self.session.as_mut() else {
+                    return;
+                };
+                match reply {
+                    Reply::RoomCaughtUp {
+                        skipped, history, ..
+                    } => {
+                        let lines = s.caught_up_room(skipped, &history);
+                        let status = s.room_status();
+                        self.show(lines);
+                        self.emit(Effect::Status(status));
+                    }
+                    Reply::DialogueCaughtUp {
+                        with,
+                        skipped,
+                        history,
+                    } => {
+                        let (lines, from_them) = s.caught_up_chat(skipped, &history);
+                        self.show(lines);
+                        if from_them {
+                            self.emit(Effect::Send(Request::MarkRead { with }));
+                        }
+                    }
+                    other => self.refused(&other),
+                }
+                self.flush_outbox();
+            }
             Pending::Unread => {
                 if let (Reply::Inbox { conversations }, Some(s)) = (&reply, &mut self.session) {
                     s.set_unread(conversations.iter().map(|c| c.unread).sum());
@@ -1025,7 +1241,7 @@ impl Core {
             }
         };
         match session::parse_room_input(&text) {
-            Command::Say(text) => self.emit(Effect::Send(Request::Say { text, client_id: 0 })),
+            Command::Say(text) => self.send_message(text),
             Command::Quit => self.call(Pending::Leave, Request::LeaveRoom),
             Command::List => self.call(Pending::Members, Request::Members),
             Command::Kick(name) => self.call(Pending::Kick, Request::Kick { name }),
@@ -1083,11 +1299,7 @@ impl Core {
             _ => "/q".to_string(),
         };
         match session::parse_chat_input(&text) {
-            Command::Say(text) => self.emit(Effect::Send(Request::SendPrivate {
-                to: with,
-                text,
-                client_id: 0,
-            })),
+            Command::Say(text) => self.send_message(text),
             Command::Quit => {
                 if let Some(s) = self.session.as_mut() {
                     s.to_menu();
@@ -1190,5 +1402,6 @@ impl Core {
     }
 }
 
+mod reconnect;
 #[cfg(test)]
 mod tests;

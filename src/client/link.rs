@@ -22,6 +22,12 @@ const READ_SLICE: Duration = Duration::from_millis(25);
 /// (and any NAT in between) sees a live client while its user only reads.
 /// (The server's own `ping` event is answered by the connection itself.)
 const KEEPALIVE: Duration = Duration::from_secs(30);
+/// A ping after this long without hearing anything, to learn whether the
+/// server is still there...
+const QUIET: Duration = Duration::from_secs(10);
+/// ...and the connection given up after this long without hearing
+/// anything: a cut link sends no error, and TCP would wait many minutes.
+const DEAD: Duration = Duration::from_secs(20);
 
 /// What the network thread hands the terminal.
 #[derive(Debug, Clone, PartialEq)]
@@ -156,6 +162,7 @@ impl Drop for Link {
 fn network(mut conn: Connection, requests: Receiver<(u64, Request)>, out: Sender<NetEvent>) {
     let mut tags: HashMap<u32, u64> = HashMap::new();
     let mut last_sent = Instant::now();
+    let mut last_heard = Instant::now();
     let lost = |e: ClientError| NetEvent::Lost(lost_reason(&e));
     loop {
         loop {
@@ -174,7 +181,13 @@ fn network(mut conn: Connection, requests: Receiver<(u64, Request)>, out: Sender
                 Err(TryRecvError::Disconnected) => return,
             }
         }
-        if last_sent.elapsed() >= KEEPALIVE {
+        if last_heard.elapsed() >= DEAD {
+            let why = format!("nothing heard from the server for {} s", DEAD.as_secs());
+            let _ = out.send(NetEvent::Lost(why));
+            return;
+        }
+        let quiet = last_heard.elapsed() >= QUIET && last_sent.elapsed() >= QUIET;
+        if quiet || last_sent.elapsed() >= KEEPALIVE {
             // Its pong carries an id with no tag and is dropped below.
             if let Err(e) = conn.send(Request::Ping) {
                 let _ = out.send(lost(e));
@@ -182,7 +195,11 @@ fn network(mut conn: Connection, requests: Receiver<(u64, Request)>, out: Sender
             }
             last_sent = Instant::now();
         }
-        let event = match conn.next_frame(READ_SLICE) {
+        let frame = conn.next_frame(READ_SLICE);
+        if let Ok(Some(_)) = frame {
+            last_heard = Instant::now();
+        }
+        let event = match frame {
             Ok(None) => continue,
             Ok(Some(ServerFrame::Reply { id, result })) => match tags.remove(&id) {
                 Some(tag) => NetEvent::Reply { tag, reply: result },

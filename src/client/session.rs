@@ -196,8 +196,12 @@ pub enum Next {
     Stay,
     /// The room screen ended (kicked, closed): back to the main menu.
     ToMenu,
-    /// The server is closing the connection; the text says why.
-    Disconnected(String),
+    /// The server is closing the connection; the text says why, and
+    /// `resume` whether the session goes on over a new connection.
+    Disconnected {
+        reason: String,
+        resume: bool,
+    },
 }
 
 /// What an event shows, and what follows from it.
@@ -234,6 +238,9 @@ pub struct Session {
     /// The lowest sequence number shown on the room or chat screen, where
     /// `/more` pages back from.
     oldest: Option<u64>,
+    /// The highest shown there: a catch-up asks for what came after it,
+    /// and a message numbered at or below it is not shown again.
+    newest: Option<u64>,
 }
 
 impl Session {
@@ -244,6 +251,7 @@ impl Session {
             place: Place::Menu,
             local,
             oldest: None,
+            newest: None,
         }
     }
 
@@ -267,11 +275,97 @@ impl Session {
     pub fn to_menu(&mut self) {
         self.place = Place::Menu;
         self.oldest = None;
+        self.newest = None;
     }
 
     /// A message numbered `seq` is on the screen.
     fn shown(&mut self, seq: u64) {
         self.oldest = Some(self.oldest.map_or(seq, |o| o.min(seq)));
+        self.newest = Some(self.newest.map_or(seq, |n| n.max(seq)));
+    }
+
+    /// Whether the message numbered `seq` is on the screen already (sent
+    /// again by a catch-up, or live after one).
+    fn seen(&self, seq: u64) -> bool {
+        self.newest.is_some_and(|n| seq <= n)
+    }
+
+    /// The number of the last message shown on the room or chat screen
+    /// (0: none), which a catch-up asks to continue from.
+    pub fn newest(&self) -> u64 {
+        self.newest.unwrap_or(0)
+    }
+
+    /// The room on the screen, as a `room` reply after a reconnect gives
+    /// it: its members now; the screen and what it shows stay.
+    pub fn rejoined(&mut self, room: RoomInfo, list: Vec<String>) {
+        if let Place::Room { info, members } = &mut self.place {
+            *info = room;
+            *members = list;
+        }
+    }
+
+    /// What was missed on the room screen, from a `room_caught_up` reply.
+    pub fn caught_up_room(&mut self, skipped: u64, missed: &[RoomLine]) -> Vec<Line> {
+        let fresh: Vec<&RoomLine> = missed.iter().filter(|l| !self.seen(l.seq)).collect();
+        let lines = fresh.iter().map(|l| (l.seq, l.time, &*l.from, &*l.text));
+        self.caught_up(skipped, lines)
+    }
+
+    /// What was missed on the chat screen, from a `dialogue_caught_up`
+    /// reply, and whether any of it came from the other person.
+    pub fn caught_up_chat(&mut self, skipped: u64, missed: &[PrivateLine]) -> (Vec<Line>, bool) {
+        let fresh: Vec<&PrivateLine> = missed.iter().filter(|l| !self.seen(l.seq)).collect();
+        let from_them = fresh.iter().any(|l| !l.from.eq_ignore_ascii_case(&self.me));
+        let lines = fresh.iter().map(|l| (l.seq, l.time, &*l.from, &*l.text));
+        (self.caught_up(skipped, lines), from_them)
+    }
+
+    fn caught_up<'a>(
+        &mut self,
+        skipped: u64,
+        missed: impl ExactSizeIterator<Item = (u64, i64, &'a str, &'a str)>,
+    ) -> Vec<Line> {
+        if missed.len() == 0 {
+            return vec![Line::of(Tone::Dim, "No new messages while you were away.")];
+        }
+        let mut lines = vec![Line::of(
+            Tone::Notice,
+            format!(
+                "--- {} while you were away ---",
+                plural(missed.len(), "new message")
+            ),
+        )];
+        if skipped > 0 {
+            lines.push(Line::of(
+                Tone::Dim,
+                format!(
+                    "({} before these are not shown: the conversation's history has them)",
+                    plural(skipped as usize, "more message")
+                ),
+            ));
+        }
+        for (seq, time, from, text) in missed {
+            lines.extend(self.message(time, from, text));
+            self.newest = Some(self.newest.map_or(seq, |n| n.max(seq)));
+            if self.oldest.is_none() {
+                self.oldest = Some(seq);
+            }
+        }
+        lines.push(Line::of(Tone::Dim, "--- now ---"));
+        lines
+    }
+
+    /// A line sent while the connection is down, as it waits.
+    pub fn pending(&self, time: i64, text: &str) -> Vec<Line> {
+        let mut lines = self.message(time, &self.me, text);
+        if let Some(last) = lines.last_mut() {
+            last.spans.push(Span {
+                tone: Tone::Dim,
+                text: " (pending: sent when the connection is back)".to_string(),
+            });
+        }
+        lines
     }
 
     /// The `history` request for the page before what the room or chat
@@ -327,7 +421,7 @@ impl Session {
         for (time, from, text) in page {
             lines.extend(self.message(time, from, text));
         }
-        self.shown(first);
+        self.oldest = Some(self.oldest.map_or(first, |o| o.min(first)));
         lines.push(Line::of(
             Tone::Dim,
             if first == 1 {
@@ -406,6 +500,7 @@ impl Session {
         ];
         self.place = Place::Room { info, members };
         self.oldest = history.first().map(|l| l.seq);
+        self.newest = history.last().map(|l| l.seq);
         lines.push(self.members_line());
         lines.push(room_commands());
         let history = history.iter().map(|l| (l.time, &*l.from, &*l.text));
@@ -514,6 +609,7 @@ impl Session {
         let mut lines =
             vec![Line::of(Tone::Heading, "Private chat with ").with(Tone::Name, with.to_string())];
         let oldest = history.first().map(|l| l.seq);
+        let newest = history.last().map(|l| l.seq);
         let history = history.iter().map(|l| (l.time, &*l.from, &*l.text));
         lines.extend(self.history(history, "No messages yet: write the first one."));
         lines.push(chat_commands_to(with, exit));
@@ -521,6 +617,7 @@ impl Session {
             with: with.to_string(),
         };
         self.oldest = oldest;
+        self.newest = newest;
         lines
     }
 
@@ -564,7 +661,7 @@ impl Session {
     pub fn on_event(&mut self, event: Event) -> Shown {
         match event {
             Event::RoomMessage { room, line } => match &self.place {
-                Place::Room { info, .. } if info.id == room => {
+                Place::Room { info, .. } if info.id == room && !self.seen(line.seq) => {
                     self.shown(line.seq);
                     Shown::lines(self.message(line.time, &line.from, &line.text))
                 }
@@ -653,12 +750,10 @@ impl Session {
             }
             // Answered by the network thread; nothing to show.
             Event::Ping => Shown::nothing(),
-            Event::Bye { reason } => Shown {
-                lines: vec![Line::of(
-                    Tone::Error,
-                    format!("The server ended the session: {}.", clean(&reason)),
-                )],
-                next: Next::Disconnected(reason),
+            // The core says it, with what follows.
+            Event::Bye { reason, resume } => Shown {
+                lines: Vec::new(),
+                next: Next::Disconnected { reason, resume },
                 mark_read: None,
             },
         }
@@ -677,6 +772,9 @@ impl Session {
         if let Place::Chat { with } = &self.place {
             let other = if from_me { &line.to } else { &line.from };
             if other.eq_ignore_ascii_case(with) {
+                if self.seen(line.seq) {
+                    return Shown::nothing();
+                }
                 let mark_read = (!from_me).then(|| with.clone());
                 self.shown(line.seq);
                 return Shown {

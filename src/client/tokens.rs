@@ -3,7 +3,9 @@
 //! the known-servers file (in the platform's configuration directory, or
 //! `$CHATAPP_CONFIG_DIR`), readable by its owner only, and holds one
 //! server a line: the address, as the known-servers file keys it, then
-//! the token. Anyone who can read it can log in as its owner until the
+//! the token, then the first client id the next run may give a message
+//! (ids must keep rising for as long as the device's token lives; see
+//! `client_id` in docs/PROTOCOL.md). Anyone who can read it can log in as its owner until the
 //! token is used or revoked: deleting it forgets every saved login.
 
 use super::trust::{addr_key, create_private_dir, write_private};
@@ -40,11 +42,19 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
+/// One server's saved login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub token: String,
+    /// No message of this device has used this client id or any above it.
+    pub next_id: u64,
+}
+
 /// The saved logins, as read from their file.
 #[derive(Debug, Clone)]
 pub struct SavedLogins {
     path: PathBuf,
-    entries: Vec<(String, String)>,
+    entries: Vec<(String, Saved)>,
 }
 
 impl SavedLogins {
@@ -72,7 +82,11 @@ impl SavedLogins {
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .filter_map(|l| {
                 let mut words = l.split_whitespace();
-                Some((addr_key(words.next()?), words.next()?.to_string()))
+                let addr = addr_key(words.next()?);
+                let token = words.next()?.to_string();
+                // A line written before client ids were kept: none used.
+                let next_id = words.next().and_then(|n| n.parse().ok()).unwrap_or(1);
+                Some((addr, Saved { token, next_id }))
             })
             .collect();
         Ok(SavedLogins {
@@ -85,8 +99,8 @@ impl SavedLogins {
         &self.path
     }
 
-    /// The token saved for a server.
-    pub fn get(&self, addr: &str) -> Option<String> {
+    /// The login saved for a server.
+    pub fn get(&self, addr: &str) -> Option<Saved> {
         let addr = addr_key(addr);
         self.entries
             .iter()
@@ -94,11 +108,11 @@ impl SavedLogins {
             .map(|(_, t)| t.clone())
     }
 
-    /// Saves the token for a server, replacing any other.
-    pub fn set(&mut self, addr: &str, token: &str) -> Result<(), TokenError> {
+    /// Saves the login for a server, replacing any other.
+    pub fn set(&mut self, addr: &str, saved: Saved) -> Result<(), TokenError> {
         let addr = addr_key(addr);
         self.entries.retain(|(a, _)| *a != addr);
-        self.entries.push((addr, token.to_string()));
+        self.entries.push((addr, saved));
         self.save()
     }
 
@@ -127,8 +141,8 @@ impl SavedLogins {
             create_private_dir(dir).map_err(|e| err("create the folder of", e))?;
         }
         let mut text = HEADER.to_string();
-        for (addr, token) in &self.entries {
-            text.push_str(&format!("{addr} {token}\n"));
+        for (addr, Saved { token, next_id }) in &self.entries {
+            text.push_str(&format!("{addr} {token} {next_id}\n"));
         }
         let tmp = self.path.with_extension("tmp");
         write_private(&tmp, &text).map_err(|e| err("write", e))?;
@@ -146,18 +160,34 @@ mod tests {
         let path = SavedLogins::beside(&dir.path().join("sub").join("known_servers"));
         let mut saved = SavedLogins::load(&path).unwrap();
         assert_eq!(saved.get("127.0.0.1:7878"), None);
-        saved.set("127.0.0.1:7878", "aa").unwrap();
-        saved.set("Chat.Example.org:7878", "bb").unwrap();
-        saved.set("127.0.0.1:7878", "cc").unwrap();
+        saved.set("127.0.0.1:7878", login("aa", 1)).unwrap();
+        saved.set("Chat.Example.org:7878", login("bb", 7)).unwrap();
+        saved.set("127.0.0.1:7878", login("cc", 2001)).unwrap();
         let again = SavedLogins::load(&path).unwrap();
-        assert_eq!(again.get("127.0.0.1:7878").as_deref(), Some("cc"));
-        assert_eq!(again.get("chat.example.org:7878").as_deref(), Some("bb"));
+        assert_eq!(again.get("127.0.0.1:7878"), Some(login("cc", 2001)));
+        assert_eq!(again.get("chat.example.org:7878"), Some(login("bb", 7)));
         let mut again = again;
         again.forget("127.0.0.1:7878").unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.starts_with("# chatapp saved logins"), "{text}");
-        assert!(text.ends_with("chat.example.org:7878 bb\n"), "{text}");
+        assert!(text.ends_with("chat.example.org:7878 bb 7\n"), "{text}");
         assert!(!path.with_extension("tmp").exists(), "renamed into place");
+    }
+
+    fn login(token: &str, next_id: u64) -> Saved {
+        Saved {
+            token: token.to_string(),
+            next_id,
+        }
+    }
+
+    #[test]
+    fn a_line_without_a_client_id_starts_the_ids_at_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        fs::write(&path, "# old\n127.0.0.1:7878 aa\n").unwrap();
+        let saved = SavedLogins::load(&path).unwrap();
+        assert_eq!(saved.get("127.0.0.1:7878"), Some(login("aa", 1)));
     }
 
     #[cfg(unix)]
@@ -169,7 +199,7 @@ mod tests {
         fs::write(&path, "").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         let mut saved = SavedLogins::load(&path).unwrap();
-        saved.set("a:1", "aa").unwrap();
+        saved.set("a:1", login("aa", 1)).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }

@@ -35,7 +35,6 @@
 //! terminal as it was found before the process ends.
 
 use super::editor::{Edit, LineBuffer, scroll_window};
-use super::link::{Link, NetEvent};
 use super::session::{Line, MenuPick, Tone, parse_menu_choice, wrap};
 use console::{Style, Term, measure_text_width, truncate_str};
 use crossterm::cursor::{MoveToColumn, MoveUp};
@@ -49,14 +48,19 @@ use std::time::Duration;
 /// How long one wait for a key lasts before the network is checked again.
 const KEY_SLICE: Duration = Duration::from_millis(20);
 
+/// Something other than a key that ends a wait for one: what the network
+/// or a timer brought. A prompt or menu asks its `wake` function between
+/// keys, and returns what it gives.
+pub type Wake<'a, W> = &'a mut dyn FnMut() -> Option<W>;
+
 /// What a line prompt returns.
 #[derive(Debug)]
-pub enum Input {
+pub enum Input<W> {
     /// Enter was pressed; the text typed.
     Line(String),
-    /// Something came from the server; the typed text is kept for the
-    /// next call.
-    Net(NetEvent),
+    /// Something came (from the server, or a timer); the typed text is
+    /// kept for the next call.
+    Woken(W),
     /// Esc.
     Cancel,
     /// Ctrl-D on an empty line.
@@ -78,13 +82,13 @@ pub enum Mode {
 
 /// What a menu returns.
 #[derive(Debug)]
-pub enum Pick {
+pub enum Pick<W> {
     Item(usize),
     /// `-in` was typed.
     Inbox,
     /// Esc.
     Back,
-    Net(NetEvent),
+    Woken(W),
     Interrupt,
 }
 
@@ -279,29 +283,31 @@ impl Terminal {
     pub fn secret(&mut self, label: &str) -> io::Result<Option<String>> {
         let mut buf = LineBuffer::new();
         let label = format!("{label} (hidden): ");
-        match self.read_line(&label, &mut buf, None, Mode::Secret, None)? {
+        let mut nothing = || None::<()>;
+        match self.read_line(&label, &mut buf, &mut nothing, Mode::Secret, None)? {
             Input::Line(text) => Ok(Some(text)),
             Input::Interrupt => Err(io::ErrorKind::Interrupted.into()),
             _ => Ok(None),
         }
     }
 
-    /// Reads a line while the server may speak (when a `link` is given).
-    /// The typed text lives in `buf`, so a call ended by [`Input::Net`]
-    /// loses nothing. A `status` line is kept under the input line.
-    pub fn read_line(
+    /// Reads a line while the server may speak (whatever `wake` gives
+    /// ends the wait). The typed text lives in `buf`, so a call ended by
+    /// [`Input::Woken`] loses nothing. A `status` line is kept under the
+    /// input line.
+    pub fn read_line<W>(
         &mut self,
         label: &str,
         buf: &mut LineBuffer,
-        mut link: Option<&mut Link>,
+        wake: Wake<W>,
         mode: Mode,
         status: Option<&Line>,
-    ) -> io::Result<Input> {
+    ) -> io::Result<Input<W>> {
         self.set_raw(true)?;
         self.draw_prompt(label, buf, mode, status)?;
         loop {
-            if let Some(ev) = link.as_mut().and_then(|l| l.next_event()) {
-                return Ok(Input::Net(ev));
+            if let Some(woken) = wake() {
+                return Ok(Input::Woken(woken));
             }
             let Some(key) = next_key()? else {
                 continue;
@@ -378,13 +384,19 @@ impl Terminal {
         Ok(())
     }
 
-    /// Shows a menu and waits for a choice, or for the server.
-    pub fn menu(&mut self, menu: &mut Menu, mut link: Option<&mut Link>) -> io::Result<Pick> {
+    /// Shows a menu and waits for a choice, or for what `wake` gives. A
+    /// `banner` is shown under it.
+    pub fn menu<W>(
+        &mut self,
+        menu: &mut Menu,
+        wake: Wake<W>,
+        banner: Option<&Line>,
+    ) -> io::Result<Pick<W>> {
         self.set_raw(true)?;
-        self.draw_menu(menu)?;
+        self.draw_menu(menu, banner)?;
         loop {
-            if let Some(ev) = link.as_mut().and_then(|l| l.next_event()) {
-                return Ok(Pick::Net(ev));
+            if let Some(woken) = wake() {
+                return Ok(Pick::Woken(woken));
             }
             let Some(key) = next_key()? else {
                 continue;
@@ -435,11 +447,11 @@ impl Terminal {
                 self.erase_block()?;
                 return Ok(pick);
             }
-            self.draw_menu(menu)?;
+            self.draw_menu(menu, banner)?;
         }
     }
 
-    fn draw_menu(&mut self, menu: &Menu) -> io::Result<()> {
+    fn draw_menu(&mut self, menu: &Menu, banner: Option<&Line>) -> io::Result<()> {
         let width = Self::width().saturating_sub(1).max(10);
         let fit = |s: &str| truncate_str(s, width, "…").into_owned();
         let mut rows: Vec<String> = menu.title.iter().map(|l| fit_line(l, width)).collect();
@@ -468,6 +480,9 @@ impl Terminal {
         rows.push(tone_style(Tone::Dim).apply_to(fit(&menu.hint)).to_string());
         if let Some(status) = &menu.status {
             rows.push(tone_style(Tone::Error).apply_to(fit(status)).to_string());
+        }
+        if let Some(banner) = banner {
+            rows.push(fit_line(banner, width));
         }
         self.erase_block()?;
         let mut out = io::stdout().lock();

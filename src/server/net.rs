@@ -593,6 +593,7 @@ impl Net {
                 &ServerFrame::Event {
                     event: crate::wire::msg::Event::Bye {
                         reason: reason.clone(),
+                        resume: false,
                     },
                 },
             );

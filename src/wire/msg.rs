@@ -104,6 +104,24 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A yes-or-no field on the wire: the integer 1 for yes (absent or 0 for
+/// no), since the protocol uses no MessagePack booleans.
+mod flag {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &bool, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(u8::from(*b))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        Ok(u8::deserialize(d)? != 0)
+    }
+}
+
 /// A conversation: a room, or the dialogue with another user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -278,6 +296,12 @@ pub enum Event {
     /// Sent before the server closes the connection, saying why.
     Bye {
         reason: String,
+        /// The session is not over (the server is restarting, or heard
+        /// nothing for too long): connect again and resume. Absent (false):
+        /// it ended for good (replaced, revoked, refused); do not resume
+        /// by itself.
+        #[serde(default, skip_serializing_if = "is_false", with = "flag")]
+        resume: bool,
     },
     /// A member's connection dropped a while ago: they keep their place for
     /// the grace period, and may be back.

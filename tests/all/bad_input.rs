@@ -161,7 +161,7 @@ fn bad_messagepack_in_a_good_channel_gets_a_bye_then_the_door() {
             channel.send_plaintext(plaintext);
             match channel.next_or_closed() {
                 Some(ServerFrame::Event {
-                    event: Event::Bye { reason },
+                    event: Event::Bye { reason, .. },
                 }) => assert!(reason.contains("malformed"), "{plaintext:?}: {reason}"),
                 other => panic!("{plaintext:?}: expected a bye, got {other:?}"),
             }

@@ -172,6 +172,7 @@ fn sigterm_says_goodbye_to_clients_keeps_their_messages_and_exits_0() {
     }
     let bye = Event::Bye {
         reason: "the server is restarting: connect again in a moment; your rooms stay open".into(),
+        resume: true,
     };
     assert_eq!(
         events.last(),

@@ -629,7 +629,7 @@ fn a_request_naming_another_sender_is_never_shown_as_theirs() {
                     other => panic!("{text}: {other:?}"),
                 },
                 Got::Frame(ServerFrame::Event {
-                    event: Event::Bye { reason },
+                    event: Event::Bye { reason, .. },
                 }) => {
                     assert!(reason.contains("malformed"), "{text}: {reason}");
                     let closed = raw.read(WAIT);

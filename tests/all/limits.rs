@@ -49,7 +49,7 @@ fn a_connection_that_does_not_log_in_in_time_is_closed_and_no_one_else_is() {
         });
         let mute = s.spawn(|| {
             let bye = match mute.conn.next_event(Some(millis(LOGIN) + WAIT)) {
-                Ok(Some(Event::Bye { reason })) => reason,
+                Ok(Some(Event::Bye { reason, .. })) => reason,
                 other => panic!("mute: expected a bye, got {other:?}"),
             };
             let at = connected.elapsed();
@@ -144,7 +144,7 @@ fn a_silent_client_is_pinged_then_dropped_and_its_room_told_while_active_ones_st
                         ping.get_or_insert(bob_silent_since.elapsed());
                     }
                     Got::Frame(ServerFrame::Event {
-                        event: Event::Bye { reason },
+                        event: Event::Bye { reason, .. },
                     }) => bye = Some((reason, bob_silent_since.elapsed())),
                     Got::Frame(_) => {}
                     Got::Closed => break (ping, bye, bob_silent_since.elapsed()),

@@ -285,7 +285,7 @@ fn event() -> impl Strategy<Value = Event> {
             .prop_map(|(room, reason)| Event::RoomClosed { room, reason }),
         private_line().prop_map(|line| Event::PrivateMessage { line }),
         Just(Event::Ping),
-        text().prop_map(|reason| Event::Bye { reason }),
+        (text(), any::<bool>()).prop_map(|(reason, resume)| Event::Bye { reason, resume }),
         (text(), any::<u32>()).prop_map(|(with, unread)| Event::Read { with, unread }),
         (any::<u64>(), text()).prop_map(|(room, name)| Event::Away { room, name }),
         (any::<u64>(), text()).prop_map(|(room, name)| Event::Back { room, name }),

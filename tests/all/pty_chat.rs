@@ -218,30 +218,78 @@ fn a_message_arriving_mid_typing_leaves_the_typed_text_intact() {
 }
 
 #[test]
-fn a_dropped_server_is_reconnected_to_and_the_session_resumed() {
-    let mut server = Server::start();
-    let (mut alice, _a) = newcomer("alice", &server);
-    create_room(&mut alice, "Lobby");
+fn a_server_restart_is_ridden_out_in_the_room_with_the_typed_line_kept() {
+    let mut server = Server::start_with_grace(60);
+    // alice runs the room, through the protocol, so the test can make her
+    // talk at the moment it needs.
+    let mut alice = crate::kit::client_at(server.handle(), "127.0.0.1", "alice");
+    alice.register();
+    let room = alice.create_room("Lobby", 10);
+    let (mut bob, _b) = newcomer("bob", &server);
+    join_room(&mut bob, "Lobby", &room.to_string());
+    bob.line("before");
+    assert_eq!(bob_said(&mut alice), "before");
+    expect_message(&mut bob, "bob", "before");
 
     server.stop();
-    alice.expect(
-        "The server ended the session: the server is restarting: connect again in a moment; your rooms stay open.",
-    );
-    alice.expect(&format!("Reconnect to {}?", server.addr()));
-    alice.send("y");
-    alice.expect(&format!(
-        "Could not reach {}: connection refused - is `chatapp serve` running",
-        server.addr()
-    ));
-    alice.expect(&format!("Reconnect to {}?", server.addr()));
+    bob.expect("Connection lost: the server is restarting");
+    bob.expect("what you type is kept.");
+    bob.expect("Connection lost, reconnecting in ");
+    bob.expect(", attempt 1; Ctrl-C to quit");
+    // Said while the server is away: kept, shown as waiting.
+    bob.line("queued while down");
+    bob.expect("bob: queued while down (pending: sent when the connection is back)");
+    bob.send("half a sen");
+    // The fourth attempt waits 1.5 s or more: room for alice to talk first.
+    bob.expect(", attempt 4; Ctrl-C to quit");
+    let restarted_at = bob.transcript().len();
 
     server.restart();
-    alice.send("y");
-    alice.expect(&format!("{} answers again.", server.addr()));
-    // The saved login, not the password: nothing is asked.
-    let back = alice.expect("Welcome back, alice.");
-    assert!(!back.contains("Password"), "{back}");
-    main_menu(&mut alice, "alice");
+    let mut alice = crate::kit::client_at(server.handle(), "127.0.0.1", "alice");
+    alice.login();
+    alice.join(room);
+    for text in ["missed one", "missed two", "missed three"] {
+        alice.say(text);
+    }
+
+    bob.expect("Connected again.");
+    bob.expect("--- 3 new messages while you were away ---");
+    for text in ["missed one", "missed two", "missed three"] {
+        expect_message(&mut bob, "alice", text);
+    }
+    bob.expect("--- now ---");
+    // The waiting line is sent once the session is back, exactly once.
+    assert_eq!(bob_said(&mut alice), "queued while down");
+    // Still in the room, the half-typed line where it was.
+    bob.wait_screen("the typed line, kept", |rows, (row, _)| {
+        rows.get(usize::from(row))
+            .is_some_and(|r| r.starts_with("> half a sen"))
+    });
+    assert!(
+        status_row(&bob).starts_with("Lobby (#"),
+        "{}",
+        status_row(&bob)
+    );
+    bob.line("tence");
+    assert_eq!(bob_said(&mut alice), "half a sentence");
+    alice.expect_quiet();
+
+    let after = &bob.transcript()[restarted_at..];
+    for text in ["missed one", "missed two", "missed three"] {
+        let seen = after.matches(&format!("alice: {text}")).count();
+        assert_eq!(seen, 1, "{text:?} shown {seen} times:\n{after}");
+    }
+    assert!(!after.contains("Password"), "no password asked:\n{after}");
+}
+
+/// The next room message from bob that alice gets (joins and her own
+/// lines are passed over), so that a repeat would be the next one.
+fn bob_said(alice: &mut crate::kit::Client) -> String {
+    use chatapp::wire::msg::Event;
+    alice.wait_for("a line from bob", |e| match e {
+        Event::RoomMessage { line, .. } if &*line.from == "bob" => Some(line.text.to_string()),
+        _ => None,
+    })
 }
 
 /// The saved-logins file's line for the server, if any.

@@ -140,7 +140,7 @@ fn a_replaced_token_revokes_the_device_even_mid_session() {
     );
     // The session the device served is ended and told why.
     let reason = owner.wait_for("bye", |e| match e {
-        Event::Bye { reason } => Some(reason.clone()),
+        Event::Bye { reason, .. } => Some(reason.clone()),
         _ => None,
     });
     assert!(reason.contains("log in with your password"), "{reason}");

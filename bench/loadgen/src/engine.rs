@@ -1110,7 +1110,7 @@ impl Engine {
     fn chat_event(&mut self, i: usize, event: Event) {
         match event {
             Event::Ping => self.control(i, Request::Ping),
-            Event::Bye { reason } => self.stats.problem(format!("bye: {reason}")),
+            Event::Bye { reason, .. } => self.stats.problem(format!("bye: {reason}")),
             Event::RoomClosed { .. } | Event::Kicked { .. } => {
                 self.stats.problem("put out of the room");
                 if self.clients[i].st == St::InRoom {

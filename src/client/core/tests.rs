@@ -45,7 +45,11 @@ fn describe(e: &Effect) -> String {
         Effect::Call(req) => format!("call: {req:?}"),
         Effect::Send(req) => format!("send: {req:?}"),
         Effect::Close => "close".to_string(),
-        Effect::SaveToken(token) => format!("save token: {token}"),
+        Effect::SaveToken { token, .. } => format!("save token: {token}"),
+        Effect::Dial => "dial".to_string(),
+        Effect::Timer(ms) => format!("timer: {ms} ms"),
+        Effect::Banner(Some(line)) => format!("banner: {}", line.text()),
+        Effect::Banner(None) => "banner: none".to_string(),
         Effect::ForgetToken => "forget token".to_string(),
         Effect::Quit => "quit".to_string(),
     }
@@ -94,6 +98,11 @@ impl Script {
 
     fn event(&mut self, event: Event) -> Vec<String> {
         self.net(NetInput::Event(event))
+    }
+
+    fn core_input(&mut self, input: Input) -> Vec<String> {
+        self.core.handle(input);
+        self.drain()
     }
 
     /// Logged in as `name` with nothing unread, at the main menu.
@@ -293,14 +302,18 @@ fn a_taken_name_is_said_before_any_password_is_asked() {
 }
 
 #[test]
-fn a_lost_connection_is_an_input_that_leads_to_a_reconnect_offer() {
+fn a_session_ended_for_good_leads_to_a_reconnect_offer_without_the_token() {
     let mut s = Script::in_room("bob", &["alice", "bob"]);
+    let replaced = "this device resumed its session on a new connection";
     assert_eq!(
-        s.net(NetInput::Lost(Lost::Closed("connection reset".into()))),
+        s.event(Event::Bye {
+            reason: replaced.into(),
+            resume: false,
+        }),
         [
-            "close",
-            "show: The connection to the server was lost: connection reset.",
-            "ask confirm: Reconnect to 127.0.0.1:7878?"
+            "close".to_string(),
+            format!("show: The server ended the session: {replaced}."),
+            "ask confirm: Reconnect to 127.0.0.1:7878?".to_string()
         ]
     );
     assert!(s.core.session().is_none());
@@ -313,36 +326,340 @@ fn a_lost_connection_is_an_input_that_leads_to_a_reconnect_offer() {
         ]
     );
     s.user(UserInput::Confirmed(true));
-    // The saved login picks the session up again, no password asked.
+    // The token went to the new connection: presenting it again would
+    // revoke the device, so the start menu asks for the password.
+    let again = s.net(NetInput::Opened);
+    assert_eq!(again[..2], ["close", "show: 127.0.0.1:7878 answers again."]);
+    assert!(!has(&again, "Resume"), "{again:?}");
+    assert!(
+        has(&again, "ask pick: What would you like to do?"),
+        "{again:?}"
+    );
     assert_eq!(
-        s.net(NetInput::Opened),
+        s.user(UserInput::Chose(Choice::Start(StartChoice::Quit))),
+        ["show: Bye.", "quit"]
+    );
+}
+
+/// The effects of a lost connection under a session that resumes, up to
+/// the first attempt's timer, with the waits the script's seed gives.
+fn drop_connection(s: &mut Script, why: Lost) -> Vec<String> {
+    s.net(NetInput::Lost(why))
+}
+
+/// Alice's room message numbered `seq`, as an event.
+fn said(seq: u64, from: &str, text: &str) -> Event {
+    Event::RoomMessage {
+        room: 3,
+        line: room_line(seq, from, text),
+    }
+}
+
+#[test]
+fn a_dropped_connection_is_reconnected_by_itself_on_the_same_screen() {
+    let mut s = Script::in_room("bob", &["alice", "bob"]);
+    s.event(said(7, "alice", "seven"));
+    assert_eq!(
+        s.text("sent"),
+        ["send: Say { text: \"sent\", client_id: 1 }"]
+    );
+    // The line went out; its "ok" never came.
+    let lost = drop_connection(&mut s, Lost::Closed("connection reset".into()));
+    assert_eq!(lost[0], "close");
+    assert_eq!(
+        lost[1],
+        "show: Connection lost: connection reset. Reconnecting by itself; what you type is kept."
+    );
+    assert!(lost[2].starts_with("timer: "), "{lost:?}");
+    assert!(
+        lost[3].starts_with("banner: Connection lost, reconnecting in 0.")
+            && lost[3].ends_with(" s, attempt 1; Ctrl-C to quit"),
+        "{lost:?}"
+    );
+    assert_eq!(
+        lost.len(),
+        4,
+        "the room screen and its typed line stay: {lost:?}"
+    );
+    // Typed while away: shown as pending, kept for later.
+    assert_eq!(
+        s.text("while away"),
+        ["show: [22:13] bob: while away (pending: sent when the connection is back)"]
+    );
+    assert_eq!(s.text("/l"), [format!("show: {OFFLINE}")]);
+    assert!(has(&s.text("/help"), "/q          leave the room"));
+    // The timer: an attempt, in the background.
+    assert_eq!(
+        s.core_input(Input::Timer),
         [
-            "show: 127.0.0.1:7878 answers again.".to_string(),
-            format!("call: Resume {{ token: {TOKEN:?} }}")
+            "banner: Connection lost, reconnecting now, attempt 1; Ctrl-C to quit",
+            "dial"
         ]
     );
+    let failed = s.net(NetInput::OpenFailed("connection refused".into()));
+    assert!(failed[0].starts_with("timer: "), "{failed:?}");
+    assert!(has(&failed, "attempt 2; Ctrl-C to quit"), "{failed:?}");
+    assert_eq!(s.core_input(Input::Timer)[1], "dial");
+    // Connected: the token, not the password.
+    assert_eq!(
+        s.net(NetInput::Opened),
+        [format!("call: Resume {{ token: {TOKEN:?} }}")]
+    );
+    let next = "ee".repeat(32);
     assert_eq!(
         s.reply(Reply::LoggedIn {
             name: "bob".into(),
             unread: 0,
-            token: "ff".repeat(32),
+            token: next.clone(),
         }),
         [
-            format!("save token: {}", "ff".repeat(32)),
-            "show: Welcome back, bob.".to_string(),
-            "call: Inbox".to_string()
+            format!("save token: {next}"),
+            "banner: none".to_string(),
+            "show: Connected again.".to_string(),
+            "call: JoinRoom { room: 3 }".to_string()
         ]
     );
-    // A goodbye from the server says why.
-    let mut s = Script::logged_in("bob");
-    let bye = s.event(Event::Bye {
-        reason: "the server is shutting down".into(),
+    // Back in the room, then what it missed after the last one shown.
+    assert_eq!(
+        s.reply(Reply::Room {
+            room: lobby(),
+            members: vec!["alice".into(), "bob".into(), "carol".into()],
+            history: vec![room_line(7, "alice", "seven")],
+        }),
+        [
+            "status: Lobby (#3) · Members (3/10) · /l lists them · /help",
+            "call: CatchUp { of: Room { room: 3 }, after: 7, limit: 200 }"
+        ]
+    );
+    let caught_up = s.reply(Reply::RoomCaughtUp {
+        room: 3,
+        skipped: 0,
+        history: vec![room_line(8, "alice", "eight"), room_line(9, "bob", "sent")],
     });
     assert_eq!(
-        bye[1],
-        "show: The server ended the session: the server is shutting down."
+        caught_up,
+        [
+            "show: --- 2 new messages while you were away ---\n\
+             [22:13] alice: eight\n\
+             [22:13] bob: sent\n\
+             --- now ---",
+            "status: Lobby (#3) · Members (3/10) · /l lists them · /help",
+            // Both again, with their ids: the first is stored already and
+            // is not stored twice; the second is new.
+            "send: Say { text: \"sent\", client_id: 1 }",
+            "send: Say { text: \"while away\", client_id: 2 }"
+        ]
     );
-    assert_eq!(s.user(UserInput::Confirmed(false)), ["show: Bye.", "quit"]);
+    // Live again: what was shown is not shown twice.
+    assert!(
+        s.event(said(9, "bob", "sent"))
+            .iter()
+            .all(|e| !e.starts_with("show"))
+    );
+    assert_eq!(
+        s.event(said(10, "bob", "while away"))[0],
+        "show: [22:13] bob: while away"
+    );
+    s.net(NetInput::Answer {
+        client_id: 1,
+        reply: Reply::Ok,
+    });
+    s.net(NetInput::Answer {
+        client_id: 2,
+        reply: Reply::Ok,
+    });
+    assert!(s.core.outbox.is_empty());
+}
+
+#[test]
+fn a_private_chat_catches_up_and_marks_what_it_shows_read() {
+    let mut s = Script::logged_in("bob");
+    s.choose(Choice::Main(MainChoice::Compose));
+    s.text("alice");
+    s.reply(Reply::Dialogue {
+        with: "alice".into(),
+        history: vec![pm_line(4, "alice", "bob", "four")],
+    });
+    s.event(Event::Bye {
+        reason: "the server is restarting".into(),
+        resume: true,
+    });
+    s.core_input(Input::Timer);
+    s.net(NetInput::Opened);
+    let back = s.reply(Reply::LoggedIn {
+        name: "bob".into(),
+        unread: 1,
+        token: TOKEN.into(),
+    });
+    assert_eq!(
+        back.last().unwrap(),
+        "call: CatchUp { of: Dialogue { with: \"alice\" }, after: 4, limit: 200 }"
+    );
+    let caught_up = s.reply(Reply::DialogueCaughtUp {
+        with: "alice".into(),
+        skipped: 3,
+        history: vec![pm_line(8, "alice", "bob", "eight")],
+    });
+    assert_eq!(
+        caught_up,
+        [
+            "show: --- 1 new message while you were away ---\n\
+             (3 more messages before these are not shown: the conversation's history has them)\n\
+             [22:13] alice: eight\n\
+             --- now ---",
+            "send: MarkRead { with: \"alice\" }"
+        ]
+    );
+}
+
+#[test]
+fn nothing_missed_is_said_and_a_closed_room_sends_back_to_the_menu() {
+    let mut s = Script::in_room("bob", &["alice", "bob"]);
+    drop_connection(&mut s, Lost::Timeout);
+    s.text("for nobody");
+    s.core_input(Input::Timer);
+    s.net(NetInput::Opened);
+    s.reply(Reply::LoggedIn {
+        name: "bob".into(),
+        unread: 0,
+        token: TOKEN.into(),
+    });
+    let closed = s.reply(error(ErrorCode::NoSuchRoom, "room #3 is closed"));
+    assert_eq!(
+        closed,
+        [
+            "show: You are no longer in the room: room #3 is closed.",
+            "show: Not sent (you are no longer in that room): \"for nobody\".",
+            "call: Inbox"
+        ]
+    );
+    // Another time, in a room where nothing happened meanwhile.
+    let mut s = Script::in_room("bob", &["alice", "bob"]);
+    drop_connection(&mut s, Lost::Timeout);
+    s.core_input(Input::Timer);
+    s.net(NetInput::Opened);
+    s.reply(Reply::LoggedIn {
+        name: "bob".into(),
+        unread: 0,
+        token: TOKEN.into(),
+    });
+    s.reply(Reply::Room {
+        room: lobby(),
+        members: vec!["alice".into(), "bob".into()],
+        history: vec![],
+    });
+    let nothing = s.reply(Reply::RoomCaughtUp {
+        room: 3,
+        skipped: 0,
+        history: vec![],
+    });
+    assert_eq!(nothing[0], "show: No new messages while you were away.");
+}
+
+#[test]
+fn a_refused_token_while_reconnecting_leads_to_the_start_menu() {
+    let mut s = Script::in_room("bob", &["alice", "bob"]);
+    drop_connection(&mut s, Lost::Closed("reset".into()));
+    s.text("lost line");
+    s.core_input(Input::Timer);
+    s.net(NetInput::Opened);
+    let message = "your saved login is no longer valid: log in with your password";
+    let refused = s.reply(error(ErrorCode::BadCredentials, message));
+    assert_eq!(refused[0], "banner: none");
+    assert_eq!(refused[1], "forget token");
+    assert!(has(
+        &refused,
+        "Not sent (the saved login was refused): \"lost line\""
+    ));
+    assert!(
+        has(&refused, "ask pick: What would you like to do?"),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn what_needs_the_server_waits_at_the_menu_too() {
+    let mut s = Script::logged_in("bob");
+    let lost = drop_connection(&mut s, Lost::Closed("reset".into()));
+    assert!(has(&lost, "ask menu Main"), "the menu stays: {lost:?}");
+    assert_eq!(
+        s.choose(Choice::Main(MainChoice::Inbox)),
+        [format!("show: {OFFLINE}")]
+    );
+    // The timer of a finished reconnect changes nothing.
+    s.core_input(Input::Timer);
+    s.net(NetInput::Opened);
+    let back = s.reply(Reply::LoggedIn {
+        name: "bob".into(),
+        unread: 2,
+        token: TOKEN.into(),
+    });
+    assert_eq!(back.last().unwrap(), "call: Inbox");
+    assert!(s.core_input(Input::Timer).is_empty());
+}
+
+#[test]
+fn reconnect_waits_double_from_half_a_second_to_thirty_with_jitter() {
+    for random in [0, 1, 12_345, u64::MAX] {
+        let waits: Vec<u64> = (1..=10).map(|n| backoff(n, random)).collect();
+        for (n, wait) in (1..=10).zip(&waits) {
+            let base = (500u64 << (n - 1)).min(30_000);
+            assert!(*wait >= base * 3 / 4, "attempt {n}: {wait} ms");
+            assert!(
+                *wait <= (base * 5 / 4).min(30_000),
+                "attempt {n}: {wait} ms"
+            );
+        }
+        assert!(waits[9] >= 22_500);
+    }
+    assert_ne!(backoff(3, 0), backoff(3, 777), "spread by the random part");
+}
+
+#[test]
+fn client_ids_rise_and_the_saved_login_always_names_a_higher_one() {
+    let mut core = Core::new("127.0.0.1:7878", now, utc).with_token(Some(TOKEN.into()), 5000);
+    core.start();
+    let mut s = Script { core };
+    s.drain();
+    s.net(NetInput::Opened);
+    let saved = |s: &mut Script, reply: Reply| -> Vec<u64> {
+        s.core.handle(Input::Net(NetInput::Reply(reply)));
+        std::iter::from_fn(|| s.core.poll_effect())
+            .filter_map(|e| match e {
+                Effect::SaveToken { next_id, .. } => Some(next_id),
+                _ => None,
+            })
+            .collect()
+    };
+    let logged_in = Reply::LoggedIn {
+        name: "bob".into(),
+        unread: 0,
+        token: TOKEN.into(),
+    };
+    assert_eq!(saved(&mut s, logged_in), [6000]);
+    s.reply(inbox(vec![]));
+    s.choose(Choice::Main(MainChoice::Compose));
+    s.text("alice");
+    s.reply(Reply::Dialogue {
+        with: "alice".into(),
+        history: vec![],
+    });
+    let mut floors = Vec::new();
+    for n in 0..1001 {
+        s.core
+            .handle(Input::User(UserInput::Text(format!("line {n}"))));
+        while let Some(e) = s.core.poll_effect() {
+            match e {
+                Effect::SaveToken { next_id, .. } => floors.push(next_id),
+                Effect::Send(Request::SendPrivate { client_id, .. }) => {
+                    assert_eq!(client_id, 5000 + n);
+                    assert!(client_id < *floors.last().unwrap_or(&6000));
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(floors, [7001], "one more write per thousand messages");
 }
 
 #[test]
@@ -409,7 +726,7 @@ fn room_commands_become_requests_and_q_returns_to_the_menu() {
     let mut s = Script::in_room("bob", &["alice", "bob"]);
     assert_eq!(
         s.text("hello"),
-        ["send: Say { text: \"hello\", client_id: 0 }"]
+        ["send: Say { text: \"hello\", client_id: 1 }"]
     );
     assert_eq!(s.text("/l"), ["call: Members"]);
     let listed = s.reply(Reply::Members {
@@ -536,10 +853,10 @@ fn a_message_in_the_open_chat_is_marked_read_and_others_update_the_menu() {
         ]
     );
     assert_eq!(
-        s.net(NetInput::Answer(error(
-            ErrorCode::TooLong,
-            "that message is too long"
-        ))),
+        s.net(NetInput::Answer {
+            client_id: 0,
+            reply: error(ErrorCode::TooLong, "that message is too long")
+        }),
         ["show: That message is too long."]
     );
 }
@@ -591,7 +908,7 @@ fn without_a_saved_login_a_reconnect_leads_to_the_start_menu() {
 
 /// A core started with a saved token, its first effects drained.
 fn with_saved_login() -> (Script, Vec<String>) {
-    let mut core = Core::new("127.0.0.1:7878", now, utc).with_token(Some(TOKEN.into()));
+    let mut core = Core::new("127.0.0.1:7878", now, utc).with_token(Some(TOKEN.into()), 1);
     core.start();
     let mut s = Script { core };
     let first = s.drain();
@@ -696,7 +1013,7 @@ fn more_pages_back_through_a_room_by_sequence_number() {
           --- end of the earlier messages: /more shows more ---"]
     );
     // Back on the room screen: the next page is before the oldest shown.
-    assert_eq!(s.text("hi"), ["send: Say { text: \"hi\", client_id: 0 }"]);
+    assert_eq!(s.text("hi"), ["send: Say { text: \"hi\", client_id: 1 }"]);
     assert_eq!(
         s.text("/m"),
         ["call: History { of: Room { room: 3 }, before: 41, limit: 20 }"]
@@ -747,6 +1064,17 @@ fn more_in_a_chat_asks_for_the_dialogue_before_its_history() {
     // Still in the chat: a line goes to alice.
     assert_eq!(
         s.text("hello"),
-        ["send: SendPrivate { to: \"alice\", text: \"hello\", client_id: 0 }"]
+        ["send: SendPrivate { to: \"alice\", text: \"hello\", client_id: 1 }"]
     );
+}
+
+fn pm_line(seq: u64, from: &str, to: &str, text: &str) -> PrivateLine {
+    PrivateLine {
+        id: 100 + seq,
+        seq,
+        from: from.into(),
+        to: to.into(),
+        text: text.into(),
+        time: T,
+    }
 }

@@ -250,8 +250,16 @@ fn in_the_conversation_a_private_message_is_shown_and_marked_read() {
     assert_eq!(shown.mark_read, Some("carol".into()));
     check(shown, "[22:13] carol: hi\n");
     let mine = s.on_event(Event::PrivateMessage {
-        line: pm("bob", "carol", "hey"),
+        line: PrivateLine {
+            seq: 2,
+            ..pm("bob", "carol", "hey")
+        },
     });
+    // The same message again (live after a catch-up) is not shown twice.
+    let again = s.on_event(Event::PrivateMessage {
+        line: pm("carol", "bob", "hi"),
+    });
+    assert!(again.lines.is_empty());
     assert_eq!(mine.mark_read, None);
     check(mine, "[22:13] bob: hey\n");
     assert_eq!(s.unread(), 0);
@@ -327,19 +335,23 @@ fn the_main_menu_shows_name_and_unread() {
 }
 
 #[test]
-fn bye_ends_the_session_with_the_reason() {
+fn bye_ends_the_session_with_the_reason_and_whether_to_resume() {
     let mut s = bob_in_lobby();
-    let shown = s.on_event(Event::Bye {
-        reason: "you logged in from another place".into(),
-    });
-    assert_eq!(
-        shown.next,
-        Next::Disconnected("you logged in from another place".into())
-    );
-    check(
-        shown,
-        "The server ended the session: you logged in from another place.\n",
-    );
+    for resume in [false, true] {
+        let shown = s.on_event(Event::Bye {
+            reason: "you logged in from another place".into(),
+            resume,
+        });
+        assert_eq!(
+            shown.next,
+            Next::Disconnected {
+                reason: "you logged in from another place".into(),
+                resume
+            }
+        );
+        // The core says it, with what follows.
+        assert!(shown.lines.is_empty());
+    }
 }
 
 #[test]

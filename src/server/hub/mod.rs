@@ -165,7 +165,7 @@ impl Hub {
         for conn in overdue.silent {
             self.end_session(now, conn, LeaveReason::Disconnected);
             self.conns.set_state(conn, State::Anonymous);
-            self.bye(conn, &format!("nothing heard from you for {idle_secs} s"));
+            self.bye_resume(conn, &format!("nothing heard from you for {idle_secs} s"));
         }
         for conn in overdue.ping {
             let event = Event::Ping;
@@ -215,7 +215,7 @@ impl Hub {
     /// start. The caller then flushes outputs and waits for the store.
     pub fn shutdown(&mut self, _now: Millis) {
         for conn in self.conns.ids() {
-            self.bye(
+            self.bye_resume(
                 conn,
                 "the server is restarting: connect again in a moment; your rooms stay open",
             );
@@ -458,12 +458,23 @@ impl Hub {
         self.out.push_back(Output::Directory(change));
     }
 
+    /// Ends the connection for good: its session, if any, is over.
     fn bye(&mut self, conn: ConnId, reason: &str) {
+        self.close_with(conn, reason, false);
+    }
+
+    /// Ends the connection, telling its client to connect again and resume.
+    fn bye_resume(&mut self, conn: ConnId, reason: &str) {
+        self.close_with(conn, reason, true);
+    }
+
+    fn close_with(&mut self, conn: ConnId, reason: &str, resume: bool) {
         self.send(
             conn,
             ServerFrame::Event {
                 event: Event::Bye {
                     reason: reason.to_string(),
+                    resume,
                 },
             },
         );

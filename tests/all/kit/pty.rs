@@ -32,20 +32,34 @@ pub const COLS: u16 = 120;
 pub struct Server {
     dir: TempDir,
     handle: Option<Handle>,
+    /// How long a dropped member keeps their place, in ms.
+    grace: i64,
     pub addr: SocketAddr,
     pub fingerprint: String,
 }
 
 impl Server {
+    /// With no grace period: a dropped member leaves at once.
     pub fn start() -> Server {
+        Server::start_with_grace(0)
+    }
+
+    /// With a grace period of `secs` seconds, as `serve --grace` gives.
+    pub fn start_with_grace(secs: i64) -> Server {
         let dir = tempfile::tempdir().expect("a data directory");
-        let handle = start_on(dir.path(), "127.0.0.1:0".parse().unwrap());
+        let grace = secs * 1000;
+        let handle = start_on(dir.path(), "127.0.0.1:0".parse().unwrap(), grace);
         Server {
             addr: handle.addr,
             fingerprint: handle.fingerprint.clone(),
             dir,
             handle: Some(handle),
+            grace,
         }
+    }
+
+    pub fn handle(&self) -> &Handle {
+        self.handle.as_ref().expect("the server is running")
     }
 
     pub fn addr(&self) -> String {
@@ -62,15 +76,15 @@ impl Server {
     /// Starts it again on the same address and data (so the same key).
     pub fn restart(&mut self) {
         self.stop();
-        self.handle = Some(start_on(self.dir.path(), self.addr));
+        self.handle = Some(start_on(self.dir.path(), self.addr, self.grace));
     }
 }
 
-fn start_on(dir: &Path, addr: SocketAddr) -> Handle {
+fn start_on(dir: &Path, addr: SocketAddr, grace: i64) -> Handle {
     let mut config = Config::new(dir.to_path_buf());
     config.hash_cost = HashCost::TEST;
     // As in the protocol tests' server: no grace period unless asked.
-    config.limits.grace = 0;
+    config.limits.grace = grace;
     config.log_level = server::hub::Level::Error;
     server::start(addr, config).expect("the server starts")
 }

@@ -175,7 +175,7 @@ fn a_ninth_session_ends_the_oldest() {
     assert_eq!(w.closed, [first]);
     assert!(matches!(
         &w.events(first)[..],
-        [Event::Bye { reason }] if reason.contains("more than 8 places")
+        [Event::Bye { reason, resume: false }] if reason.contains("more than 8 places")
     ));
 }
 

@@ -14,7 +14,7 @@ fn shutdown_says_the_server_is_restarting_and_keeps_rooms_open() {
     w.run_effects();
     assert!(matches!(
         &w.events(bob)[..],
-        [Event::Bye { reason }] if reason.contains("restarting")
+        [Event::Bye { reason, resume: true }] if reason.contains("restarting")
     ));
     assert!(w.closed.contains(&ann) && w.closed.contains(&bob));
     assert_eq!(w.committed.len(), writes, "the room is not closed");
@@ -130,7 +130,7 @@ fn a_client_that_does_not_log_in_in_time_is_closed() {
     w.hub.handle_timeout(w.now);
     w.run_effects();
     assert!(w.closed.contains(&c));
-    assert!(matches!(&w.events(c)[..], [Event::Bye { reason }] if reason.contains("no login")));
+    assert!(matches!(&w.events(c)[..], [Event::Bye { reason, .. }] if reason.contains("no login")));
 }
 
 #[test]

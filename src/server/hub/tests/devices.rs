@@ -130,7 +130,9 @@ fn a_replaced_token_is_refused_and_revokes_its_device() {
     ));
     // ...so the session it served ends, and the newest token fails too.
     assert!(w.closed.contains(&c));
-    assert!(matches!(&w.events(c)[..], [Event::Bye { reason }] if reason.contains("revoked")));
+    assert!(
+        matches!(&w.events(c)[..], [Event::Bye { reason, resume: false }] if reason.contains("revoked"))
+    );
     let owner = w.connect();
     assert_eq!(refusal(w.ask(owner, resume(&second))).1, NO_LONGER_VALID);
     assert_eq!(w.hub.devices(), 0);
