@@ -20,6 +20,18 @@ pub struct ServeArgs {
     /// [default: the platform's data directory].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Keep the chat in this PostgreSQL database instead of the SQLite file
+    /// in the data directory (which still holds the server key): a URL
+    /// such as postgres://chatapp:PASSWORD@db.example.org/chatapp. Better
+    /// given through the environment, so the password stays off the
+    /// command line.
+    #[arg(
+        long,
+        env = "CHATAPP_DATABASE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
     /// Print the server key's fingerprint and exit.
     #[arg(long)]
     pub fingerprint: bool,
@@ -104,6 +116,7 @@ fn config(args: &ServeArgs, data_dir: PathBuf) -> super::Config {
         SyncMode::Full => crate::store::Sync::Full,
         SyncMode::Normal => crate::store::Sync::Normal,
     };
+    config.database = args.database.clone();
     config.net_limits.max_per_address = args.max_per_address;
     config.limits.messages_per_second = args.message_rate;
     config.limits.message_burst = args.message_burst;

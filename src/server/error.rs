@@ -33,7 +33,10 @@ pub enum Error {
     /// The key file is not a key.
     DamagedKey { path: PathBuf, len: usize },
     /// The database could not be opened.
-    Database { path: PathBuf, source: StoreError },
+    Database {
+        database: String,
+        source: StoreError,
+    },
     /// The database failed at start-up.
     Store(StoreError),
     /// The event loop or a thread of the server could not be set up, or
@@ -101,8 +104,8 @@ impl fmt::Display for Error {
                 "the server key {} is damaged ({len} bytes, expected 64): restore it from a backup, or delete it to make a new key (clients will then refuse this server until their users accept the new key)",
                 path.display()
             ),
-            Error::Database { path, .. } => {
-                write!(f, "cannot open the database {}", path.display())
+            Error::Database { database, .. } => {
+                write!(f, "cannot open the database {database}")
             }
             // The store's own message says what failed.
             Error::Store(e) => e.fmt(f),
@@ -147,7 +150,7 @@ mod tests {
     #[test]
     fn a_database_error_names_its_cause_once() {
         let e = Error::Database {
-            path: PathBuf::from("data/chatapp.db"),
+            database: "data/chatapp.db".to_string(),
             source: sqlite_failure(),
         };
         assert_eq!(

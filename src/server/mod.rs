@@ -47,6 +47,9 @@ pub struct Config {
     pub limits: hub::Limits,
     pub net_limits: net::NetLimits,
     pub sync: crate::store::Sync,
+    /// A PostgreSQL database to keep the chat in, by URL, instead of the
+    /// SQLite file in `data_dir` (which still holds the key and the lock).
+    pub database: Option<String>,
 }
 
 impl Config {
@@ -59,6 +62,7 @@ impl Config {
             limits: hub::Limits::default(),
             net_limits: net::NetLimits::default(),
             sync: crate::store::Sync::Full,
+            database: None,
         }
     }
 }
@@ -205,14 +209,14 @@ impl Server {
         prepare_dir(dir)?;
         let lock = lock_dir(dir)?;
         let key = load_or_create_key(dir)?;
-        let db = dir.join(DATABASE_FILE);
-        let mut store =
-            store::open(&store::Location::Sqlite(db.clone()), config.sync).map_err(|source| {
-                Error::Database {
-                    path: db.clone(),
-                    source,
-                }
-            })?;
+        let location = match &config.database {
+            Some(url) => store::Location::Postgres(url.clone()),
+            None => store::Location::Sqlite(dir.join(DATABASE_FILE)),
+        };
+        let mut store = store::open(&location, config.sync).map_err(|source| Error::Database {
+            database: location.display_name(),
+            source,
+        })?;
         let snapshot = store.load()?;
         let open_rooms = store.open_rooms(crate::model::ROOM_HISTORY)?;
         if !open_rooms.is_empty() && config.log_level >= Level::Info {

@@ -16,8 +16,8 @@
 use super::hub::{Answer, AuthJob, Input, Level, Query, StoreJob};
 use super::log;
 use crate::store::password::{self, HashCost};
-use crate::store::{Store, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use crate::store::{Store, StoreError, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -62,6 +62,9 @@ pub struct Workers {
     ready: Instant,
     /// Set by [`Workers::abandon`]: nothing more goes to the store.
     abandoned: bool,
+    /// Set by [`Workers::finish`]: a store thread waiting for its database
+    /// to come back gives up.
+    stopping: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -92,10 +95,12 @@ impl Workers {
             );
         }
         let (store_tx, store_rx) = mpsc::channel();
+        let stopping = Arc::new(AtomicBool::new(false));
+        let stop = stopping.clone();
         threads.push(
             thread::Builder::new()
                 .name("store".into())
-                .spawn(move || store_loop(store, &store_rx, &reply))
+                .spawn(move || store_loop(store, &store_rx, &reply, &stop))
                 .expect("spawn the store thread"),
         );
         Workers {
@@ -105,6 +110,7 @@ impl Workers {
             writing: None,
             ready: Instant::now(),
             abandoned: false,
+            stopping,
             threads,
         }
     }
@@ -175,6 +181,7 @@ impl Workers {
     /// Lets the queues drain, then joins every thread: every write handed
     /// over before this call is committed when it returns.
     pub fn finish(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
         self.writing = None;
         let now = Instant::now();
         self.ready = now;
@@ -251,8 +258,22 @@ fn yield_to_the_loop() {
 /// Most writes taken into one transaction.
 const MAX_BATCH: usize = 4096;
 
-fn store_loop(mut store: Box<dyn Store>, jobs: &Receiver<Vec<StoreJob>>, reply: &Reply) {
-    let mut batch = Batch::default();
+/// The first wait before a batch is tried again on a database that could
+/// not be reached; each wait doubles, up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+fn store_loop(
+    mut store: Box<dyn Store>,
+    jobs: &Receiver<Vec<StoreJob>>,
+    reply: &Reply,
+    stopping: &AtomicBool,
+) {
+    let mut batch = Batch {
+        stopping,
+        writes: Vec::new(),
+        seqs: Vec::new(),
+    };
     while let Ok(first) = jobs.recv() {
         // Everything waiting, in order, as one transaction (or a few, past
         // MAX_BATCH writes); a query first commits the writes before it.
@@ -266,13 +287,13 @@ fn store_loop(mut store: Box<dyn Store>, jobs: &Receiver<Vec<StoreJob>>, reply: 
 }
 
 /// Writes waiting for one transaction, with their sequence numbers.
-#[derive(Default)]
-struct Batch {
+struct Batch<'a> {
+    stopping: &'a AtomicBool,
     writes: Vec<Write>,
     seqs: Vec<u64>,
 }
 
-impl Batch {
+impl Batch<'_> {
     /// Adds a group of jobs: writes join the batch, a query is answered
     /// after committing the writes before it.
     fn take(&mut self, group: Vec<StoreJob>, store: &mut dyn Store, reply: &Reply) {
@@ -301,12 +322,18 @@ impl Batch {
         let Some(&last) = self.seqs.last() else {
             return;
         };
-        match store.apply(&self.writes) {
+        let result = match store.apply(&self.writes) {
+            Err(e) if e.is_unavailable() => self.ride_out(store, reply, e),
+            result => result,
+        };
+        match result {
             Ok(()) => reply.send(Input::Committed {
                 seq: last,
                 ok: true,
             }),
-            Err(e) if self.writes.len() == 1 => {
+            // Still out of reach, and the server is stopping: none of the
+            // batch was acknowledged, so none of it is lost.
+            Err(e) if self.writes.len() == 1 || e.is_unavailable() => {
                 log::emit(Level::Error, &log::chain(&e));
                 reply.send(Input::Committed {
                     seq: last,
@@ -337,6 +364,47 @@ impl Batch {
         }
         self.writes.clear();
         self.seqs.clear();
+    }
+
+    /// The database is out of reach: tells the loop (which refuses new
+    /// messages meanwhile), then tries the same batch again, waiting longer
+    /// each time, until it is stored, fails for another reason, or the
+    /// server stops. Its writes were not acknowledged, so their senders
+    /// are still waiting, and nothing is lost or stored twice.
+    fn ride_out(
+        &self,
+        store: &mut dyn Store,
+        reply: &Reply,
+        first: StoreError,
+    ) -> Result<(), StoreError> {
+        log::emit(
+            Level::Error,
+            &format!(
+                "storage unavailable: {}; new messages are refused, and the {} writes taken \
+                 are tried again until the database is back",
+                log::chain(&first),
+                self.writes.len()
+            ),
+        );
+        reply.send(Input::Storage { available: false });
+        let mut wait = RETRY_FIRST;
+        let mut last = first;
+        while !self.stopping.load(Ordering::SeqCst) {
+            let until = Instant::now() + wait;
+            while Instant::now() < until && !self.stopping.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(20).min(until - Instant::now()));
+            }
+            wait = (wait * 2).min(RETRY_MAX);
+            match store.apply(&self.writes) {
+                Err(e) if e.is_unavailable() => last = e,
+                result => {
+                    log::emit(Level::Info, "storage is back: messages are taken again");
+                    reply.send(Input::Storage { available: true });
+                    return result;
+                }
+            }
+        }
+        Err(last)
     }
 }
 

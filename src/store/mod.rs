@@ -15,15 +15,15 @@
 //!
 //! Backends:
 //!
-//! - [`sqlite`]: one SQLite file in the data directory. The default and,
-//!   for now, the only one. A PostgreSQL backend (the sync `postgres` crate,
-//!   on the same store thread) plugs in as `store/postgres.rs` and a
-//!   `Location::Postgres` arm.
+//! - [`sqlite`]: one SQLite file in the data directory. The default.
+//! - [`postgres`]: a PostgreSQL database (the sync `postgres` crate, on the
+//!   same store thread), which several nodes can share.
 //!
 //! `password` is scrypt hashing into PHC strings; it belongs to the store's
 //! side of the server (the password standard itself is `crate::password`).
 
 pub mod password;
+pub mod postgres;
 pub mod sqlite;
 
 use std::error::Error;
@@ -38,6 +38,22 @@ use crate::model::{DeviceId, MessageId, Millis, RoomId, Seq, UserId};
 pub enum Location {
     /// An SQLite database file, created if missing.
     Sqlite(PathBuf),
+    /// A PostgreSQL database, by its URL (`postgres://USER:PASSWORD@HOST/DB`).
+    Postgres(String),
+}
+
+impl Location {
+    /// The database as the operator's log may name it: a PostgreSQL URL
+    /// without its password.
+    pub fn display_name(&self) -> String {
+        match self {
+            Location::Sqlite(path) => path.display().to_string(),
+            Location::Postgres(url) => match url.parse() {
+                Ok(config) => postgres::display_name(&config),
+                Err(_) => "given by --database".to_string(),
+            },
+        }
+    }
 }
 
 /// Opens the store at `location`: creates or migrates its schema, or
@@ -45,6 +61,9 @@ pub enum Location {
 pub fn open(location: &Location, sync: Sync) -> Result<Box<dyn Store>, StoreError> {
     match location {
         Location::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open_with(path, sync)?)),
+        // PostgreSQL commits with synchronous_commit=on always; `sync` is
+        // SQLite's choice of how to reach its own file.
+        Location::Postgres(url) => Ok(Box::new(postgres::PostgresStore::open(url)?)),
     }
 }
 
@@ -326,9 +345,23 @@ pub enum StoreError {
     NotOurs { database: String, reason: String },
     /// A [`Write::CloseRoom`] named a room that was never saved.
     NoSuchRoom(RoomId),
+    /// The database cannot be reached just now (a database server that is
+    /// down or restarting, a broken network): nothing of the call was
+    /// done, and the same call may succeed later. `context` says what the
+    /// store was doing.
+    Unavailable {
+        context: String,
+        source: Box<dyn Error + Send + std::marker::Sync>,
+    },
 }
 
 impl StoreError {
+    /// Whether the database could not be reached, so that trying the same
+    /// call again later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+
     /// Whether the database refused a write for breaking a constraint (a
     /// taken name, a missing user or room, a bad capacity), rather than
     /// failing for reasons outside the data such as a full disk.
@@ -348,7 +381,9 @@ impl fmt::Display for StoreError {
         match self {
             // The backend's error is the source, printed after this by
             // whoever prints the chain.
-            StoreError::Failed { context, .. } => f.write_str(context),
+            StoreError::Failed { context, .. } | StoreError::Unavailable { context, .. } => {
+                f.write_str(context)
+            }
             StoreError::TooNew {
                 database,
                 found,
@@ -356,11 +391,11 @@ impl fmt::Display for StoreError {
             } => write!(
                 f,
                 "database {database} has schema version {found}, newer than this chatapp \
-                 understands ({known}): run a newer chatapp, or point --data-dir elsewhere"
+                 understands ({known}): run a newer chatapp, or point --data-dir or --database elsewhere"
             ),
             StoreError::NotOurs { database, reason } => write!(
                 f,
-                "database {database} was not made by chatapp ({reason}): point --data-dir elsewhere"
+                "database {database} was not made by chatapp ({reason}): point --data-dir or --database elsewhere"
             ),
             StoreError::NoSuchRoom(id) => write!(
                 f,
@@ -374,7 +409,9 @@ impl fmt::Display for StoreError {
 impl Error for StoreError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            StoreError::Failed { source, .. } => Some(source.as_ref()),
+            StoreError::Failed { source, .. } | StoreError::Unavailable { source, .. } => {
+                Some(source.as_ref())
+            }
             _ => None,
         }
     }

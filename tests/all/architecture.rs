@@ -28,6 +28,12 @@ const RULES: &[Rule] = &[
         allowed: &["store/sqlite/"],
     },
     Rule {
+        says: "only src/store/postgres knows PostgreSQL",
+        needles: &["postgres::", "use postgres", "tokio"],
+        // store/mod.rs picks the backend, by naming its module.
+        allowed: &["store/postgres/", "store/mod.rs"],
+    },
+    Rule {
         says: "only src/server/net.rs works with mio's networking (server/mod.rs hands it the listener)",
         needles: &["mio::net", "TcpStream", ".poll(&mut"],
         // The client is blocking std networking, apart from the server.
@@ -55,6 +61,7 @@ const RULES: &[Rule] = &[
             "std::thread",
             "std::fs",
             "store::sqlite",
+            "store::postgres",
             "rusqlite",
         ],
         allowed: &[

@@ -114,7 +114,10 @@ impl Lab {
             .args(["--idle-close", &IDLE_CLOSE.to_string()])
             .arg("--data-dir")
             .arg(data)
-            .env("CHATAPP_LOG", "warn")
+            .env(
+                "CHATAPP_LOG",
+                std::env::var("NETNS_LOG").unwrap_or("warn".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -831,7 +834,8 @@ fn messages_survive_delay_and_loss_and_a_cut_link_is_noticed_on_both_sides() {
     assert!(bob_saw.starts_with("error after"), "{bob_saw}");
 
     // ann goes on, alone.
-    assert!(ann.ask("probe 5000", long).starts_with("answered Pong"));
+    let ann_after = ann.ask("probe 5000", long);
+    assert!(ann_after.starts_with("answered Pong"), "ann: {ann_after}");
     ann.send("quit");
     bob.send("quit");
     drop(lab);

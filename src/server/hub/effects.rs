@@ -116,6 +116,11 @@ pub enum Input {
         seq: u64,
         ok: bool,
     },
+    /// The store lost its database (`available == false`: new messages
+    /// are refused until it says it is back), or found it again.
+    Storage {
+        available: bool,
+    },
     /// A store read answered.
     Answered {
         caller: Caller,

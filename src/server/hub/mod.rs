@@ -77,6 +77,9 @@ pub struct Hub {
     /// Why the server must stop, once a numbered message could not be
     /// stored (see [`Hub::halted`]).
     halted: Option<String>,
+    /// The store cannot reach its database: messages and new accounts and
+    /// rooms are refused until it can.
+    storage_down: bool,
     /// When devices past their expiry are next looked for.
     next_purge: Millis,
 }
@@ -99,6 +102,7 @@ impl Hub {
             limits,
             next_sweep: 0,
             halted: None,
+            storage_down: false,
             next_purge: 0,
         }
     }
@@ -187,6 +191,7 @@ impl Hub {
             Input::Hashed { caller, name, hash } => self.hashed(now, caller, name, hash),
             Input::Verified { caller, name, user } => self.verified(now, caller, &name, user),
             Input::Committed { seq, ok } => self.committed(now, seq, ok),
+            Input::Storage { available } => self.storage_down = !available,
             Input::Answered { caller, answer } => self.answered(caller, answer),
         }
     }

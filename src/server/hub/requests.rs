@@ -47,6 +47,20 @@ impl Hub {
                 return self.reply(caller, Reply::Error { code, message });
             }
         };
+        let writes_first = matches!(
+            frame.req,
+            Request::Say { .. }
+                | Request::SendPrivate { .. }
+                | Request::Register { .. }
+                | Request::CreateRoom { .. }
+        );
+        if self.storage_down && writes_first {
+            let code = ErrorCode::Unavailable;
+            let message = "storage unavailable: the server cannot reach its database just now, \
+                           so nothing was stored or sent; try again in a moment"
+                .to_string();
+            return self.reply(caller, Reply::Error { code, message });
+        }
         let result = match (state, frame.req) {
             (_, Request::Ping) => Ok(Some(Reply::Pong)),
             (State::Authenticating, _) => Err((

@@ -820,7 +820,7 @@ mod tests {
             err.to_string(),
             format!(
                 "database {} has schema version 7, newer than this chatapp understands \
-                 ({SCHEMA_VERSION}): run a newer chatapp, or point --data-dir elsewhere",
+                 ({SCHEMA_VERSION}): run a newer chatapp, or point --data-dir or --database elsewhere",
                 path.display()
             )
         );

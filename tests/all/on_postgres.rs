@@ -1,0 +1,434 @@
+//! chatapp on PostgreSQL: the store keeps what the SQLite store keeps (the
+//! same script runs on both), refuses databases it must not touch, and the
+//! real server runs on it, across its own restarts and across PostgreSQL
+//! stopping and starting again. Each test starts its own PostgreSQL from
+//! the installed binaries ([`Postgres`]).
+
+use crate::kit::postgres::Postgres;
+use crate::kit::{Client, ServeProcess, TestServer};
+use chatapp::model::{DeviceId, MessageId, RoomId, UserId};
+use chatapp::store::{self, Location, Origin, Page, Store, StoreError, Sync, Write};
+use chatapp::wire::msg::{ErrorCode, Reply, Request, ServerFrame};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+fn user(id: i64, name: &str) -> Write {
+    Write::User {
+        id: UserId(id),
+        name: name.to_string(),
+        password_hash: format!("$scrypt$hash-of-{name}"),
+        created: 1_000 + id,
+    }
+}
+
+fn room_message(id: i64, seq: u64, room: i64, sender: i64, text: &str) -> Write {
+    Write::RoomMessage {
+        id: MessageId(id),
+        seq,
+        origin: None,
+        room: RoomId(room),
+        sender: UserId(sender),
+        text: text.into(),
+        sent: 2_000 + id,
+    }
+}
+
+fn private(id: i64, seq: u64, sender: i64, recipient: i64, text: &str) -> Write {
+    Write::PrivateMessage {
+        id: MessageId(id),
+        seq,
+        origin: Some(Origin {
+            device: DeviceId(1),
+            client_id: id as u64,
+        }),
+        sender: UserId(sender),
+        recipient: UserId(recipient),
+        text: text.into(),
+        sent: 3_000 + id,
+    }
+}
+
+/// One script for every backend: writes a small chat, reads it back
+/// through every query of the interface, opens the store again and reads
+/// the snapshot, and checks the refusals. `open` opens the same database
+/// each time it is called.
+fn keeps_a_chat(open: &dyn Fn() -> Box<dyn Store>) {
+    let mut s = open();
+    let empty = s.load().unwrap();
+    assert!(empty.users.is_empty());
+    assert_eq!(
+        (empty.next_user, empty.next_room, empty.next_message),
+        (UserId(1), RoomId(1), MessageId(1))
+    );
+
+    s.apply(&[
+        user(1, "Alice"),
+        user(2, "bob"),
+        user(3, "carol"),
+        Write::Device {
+            id: DeviceId(1),
+            user: UserId(1),
+            token_hash: [7; 32],
+            created: 5,
+        },
+        Write::Room {
+            id: RoomId(1),
+            name: "Lobby".into(),
+            admin: UserId(1),
+            capacity: 5,
+            created: 6,
+        },
+        Write::Room {
+            id: RoomId(2),
+            name: "gone".into(),
+            admin: UserId(2),
+            capacity: 2,
+            created: 7,
+        },
+    ])
+    .unwrap();
+    s.apply(&[
+        room_message(1, 1, 1, 1, "hello lobby"),
+        room_message(2, 2, 1, 2, "hi alice"),
+        room_message(3, 3, 1, 3, "hey both"),
+        private(4, 1, 1, 2, "psst bob"),
+        private(5, 2, 1, 2, "are you there"),
+        private(6, 3, 2, 1, "yes"),
+        private(7, 1, 3, 1, "carol here"),
+        Write::CloseRoom {
+            id: RoomId(2),
+            closed: 9,
+        },
+        Write::MarkRead {
+            recipient: UserId(2),
+            sender: UserId(1),
+            upto: 1,
+        },
+        Write::RotateDevice {
+            id: DeviceId(1),
+            token_hash: [8; 32],
+            previous_hash: [7; 32],
+            used: 10,
+        },
+    ])
+    .unwrap();
+
+    // A batch with one bad write saves none of it: a name taken in
+    // another case, after a message that would otherwise be stored.
+    let err = s
+        .apply(&[room_message(8, 4, 1, 1, "never"), user(4, "ALICE")])
+        .unwrap_err();
+    assert!(err.is_constraint_violation(), "{err}");
+    // A second message with a conversation's number is refused.
+    let err = s.apply(&[room_message(9, 3, 1, 1, "dup")]).unwrap_err();
+    assert!(err.is_constraint_violation(), "{err}");
+    // Closing a room never saved.
+    assert!(matches!(
+        s.apply(&[Write::CloseRoom {
+            id: RoomId(99),
+            closed: 1
+        }]),
+        Err(StoreError::NoSuchRoom(RoomId(99)))
+    ));
+    // A room's name is free again once it closed, not while open.
+    assert!(
+        s.apply(&[Write::Room {
+            id: RoomId(3),
+            name: "LOBBY".into(),
+            admin: UserId(2),
+            capacity: 3,
+            created: 11,
+        }])
+        .unwrap_err()
+        .is_constraint_violation()
+    );
+    s.apply(&[Write::Room {
+        id: RoomId(3),
+        name: "Gone".into(),
+        admin: UserId(2),
+        capacity: 3,
+        created: 11,
+    }])
+    .unwrap();
+    drop(s);
+
+    let mut s = open();
+    let snap = s.load().unwrap();
+    let names: Vec<_> = snap.users.iter().map(|u| u.name.as_str()).collect();
+    assert_eq!(names, ["Alice", "bob", "carol"]);
+    assert_eq!(snap.users[0].password_hash, "$scrypt$hash-of-Alice");
+    // bob read the first of alice's two; alice read nothing.
+    assert_eq!(
+        snap.unread,
+        vec![
+            (UserId(1), UserId(2), 1),
+            (UserId(1), UserId(3), 1),
+            (UserId(2), UserId(1), 1)
+        ]
+    );
+    assert_eq!(
+        snap.dialogue_seqs,
+        vec![(UserId(1), UserId(2), 3), (UserId(1), UserId(3), 1)]
+    );
+    assert_eq!(
+        (snap.next_user, snap.next_room, snap.next_message),
+        (UserId(4), RoomId(4), MessageId(8))
+    );
+    assert_eq!(snap.devices.len(), 1);
+    let device = &snap.devices[0];
+    assert_eq!(device.token_hash, [8; 32]);
+    assert_eq!(device.previous_hash, Some([7; 32]));
+    assert_eq!((device.created, device.last_used), (5, 10));
+    assert_eq!(device.last_client_id, 5, "the highest client id stored");
+
+    let rooms = s.open_rooms(2).unwrap();
+    let open: Vec<_> = rooms.iter().map(|r| (r.id, r.name.as_str())).collect();
+    assert_eq!(open, [(RoomId(1), "Lobby"), (RoomId(3), "Gone")]);
+    assert_eq!((rooms[0].last_seq, rooms[0].capacity), (3, 5));
+    let texts: Vec<_> = rooms[0].history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["hi alice", "hey both"]);
+
+    let history = s
+        .room_history(RoomId(1), Page::Before(3), 10)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.seq, m.sender_name))
+        .collect::<Vec<_>>();
+    assert_eq!(history, [(1, "Alice".to_string()), (2, "bob".to_string())]);
+    let after = s.room_history(RoomId(1), Page::After(1), 1).unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].seq, 3, "the newest of those after 1");
+
+    let inbox = s.conversations(UserId(1)).unwrap();
+    let summary: Vec<_> = inbox
+        .iter()
+        .map(|c| (c.other_name.as_str(), c.last_text.as_str(), c.unread))
+        .collect();
+    assert_eq!(summary, [("carol", "carol here", 1), ("bob", "yes", 1)]);
+    let dialogue = s
+        .dialogue(UserId(2), UserId(1), Page::Before(u64::MAX), 2)
+        .unwrap();
+    let lines: Vec<_> = dialogue
+        .iter()
+        .map(|m| (m.seq, m.sender_name.as_str(), m.text.as_str()))
+        .collect();
+    assert_eq!(lines, [(2, "Alice", "are you there"), (3, "bob", "yes")]);
+    let caught_up = s
+        .dialogue(UserId(1), UserId(2), Page::After(2), 10)
+        .unwrap();
+    assert_eq!(caught_up.len(), 1);
+    assert_eq!(caught_up[0].recipient, UserId(1));
+
+    // The read mark never moves back.
+    s.apply(&[
+        Write::MarkRead {
+            recipient: UserId(2),
+            sender: UserId(1),
+            upto: 2,
+        },
+        Write::MarkRead {
+            recipient: UserId(2),
+            sender: UserId(1),
+            upto: 1,
+        },
+        Write::DeleteDevice { id: DeviceId(1) },
+    ])
+    .unwrap();
+    let snap = s.load().unwrap();
+    assert!(!snap.unread.iter().any(|&(r, _, _)| r == UserId(2)));
+    assert!(snap.devices.is_empty());
+}
+
+#[test]
+fn the_postgres_store_keeps_a_chat_as_the_sqlite_store_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = Location::Sqlite(dir.path().join("chatapp.db"));
+    keeps_a_chat(&|| store::open(&file, Sync::Full).unwrap());
+
+    let pg = Postgres::start();
+    let url = Location::Postgres(pg.url());
+    keeps_a_chat(&|| store::open(&url, Sync::Full).unwrap());
+    let described = store::open(&url, Sync::Full).unwrap().describe().unwrap();
+    println!("{described}");
+    assert!(
+        described.contains("synchronous_commit=on") && described.contains("fsync=on"),
+        "{described}"
+    );
+}
+
+#[test]
+fn a_newer_or_foreign_database_is_refused_and_left_as_it_was() {
+    let pg = Postgres::start();
+    let newer = pg.create_database("newer");
+    drop(store::open(&Location::Postgres(newer.clone()), Sync::Full).unwrap());
+    let mut psql = postgres::Client::connect(&newer, postgres::NoTls).unwrap();
+    psql.execute("UPDATE chatapp_schema SET version = 99", &[])
+        .unwrap();
+    let err = store::open(&Location::Postgres(newer), Sync::Full).unwrap_err();
+    assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+    assert!(err.to_string().contains("run a newer chatapp"), "{err}");
+
+    let foreign = pg.create_database("foreign");
+    let mut psql = postgres::Client::connect(&foreign, postgres::NoTls).unwrap();
+    psql.batch_execute("CREATE TABLE users (x INTEGER); INSERT INTO users VALUES (42)")
+        .unwrap();
+    let err = store::open(&Location::Postgres(foreign), Sync::Full).unwrap_err();
+    assert!(matches!(err, StoreError::NotOurs { .. }), "{err}");
+    let tables: i64 = psql
+        .query_one(
+            "SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 1, "nothing was created beside the foreign table");
+    let kept: i32 = psql.query_one("SELECT x FROM users", &[]).unwrap().get(0);
+    assert_eq!(kept, 42);
+}
+
+#[test]
+fn a_wrong_or_unreachable_database_is_one_line_and_a_non_zero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    // Port 1 on loopback: nothing listens there.
+    let cases = [
+        ("postgres://chatapp:s3cret-pw@127.0.0.1:1/chat", "could not connect"),
+        ("postgres://chatapp:s3cret-pw@127.0.0.1:notaport/chat", "not one PostgreSQL understands"),
+    ];
+    for (url, says) in cases {
+        // Through the environment, as the operator is told to.
+        let out = ServeProcess::command(dir.path(), &[])
+            .env("CHATAPP_DATABASE", url)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(says), "{url}: {stderr}");
+        assert!(!stderr.contains("s3cret"), "the password stays secret: {stderr}");
+        assert!(out.stdout.is_empty(), "it never listened: {:?}", out.stdout);
+    }
+}
+
+/// A server in this process on `pg`'s database.
+fn server_on(pg: &Postgres) -> TestServer {
+    let url = pg.url();
+    TestServer::start_with(move |config| config.database = Some(url.clone()))
+}
+
+#[test]
+fn the_server_on_postgres_keeps_accounts_rooms_and_messages_across_restarts() {
+    let pg = Postgres::start();
+    let mut server = server_on(&pg);
+    let (room, mut members) = server.room_with("alice", &["bob"], 4);
+    let [mut alice, mut bob] = <[Client; 2]>::try_from(members.split_off(0)).ok().unwrap();
+    alice.say("stored in postgres");
+    bob.expect_said(room, "alice", "stored in postgres");
+    bob.send_private("alice", "a private word");
+    alice.expect_private("bob", "alice", "a private word");
+    drop((alice, bob));
+
+    server.restart();
+    let (mut alice, unread) = server.login("alice");
+    assert_eq!(unread, 1, "bob's private word is still unread");
+    let (_, _, history) = alice.join(room);
+    let texts: Vec<_> = history.iter().map(|l| l.text.as_ref()).collect();
+    assert_eq!(texts, ["stored in postgres"]);
+    let dialogue = alice.open_dialogue("bob");
+    assert_eq!(dialogue.len(), 1);
+    assert_eq!(dialogue[0].text.as_ref(), "a private word");
+}
+
+/// Sends `text` to the room without waiting for its reply; returns the
+/// request id.
+fn say_later(client: &mut Client, text: &str) -> u32 {
+    client
+        .conn
+        .send(Request::Say {
+            text: text.to_string(),
+            client_id: 0,
+        })
+        .unwrap()
+}
+
+/// Collects replies to `ids` (and events) from `client` until all came or
+/// `wait` ran out.
+fn replies(client: &mut Client, ids: &[u32], wait: Duration) -> HashMap<u32, Reply> {
+    let deadline = Instant::now() + wait;
+    let mut got = HashMap::new();
+    while got.len() < ids.len() && Instant::now() < deadline {
+        match client.conn.next_frame(Duration::from_millis(100)) {
+            Ok(Some(ServerFrame::Reply { id, result })) if ids.contains(&id) => {
+                got.insert(id, result);
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{}: {e}", client.name),
+        }
+    }
+    got
+}
+
+#[test]
+fn postgres_stopped_and_started_again_refuses_messages_meanwhile_and_loses_none() {
+    let mut pg = Postgres::start();
+    let server = server_on(&pg);
+    let (room, mut members) = server.room_with("alice", &["bob"], 4);
+    let [mut alice, mut bob] = <[Client; 2]>::try_from(members.split_off(0)).ok().unwrap();
+    alice.say("before the outage");
+    bob.expect_said(room, "alice", "before the outage");
+
+    pg.stop();
+    // What alice sends now is either taken (and acknowledged once it is
+    // stored) or refused at once as "storage unavailable". The first is
+    // always taken: the server learns of the outage by trying it.
+    let mut taken = Vec::new();
+    let mut refusal = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in 0.. {
+        assert!(Instant::now() < deadline, "no message was refused during the outage");
+        let text = format!("during the outage {n}");
+        let id = say_later(&mut alice, &text);
+        let got = replies(&mut alice, &[id], Duration::from_millis(200));
+        match got.get(&id) {
+            None => taken.push((id, text)),
+            Some(Reply::Error {
+                code: ErrorCode::Unavailable,
+                message,
+            }) => {
+                refusal = Some((text, message.clone()));
+                break;
+            }
+            Some(other) => panic!("during the outage: {other:?}"),
+        }
+    }
+    let (refused_text, message) = refusal.unwrap();
+    println!(
+        "{} messages taken and waiting, then refused: {message}",
+        taken.len()
+    );
+    assert!(message.contains("storage unavailable") && message.contains("try again"));
+    assert!(!taken.is_empty());
+
+    pg.start_again();
+    let ids: Vec<u32> = taken.iter().map(|(id, _)| *id).collect();
+    let acked = replies(&mut alice, &ids, Duration::from_secs(30));
+    for (id, text) in &taken {
+        assert_eq!(acked.get(id), Some(&Reply::Ok), "{text}");
+    }
+    for (_, text) in &taken {
+        bob.expect_said(room, "alice", text);
+    }
+    // Taken again once the store is back (the refusal may take a moment
+    // to lift: the store says so after its first commit).
+    alice.say("after the outage");
+    bob.expect_said(room, "alice", "after the outage");
+
+    let mut carol = server.register("carol");
+    let (_, _, history) = carol.join(room);
+    let texts: Vec<String> = history.iter().map(|l| l.text.to_string()).collect();
+    let mut expected = vec!["before the outage".to_string()];
+    expected.extend(taken.iter().map(|(_, t)| t.clone()));
+    expected.push("after the outage".to_string());
+    assert_eq!(texts, expected, "every acknowledged message once, in order");
+    assert!(!texts.contains(&refused_text));
+    bob.expect_quiet();
+}
