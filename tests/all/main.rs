@@ -3,7 +3,7 @@
 //! build costs. Each former file is a module named after its area, so
 //! `cargo test --test all rooms::` runs one area, and `kit` holds what
 //! they share: the real server (in process and as the real binary), the
-//! protocol clients, and the pseudo-terminal driver.
+//! protocol clients, the pseudo-terminal driver, and a PostgreSQL server.
 
 mod kit;
 
@@ -21,8 +21,10 @@ mod hostile_session;
 mod limits;
 mod load;
 mod netns;
+mod on_postgres;
 mod old_databases;
 mod passwords;
+mod postgres;
 mod powerloss;
 mod private;
 mod properties;

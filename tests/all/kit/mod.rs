@@ -3,11 +3,13 @@
 //! speak the real protocol to it, and waits that are always bounded.
 //!
 //! `pty` drives the real client in a pseudo-terminal; `lossyfs` is the
-//! file system that loses unsynced writes, for the power-loss test.
+//! file system that loses unsynced writes, for the power-loss test;
+//! `postgres` is a real PostgreSQL server of a test's own.
 #![allow(dead_code)]
 
 #[cfg(target_os = "linux")]
 pub mod lossyfs;
+pub mod postgres;
 pub mod pty;
 
 use chatapp::client::proto::{self, Connection};
