@@ -8,7 +8,7 @@ use crate::kit::postgres::Postgres;
 use crate::kit::{Client, ServeProcess, TestServer};
 use chatapp::model::{DeviceId, MessageId, RoomId, UserId};
 use chatapp::store::{self, Location, Origin, Page, Store, StoreError, Sync, Write};
-use chatapp::wire::msg::{ErrorCode, Reply, Request, ServerFrame};
+use chatapp::wire::msg::{ErrorCode, Event, Reply, Request, ServerFrame};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -179,7 +179,7 @@ fn keeps_a_chat(open: &dyn Fn() -> Box<dyn Store>) {
     assert_eq!(device.token_hash, [8; 32]);
     assert_eq!(device.previous_hash, Some([7; 32]));
     assert_eq!((device.created, device.last_used), (5, 10));
-    assert_eq!(device.last_client_id, 5, "the highest client id stored");
+    assert_eq!(device.last_client_id, 7, "the highest client id stored");
 
     let rooms = s.open_rooms(2).unwrap();
     let open: Vec<_> = rooms.iter().map(|r| (r.id, r.name.as_str())).collect();
@@ -264,15 +264,19 @@ fn a_newer_or_foreign_database_is_refused_and_left_as_it_was() {
     let mut psql = postgres::Client::connect(&newer, postgres::NoTls).unwrap();
     psql.execute("UPDATE chatapp_schema SET version = 99", &[])
         .unwrap();
-    let err = store::open(&Location::Postgres(newer), Sync::Full).unwrap_err();
+    let err = store::open(&Location::Postgres(newer), Sync::Full)
+        .err()
+        .expect("a newer schema is refused");
     assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
     assert!(err.to_string().contains("run a newer chatapp"), "{err}");
 
-    let foreign = pg.create_database("foreign");
+    let foreign = pg.create_database("other_program");
     let mut psql = postgres::Client::connect(&foreign, postgres::NoTls).unwrap();
     psql.batch_execute("CREATE TABLE users (x INTEGER); INSERT INTO users VALUES (42)")
         .unwrap();
-    let err = store::open(&Location::Postgres(foreign), Sync::Full).unwrap_err();
+    let err = store::open(&Location::Postgres(foreign), Sync::Full)
+        .err()
+        .expect("a foreign database is refused");
     assert!(matches!(err, StoreError::NotOurs { .. }), "{err}");
     let tables: i64 = psql
         .query_one(
@@ -291,8 +295,14 @@ fn a_wrong_or_unreachable_database_is_one_line_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     // Port 1 on loopback: nothing listens there.
     let cases = [
-        ("postgres://chatapp:s3cret-pw@127.0.0.1:1/chat", "could not connect"),
-        ("postgres://chatapp:s3cret-pw@127.0.0.1:notaport/chat", "not one PostgreSQL understands"),
+        (
+            "postgres://chatapp:s3cret-pw@127.0.0.1:1/chat",
+            "could not connect",
+        ),
+        (
+            "postgres://chatapp:s3cret-pw@127.0.0.1:notaport/chat",
+            "not one PostgreSQL understands",
+        ),
     ];
     for (url, says) in cases {
         // Through the environment, as the operator is told to.
@@ -304,15 +314,22 @@ fn a_wrong_or_unreachable_database_is_one_line_and_a_non_zero_exit() {
         assert!(!out.status.success(), "{url}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
         assert!(stderr.contains(says), "{url}: {stderr}");
-        assert!(!stderr.contains("s3cret"), "the password stays secret: {stderr}");
+        assert!(
+            !stderr.contains("s3cret"),
+            "the password stays secret: {stderr}"
+        );
         assert!(out.stdout.is_empty(), "it never listened: {:?}", out.stdout);
     }
 }
 
-/// A server in this process on `pg`'s database.
+/// A server in this process on `pg`'s database; rooms wait a minute for
+/// an admin who dropped.
 fn server_on(pg: &Postgres) -> TestServer {
     let url = pg.url();
-    TestServer::start_with(move |config| config.database = Some(url.clone()))
+    TestServer::start_with(move |config| {
+        config.database = Some(url.clone());
+        config.limits.grace = 60_000;
+    })
 }
 
 #[test]
@@ -322,6 +339,7 @@ fn the_server_on_postgres_keeps_accounts_rooms_and_messages_across_restarts() {
     let (room, mut members) = server.room_with("alice", &["bob"], 4);
     let [mut alice, mut bob] = <[Client; 2]>::try_from(members.split_off(0)).ok().unwrap();
     alice.say("stored in postgres");
+    alice.expect_said(room, "alice", "stored in postgres");
     bob.expect_said(room, "alice", "stored in postgres");
     bob.send_private("alice", "a private word");
     alice.expect_private("bob", "alice", "a private word");
@@ -384,7 +402,10 @@ fn postgres_stopped_and_started_again_refuses_messages_meanwhile_and_loses_none(
     let mut refusal = None;
     let deadline = Instant::now() + Duration::from_secs(10);
     for n in 0.. {
-        assert!(Instant::now() < deadline, "no message was refused during the outage");
+        assert!(
+            Instant::now() < deadline,
+            "no message was refused during the outage"
+        );
         let text = format!("during the outage {n}");
         let id = say_later(&mut alice, &text);
         let got = replies(&mut alice, &[id], Duration::from_millis(200));
@@ -430,5 +451,9 @@ fn postgres_stopped_and_started_again_refuses_messages_meanwhile_and_loses_none(
     expected.push("after the outage".to_string());
     assert_eq!(texts, expected, "every acknowledged message once, in order");
     assert!(!texts.contains(&refused_text));
+    bob.expect_event(&Event::Joined {
+        room,
+        name: "carol".to_string(),
+    });
     bob.expect_quiet();
 }

@@ -15,7 +15,7 @@ fn after_logout_the_idle_rules_apply_not_the_login_deadline() {
     // If the login deadline applied again after a logout, the `bye` for it
     // would come well before the idle `ping`.
     let (login, ping, close) = (500, 1500, 60_000);
-    let server = TestServer::start_with(|c| shorten(c, login, ping, close));
+    let server = TestServer::start_with(move |c| shorten(c, login, ping, close));
     // A raw client: it does not answer pings, so every frame is seen.
     let mut ann = RawClient::open(&server.addr());
     let reply = ann.request(Request::Register {

@@ -241,7 +241,7 @@ fn a_newcomer_sees_the_last_twenty_messages() {
 
 /// A server whose grace period is short enough to see end in a test.
 fn with_grace(quiet_ms: i64, grace_ms: i64) -> TestServer {
-    TestServer::start_with(|config| {
+    TestServer::start_with(move |config| {
         config.limits.quiet_blip = quiet_ms;
         config.limits.grace = grace_ms;
         config.limits.sweep = 50;

@@ -40,6 +40,8 @@ pub const QUIET: Duration = Duration::from_millis(300);
 pub struct TestServer {
     dir: TempDir,
     handle: Option<Handle>,
+    /// What the test changed in the config, applied again on a restart.
+    tune: Box<dyn Fn(&mut Config) + Send + Sync>,
 }
 
 impl TestServer {
@@ -48,10 +50,14 @@ impl TestServer {
     }
 
     /// Starts with the test cost, after `tune` had its say on the config.
-    pub fn start_with(tune: impl Fn(&mut Config)) -> TestServer {
+    pub fn start_with(tune: impl Fn(&mut Config) + Send + Sync + 'static) -> TestServer {
         let dir = tempfile::tempdir().expect("a temporary data directory");
         let handle = Some(start_on(dir.path(), &tune));
-        TestServer { dir, handle }
+        TestServer {
+            dir,
+            handle,
+            tune: Box::new(tune),
+        }
     }
 
     pub fn handle(&self) -> &Handle {
@@ -78,10 +84,11 @@ impl TestServer {
         }
     }
 
-    /// Stops the server and starts a new one on the same data directory.
+    /// Stops the server and starts a new one on the same data directory,
+    /// with the same changes to its config.
     pub fn restart(&mut self) {
         self.stop();
-        self.handle = Some(start_on(self.dir.path(), &|_| {}));
+        self.handle = Some(start_on(self.dir.path(), &self.tune));
     }
 
     /// A new connection, handshake done and the key checked against the
