@@ -345,6 +345,9 @@ pub enum StoreError {
     NotOurs { database: String, reason: String },
     /// A [`Write::CloseRoom`] named a room that was never saved.
     NoSuchRoom(RoomId),
+    /// Another chatapp server is using the database; for now each database
+    /// serves one server.
+    InUse { database: String },
     /// The database cannot be reached just now (a database server that is
     /// down or restarting, a broken network): nothing of the call was
     /// done, and the same call may succeed later. `context` says what the
@@ -396,6 +399,12 @@ impl fmt::Display for StoreError {
             StoreError::NotOurs { database, reason } => write!(
                 f,
                 "database {database} was not made by chatapp ({reason}): point --data-dir or --database elsewhere"
+            ),
+            StoreError::InUse { database } => write!(
+                f,
+                "database {database} is in use by another chatapp server: several servers on \
+                 one database are not supported yet; stop the other one, or give this one a \
+                 database of its own"
             ),
             StoreError::NoSuchRoom(id) => write!(
                 f,

@@ -291,6 +291,24 @@ fn a_newer_or_foreign_database_is_refused_and_left_as_it_was() {
 }
 
 #[test]
+fn a_second_server_on_one_database_is_refused_while_the_first_runs() {
+    let pg = Postgres::start();
+    let url = Location::Postgres(pg.url());
+    let first = store::open(&url, Sync::Full).unwrap();
+    let err = store::open(&url, Sync::Full)
+        .err()
+        .expect("a second server on the database is refused");
+    assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+    assert!(
+        err.to_string().contains("in use by another chatapp server"),
+        "{err}"
+    );
+    drop(first);
+    // The lock goes with the first server's connection.
+    store::open(&url, Sync::Full).unwrap();
+}
+
+#[test]
 fn a_wrong_or_unreachable_database_is_one_line_and_a_non_zero_exit() {
     let dir = tempfile::tempdir().unwrap();
     // Port 1 on loopback: nothing listens there.

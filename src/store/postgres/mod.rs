@@ -45,6 +45,13 @@ const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [include_str!("schema.sql")]
 /// schema ("chatapp" in ASCII).
 const SCHEMA_LOCK: i64 = 0x0063_6861_7461_7070;
 
+/// The advisory lock a server holds on its connection for as long as it
+/// uses the database: one server per database, for now. Each server keeps
+/// ids and sequence numbers in its own memory, so a second one would hand
+/// out the same ones (and a repeated id is skipped, see above): it is
+/// refused instead, as a second server on one SQLite file is.
+const SERVER_LOCK: i64 = SCHEMA_LOCK + 1;
+
 /// How long connecting may take before the store gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -234,6 +241,15 @@ impl PostgresStore {
             client
                 .batch_execute("SET synchronous_commit = on")
                 .context(|| "could not set up the session".to_string())?;
+            let held: bool = client
+                .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK])
+                .context(|| "could not take the database's server lock".to_string())?
+                .get(0);
+            if !held {
+                return Err(StoreError::InUse {
+                    database: self.name.clone(),
+                });
+            }
             self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected above"))
