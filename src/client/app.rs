@@ -492,6 +492,7 @@ impl Driver {
                     Input::Line(text) => UserInput::Text(text.trim().to_string()),
                     Input::Cancel => UserInput::Cancel,
                     Input::Eof => UserInput::Eof,
+                    Input::PageUp => UserInput::PageUp,
                     Input::Interrupt => return Err(Stop::Interrupted),
                     Input::Woken(woke) => return Ok(Read::Woke(woke)),
                 }

@@ -197,6 +197,8 @@ pub enum UserInput {
     Cancel,
     /// Ctrl-D on an empty line.
     Eof,
+    /// Page Up at a chat line (the typed text stays): as `/more`.
+    PageUp,
     Confirmed(bool),
 }
 
@@ -1233,6 +1235,7 @@ impl Core {
         let text = match input {
             UserInput::Text(text) => text,
             UserInput::Eof => "/q".to_string(),
+            UserInput::PageUp => return self.more(Screen::Room),
             _ => {
                 return self.say(
                     Tone::Dim,
@@ -1296,6 +1299,7 @@ impl Core {
     fn on_chat(&mut self, with: String, exit: ChatExit, input: UserInput) {
         let text = match input {
             UserInput::Text(text) => text,
+            UserInput::PageUp => return self.more(Screen::Chat { with, exit }),
             _ => "/q".to_string(),
         };
         match session::parse_chat_input(&text) {

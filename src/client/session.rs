@@ -845,7 +845,7 @@ pub fn room_help() -> Vec<Line> {
         Line::plain("  type a line and press Enter to send it to everyone here"),
         Line::plain("  /q          leave the room (if you are its admin, this closes it)"),
         Line::plain("  /l          list the members"),
-        Line::plain("  /more       show earlier messages"),
+        Line::plain("  /more       show earlier messages (or Page Up)"),
         Line::plain("  /kick NAME  remove a member (admin only)"),
         Line::plain("  /help       show this"),
         Line::plain("  //text      send a line that starts with /"),
@@ -897,7 +897,7 @@ pub fn chat_help_to(with: &str, exit: ChatExit) -> Vec<Line> {
             "  type a line and press Enter to send it to {with}"
         )),
         Line::plain(format!("  /q          {}", exit.words())),
-        Line::plain("  /more       show earlier messages"),
+        Line::plain("  /more       show earlier messages (or Page Up)"),
         Line::plain("  /help       show this"),
         Line::plain("  //text      send a line that starts with /"),
     ]

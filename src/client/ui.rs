@@ -67,6 +67,8 @@ pub enum Input<W> {
     Eof,
     /// Ctrl-C.
     Interrupt,
+    /// Page Up at a chat line: earlier messages, the typed text kept.
+    PageUp,
 }
 
 /// How a line prompt behaves.
@@ -340,7 +342,8 @@ impl Terminal {
                     buf.apply(Edit::Delete);
                     None
                 }
-                KeyAction::Up | KeyAction::Down | KeyAction::Redraw => None,
+                KeyAction::PageUp if mode == Mode::Chat => Some(Input::PageUp),
+                KeyAction::Up | KeyAction::Down | KeyAction::PageUp | KeyAction::Redraw => None,
             };
             if let Some(input) = action {
                 if !matches!(input, Input::Line(_)) {
@@ -440,7 +443,7 @@ impl Terminal {
                     menu.typed.apply(Edit::Delete);
                     None
                 }
-                KeyAction::Redraw => None,
+                KeyAction::PageUp | KeyAction::Redraw => None,
             };
             if let Some(pick) = pick {
                 menu.status = None;
@@ -515,6 +518,7 @@ enum KeyAction {
     EofOrDelete,
     Up,
     Down,
+    PageUp,
     /// A resize, or a key that changes nothing: draw again.
     Redraw,
 }
@@ -558,6 +562,7 @@ fn key_action(key: KeyEvent) -> KeyAction {
         KeyCode::End => KeyAction::Edit(Edit::End),
         KeyCode::Up => KeyAction::Up,
         KeyCode::Down => KeyAction::Down,
+        KeyCode::PageUp => KeyAction::PageUp,
         KeyCode::Esc => KeyAction::Cancel,
         _ => KeyAction::Redraw,
     }

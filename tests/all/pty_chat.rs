@@ -653,17 +653,22 @@ fn more_shows_a_room_s_earlier_messages_once_and_says_where_they_begin() {
     bob.expect("line number 25\n");
     assert!(!bob.transcript().contains("line number 5\n"));
 
-    bob.line("/more");
+    // Page Up, halfway through a line, does what /more does and leaves the
+    // typed text as it was.
+    bob.send("thanks for ");
+    bob.send("\x1b[5~");
     bob.expect("--- earlier: 5 messages ---");
     for n in 1..=5 {
         bob.expect(&format!("line number {n}\n"));
     }
     bob.expect("--- end of the earlier messages: that is the beginning ---");
+    bob.line("the backlog");
+    expect_message(&mut bob, "bob", "thanks for the backlog");
     bob.line("/more");
     bob.expect("No earlier messages: that is the beginning.");
     // Still in the room: a line is said there.
-    bob.line("thanks for the backlog");
-    expect_message(&mut bob, "bob", "thanks for the backlog");
+    bob.line("and bye");
+    expect_message(&mut bob, "bob", "and bye");
     let shown = bob.transcript();
     assert_eq!(shown.matches("line number 3\n").count(), 1, "{shown}");
 }

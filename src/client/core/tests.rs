@@ -1048,10 +1048,14 @@ fn more_in_a_chat_asks_for_the_dialogue_before_its_history() {
         history: vec![pm(7), pm(8)],
     });
     let help = s.text("/help");
-    assert!(has(&help, "/more       show earlier messages"), "{help:?}");
+    assert!(
+        has(&help, "/more       show earlier messages (or Page Up)"),
+        "{help:?}"
+    );
     let with = "with: \"alice\"";
+    // Page Up asks what /more asks.
     assert_eq!(
-        s.text("/more"),
+        s.user(UserInput::PageUp),
         [format!(
             "call: History {{ of: Dialogue {{ {with} }}, before: 7, limit: 20 }}"
         )]
