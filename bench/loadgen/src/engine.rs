@@ -200,6 +200,8 @@ pub struct StepReport {
     /// How late the last message left compared with its schedule (µs).
     pub send_lag_us: u64,
     pub server_cpu_us: u64,
+    /// The database server's processes, when measured.
+    pub db_cpu_us: Option<u64>,
     pub loadgen_cpu_us: u64,
     pub peak_rss_kib: u64,
     pub storm: Option<StormReport>,
@@ -234,6 +236,9 @@ pub struct Engine {
     step: u32,
     pub stats: Stats,
     pub probe: Option<Probe>,
+    /// Also measure the CPU of every process of this name (the database
+    /// server's) during each step.
+    pub db_process: Option<String>,
     scratch: Vec<u8>,
     /// When the bytes being handled were read: a delivery's arrival time.
     read_us: u64,
@@ -286,6 +291,7 @@ impl Engine {
             step: 0,
             stats: Stats::default(),
             probe: None,
+            db_process: None,
             scratch: vec![0; 256 * 1024],
             read_us: 0,
             plain: Vec::new(),
@@ -442,6 +448,7 @@ impl Engine {
         self.tracker = Tracker::new();
         let stats0 = std::mem::take(&mut self.stats);
         let server_cpu0 = self.probe.map_or(0, |p| p.cpu_us());
+        let db_cpu0 = self.db_process.as_deref().map(probe::named_cpu_us);
         let reset_peak = self.probe.is_some_and(|p| p.reset_peak());
         let mut peak = self.probe.map_or(0, |p| p.rss_kib());
         let self_cpu0 = probe::self_cpu_us();
@@ -533,6 +540,11 @@ impl Engine {
             delivery_secs,
             send_lag_us: send_lag,
             server_cpu_us: self.probe.map_or(0, |p| p.cpu_us()) - server_cpu0,
+            db_cpu_us: self
+                .db_process
+                .as_deref()
+                .zip(db_cpu0)
+                .map(|(name, cpu0)| probe::named_cpu_us(name).saturating_sub(cpu0)),
             loadgen_cpu_us: probe::self_cpu_us() - self_cpu0,
             peak_rss_kib: peak,
             storm,

@@ -51,6 +51,14 @@ struct Args {
     /// to another one by its caller).
     #[arg(long, default_value_t = 0)]
     server_cpu: usize,
+    /// Run chatapp on this PostgreSQL database instead of SQLite (every
+    /// table in it is dropped before each scenario: give it a scratch one).
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// Also measure, per delivery, the CPU of every process of this name
+    /// (e.g. `postgres`: the database server beside chatapp).
+    #[arg(long, value_name = "NAME")]
+    db_process: Option<String>,
     /// Another argument for `chatapp serve` (repeatable).
     #[arg(long = "chatapp-arg", allow_hyphen_values = true)]
     chatapp_args: Vec<String>,
@@ -111,6 +119,8 @@ fn main() -> anyhow::Result<()> {
         chat_extra: args.chatapp_args.clone(),
         server_cpu: Some(args.server_cpu),
         verbose: true,
+        database: args.database.clone(),
+        db_process: args.db_process.clone(),
     };
     let load_start = loadavg();
     let started = std::time::Instant::now();
@@ -175,13 +185,20 @@ fn main() -> anyhow::Result<()> {
             settings.ngircd_concurrency,
             settings.inspircd_concurrency,
             settings.s5_storm,
-            if args.chatapp_args.is_empty() {
-                "its default per-client throttles (messages: burst 10 then 5/s; requests: burst 50 then 20/s), SQLite synchronous=FULL".to_string()
-            } else {
-                format!(
-                    "`serve {}`, SQLite synchronous=FULL",
-                    args.chatapp_args.join(" ")
-                )
+            {
+                let store = match &args.database {
+                    Some(_) => {
+                        "PostgreSQL (synchronous_commit=on), emptied before each scenario, pinned to the servers' CPU"
+                    }
+                    None => "SQLite synchronous=FULL",
+                };
+                if args.chatapp_args.is_empty() {
+                    format!(
+                        "its default per-client throttles (messages: burst 10 then 5/s; requests: burst 50 then 20/s), {store}"
+                    )
+                } else {
+                    format!("`serve {}`, {store}", args.chatapp_args.join(" "))
+                }
             }
         ),
     };

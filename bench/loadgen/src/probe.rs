@@ -60,6 +60,22 @@ impl Probe {
     }
 }
 
+/// CPU time used so far by every process named `name` (its `comm`, e.g.
+/// `postgres`: the postmaster, its backends and background workers), µs.
+pub fn named_cpu_us(name: &str) -> u64 {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .filter_map(|pid| stat_cpu_us(&pid))
+        .sum()
+}
+
 /// CPU time this process (the load generator) used so far, µs.
 pub fn self_cpu_us() -> u64 {
     stat_cpu_us("self").unwrap_or(0)

@@ -279,10 +279,16 @@ pub fn render(rows: &[Row], meta: &Meta) -> String {
         }
         let _ = writeln!(s, "### {title}\n");
         let storm = scenario == "S5";
+        let db = rows
+            .iter()
+            .any(|r| r.scenario == scenario && r.db_cpu_us_per_delivery.is_some());
         let _ = write!(
             s,
             "| step | server | deliveries / s | delivered / expected | lost | rate-limited msgs | p50 ms | p99 ms | p99.9 ms | server CPU µs / delivery | peak RSS MiB | disconnects | loadgen CPU | sustained |"
         );
+        if db {
+            let _ = write!(s, " database CPU µs / delivery |");
+        }
         if storm {
             let _ = write!(s, " storm logins | logins / s | login p99 ms |");
         }
@@ -291,6 +297,9 @@ pub fn render(rows: &[Row], meta: &Meta) -> String {
             s,
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
+        if db {
+            let _ = write!(s, "---|");
+        }
         if storm {
             let _ = write!(s, "---|---|---|");
         }
@@ -319,6 +328,9 @@ pub fn render(rows: &[Row], meta: &Meta) -> String {
                         .map_or("–".into(), |p| format!("{p:.0} %")),
                     if r.sustained() { "yes" } else { "no" }
                 );
+                if db {
+                    let _ = write!(s, " {} |", opt(r.db_cpu_us_per_delivery, 2));
+                }
                 if storm {
                     let _ = write!(
                         s,

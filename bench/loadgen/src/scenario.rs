@@ -135,6 +135,8 @@ pub struct Row {
     pub p99_ms: Option<f64>,
     pub p999_ms: Option<f64>,
     pub cpu_us_per_delivery: Option<f64>,
+    /// The database server's processes (when measured), per delivery.
+    pub db_cpu_us_per_delivery: Option<f64>,
     pub peak_rss_mib: Option<f64>,
     pub disconnects: u64,
     /// Messages refused by the server's rate limit.
@@ -190,6 +192,7 @@ impl Row {
         self.p99_ms = Some(t.latency.quantile(0.99) as f64 / 1000.0);
         self.p999_ms = Some(t.latency.quantile(0.999) as f64 / 1000.0);
         self.cpu_us_per_delivery = Some(r.cpu_us_per_delivery());
+        self.db_cpu_us_per_delivery = r.db_cpu_us.map(|us| us as f64 / t.delivered.max(1) as f64);
         self.peak_rss_mib = Some(r.peak_rss_kib as f64 / 1024.0);
         self.disconnects = r.stats.disconnects;
         self.rate_limited = t.refused;
@@ -253,6 +256,12 @@ pub struct Bench<'a> {
     pub server_cpu: Option<usize>,
     /// Log progress to stderr.
     pub verbose: bool,
+    /// chatapp on this PostgreSQL database (emptied before each scenario)
+    /// instead of SQLite.
+    pub database: Option<String>,
+    /// Also measure the CPU of every process of this name (the database
+    /// server's, e.g. `postgres`) per delivery.
+    pub db_process: Option<String>,
 }
 
 fn client_name(i: usize) -> String {
@@ -276,11 +285,19 @@ impl Bench<'_> {
         log_n: Option<u8>,
     ) -> anyhow::Result<(server::Running, Engine)> {
         if kind == Kind::Chatapp {
-            server::seed(&self.paths.work.join("chatapp-data"), accounts)?;
+            server::seed(
+                &self.paths.work.join("chatapp-data"),
+                accounts,
+                self.database.as_deref(),
+            )?;
+        }
+        let mut extra = self.chat_extra.clone();
+        if let Some(url) = &self.database {
+            extra.extend(["--database".to_string(), url.clone()]);
         }
         let chat = ChatOptions {
             scrypt_log_n: log_n,
-            extra: self.chat_extra.clone(),
+            extra,
             log: None,
         };
         let running = server::start(kind, self.paths, &chat, self.server_cpu)?;
@@ -292,6 +309,7 @@ impl Bench<'_> {
         };
         let mut engine = Engine::new(running.addr, proto, n, client_name)?;
         engine.probe = Some(running.probe);
+        engine.db_process = self.db_process.clone();
         Ok((running, engine))
     }
 
@@ -740,6 +758,7 @@ impl Bench<'_> {
                     log_n: default_log_n,
                 },
             ],
+            self.database.as_deref(),
         )?;
         let running = server::start(
             Kind::Chatapp,

@@ -143,15 +143,19 @@ pub fn bench_hash(log_n: u8) -> String {
 }
 
 /// Creates a fresh data directory holding `accounts`.
-pub fn seed(dir: &Path, accounts: &[Accounts]) -> anyhow::Result<()> {
+pub fn seed(dir: &Path, accounts: &[Accounts], database: Option<&str>) -> anyhow::Result<()> {
     if dir.exists() {
         fs::remove_dir_all(dir)?;
     }
     fs::create_dir_all(dir)?;
-    let mut store = chatapp::store::open(
-        &Location::Sqlite(dir.join(chatapp::server::DATABASE_FILE)),
-        Sync::Full,
-    )?;
+    let location = match database {
+        Some(url) => {
+            empty_postgres(url)?;
+            Location::Postgres(url.to_string())
+        }
+        None => Location::Sqlite(dir.join(chatapp::server::DATABASE_FILE)),
+    };
+    let mut store = chatapp::store::open(&location, Sync::Full)?;
     let mut writes = Vec::new();
     let mut id = 1;
     for group in accounts {
@@ -167,6 +171,15 @@ pub fn seed(dir: &Path, accounts: &[Accounts]) -> anyhow::Result<()> {
         }
     }
     store.apply(&writes)?;
+    Ok(())
+}
+
+/// Drops every table of the database at `url` (its `public` schema), so
+/// that each scenario starts on an empty store as it does on SQLite.
+fn empty_postgres(url: &str) -> anyhow::Result<()> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls)
+        .map_err(|e| anyhow::anyhow!("cannot reach the bench's PostgreSQL at {url}: {e}"))?;
+    client.batch_execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;")?;
     Ok(())
 }
 

@@ -189,6 +189,7 @@ fn chat_server(tag: &str, users: usize) -> Chat {
                 log_n: 4,
             },
         ],
+        None,
     )
     .unwrap();
     let mut config = chatapp::server::Config::new(dir.clone());

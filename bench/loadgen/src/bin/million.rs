@@ -94,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             count: clients,
             log_n: 4,
         }],
+        None,
     )?;
     let seeded_bytes = std::fs::metadata(&db)?.len();
 

@@ -111,6 +111,8 @@ fn main() -> anyhow::Result<()> {
         chat_extra: args.chatapp_args.clone(),
         server_cpu: Some(args.server_cpu),
         verbose: true,
+        database: None,
+        db_process: None,
     };
     let load0 = output("cut", &["-d", " ", "-f1", "/proc/loadavg"]);
     let r = bench.s6()?;

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# One chatapp node on each of its stores, SQLite (the default) and
+# PostgreSQL, under the same load: S2 to S4 of bench/run.sh, chatapp only,
+# in one invocation, so that the two are compared in one session.
+#
+#   1. builds chatapp (release) and the load generator;
+#   2. runs S2 (one big room), S3 (many small rooms) and S4 (private
+#      messages) on SQLite;
+#   3. creates a scratch PostgreSQL cluster (initdb from the postgresql
+#      package, fsync and synchronous_commit on, as Debian ships it) on
+#      127.0.0.1, pinned to the same CPU as chatapp, and runs the same
+#      scenarios with `serve --database`, measuring PostgreSQL's processes'
+#      CPU per delivery beside chatapp's;
+#   4. prints both reports and leaves them in the scratch directory.
+#
+# Usage: bench/stores.sh [loadgen options, e.g. --step-secs 15 or --quick]
+# Environment:
+#   BENCH_WORK=DIR     scratch directory (default /tmp/chatapp-bench)
+#   BENCH_PG_PORT=N    the scratch PostgreSQL's port (default 55432)
+#
+# Everything listens on 127.0.0.1 only, every step is bounded in time, and
+# the scratch PostgreSQL is stopped when the script ends.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${BENCH_WORK:-/tmp/chatapp-bench}/stores
+PORT=${BENCH_PG_PORT:-55432}
+SCENARIOS=s2room,s3,s4
+
+if [ "$(getconf _NPROCESSORS_ONLN)" -lt 2 ]; then
+  echo "bench/stores.sh: needs two CPUs (one for the servers, one for the load generator)" >&2
+  exit 1
+fi
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
+  echo "bench/stores.sh: PostgreSQL's server binaries are missing; on Debian or Ubuntu: apt-get install postgresql" >&2
+  exit 1
+fi
+
+# 1. Release builds.
+(cd "$REPO" && cargo build --release --locked)
+(cd "$REPO/bench/loadgen" && cargo build --release)
+CHATAPP=$REPO/target/release/chatapp
+LOADGEN=$REPO/bench/loadgen/target/release/loadgen
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+REVISION=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || true)
+
+# The same relaxed per-client throttles as bench/run.sh.
+THROTTLES=()
+for a in --message-burst --message-rate --request-burst --request-rate; do
+  THROTTLES+=(--chatapp-arg="$a" --chatapp-arg=1000000)
+done
+
+loadgen() {
+  taskset -c 1 "$LOADGEN" \
+    --chatapp "$CHATAPP" --pkgroot "$WORK" --peers "$REPO/bench/peers" \
+    --work "$WORK/run" --server-cpu 0 --servers chatapp --only "$SCENARIOS" \
+    --revision "${REVISION:+(revision $REVISION)}" \
+    --command "bench/stores.sh${*:+ $*}" \
+    "${THROTTLES[@]}" "$@"
+}
+
+# 2. SQLite.
+loadgen "$@" >"$WORK/sqlite.md"
+
+# 3. PostgreSQL: initdb and postgres refuse root, so as root they run as
+# the package's `postgres` user.
+AS=()
+if [ "$(id -u)" = 0 ]; then
+  AS=(setpriv --reuid=postgres --regid=postgres --init-groups)
+fi
+mkdir -p "$WORK/pg"
+[ "$(id -u)" = 0 ] && chown postgres: "$WORK/pg"
+"${AS[@]}" "$PGBIN/initdb" -D "$WORK/pg/data" -A trust -U chatapp -E UTF8 --locale=C >"$WORK/pg/initdb.log"
+taskset -c 0 "${AS[@]}" "$PGBIN/postgres" -D "$WORK/pg/data" -p "$PORT" -k "$WORK/pg" \
+  -c listen_addresses=127.0.0.1 >"$WORK/pg/postgres.log" 2>&1 &
+PG=$!
+trap 'kill -INT $PG 2>/dev/null; wait $PG 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  if "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then break; fi
+  sleep 0.1
+done
+"$PGBIN/pg_isready" -h 127.0.0.1 -p "$PORT"
+"$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U chatapp bench
+loadgen --database "postgresql://chatapp@127.0.0.1:$PORT/bench" --db-process postgres "$@" \
+  >"$WORK/postgres.md"
+
+# 4.
+echo "## chatapp on SQLite"
+cat "$WORK/sqlite.md"
+echo
+echo "## chatapp on PostgreSQL"
+cat "$WORK/postgres.md"
