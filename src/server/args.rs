@@ -43,6 +43,12 @@ pub struct ServeArgs {
     /// Connections one address may hold at once (loopback is exempt).
     #[arg(long, default_value_t = limits::MAX_PER_ADDRESS, value_name = "N")]
     pub max_per_address: usize,
+    /// Load balancers that open their connections with a PROXY protocol
+    /// version 2 header naming the client (HAProxy's `send-proxy-v2`):
+    /// their clients are then counted and limited under their own
+    /// addresses. Repeat the option, or separate addresses with commas.
+    #[arg(long = "proxy-protocol", value_name = "ADDR", value_delimiter = ',')]
+    pub proxy_protocol: Vec<std::net::IpAddr>,
     /// Chat messages a client may send a second, after its burst.
     #[arg(long, default_value_t = limits::MESSAGES_PER_SECOND, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub message_rate: u32,
@@ -118,6 +124,11 @@ fn config(args: &ServeArgs, data_dir: PathBuf) -> super::Config {
     };
     config.database = args.database.clone();
     config.net_limits.max_per_address = args.max_per_address;
+    config.net_limits.proxies = args
+        .proxy_protocol
+        .iter()
+        .map(|ip| ip.to_canonical())
+        .collect();
     config.limits.messages_per_second = args.message_rate;
     config.limits.message_burst = args.message_burst;
     config.limits.requests_per_second = args.request_rate;
@@ -162,6 +173,30 @@ mod tests {
             format!("{:?}", default.net_limits)
         );
         assert_eq!(config.hash_cost, default.hash_cost);
+    }
+
+    #[test]
+    fn proxy_protocol_takes_a_list_or_the_option_again_and_refuses_a_name() {
+        let args = Serve::try_parse_from([
+            "serve",
+            "--proxy-protocol",
+            "10.0.0.5,::ffff:10.0.0.6",
+            "--proxy-protocol",
+            "::1",
+        ])
+        .unwrap()
+        .args;
+        let proxies = config(&args, PathBuf::from("data")).net_limits.proxies;
+        let expected: Vec<std::net::IpAddr> = ["10.0.0.5", "10.0.0.6", "::1"]
+            .iter()
+            .map(|ip| ip.parse().unwrap())
+            .collect();
+        assert_eq!(proxies, expected);
+        let name = Serve::try_parse_from(["serve", "--proxy-protocol", "lb.example.org"])
+            .err()
+            .expect("a host name is refused")
+            .to_string();
+        assert!(name.contains("lb.example.org"), "{name}");
     }
 
     #[test]

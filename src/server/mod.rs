@@ -13,6 +13,7 @@ pub mod hub;
 pub mod limits;
 pub mod log;
 pub mod net;
+mod proxy;
 pub mod turns;
 pub mod workers;
 

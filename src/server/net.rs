@@ -12,6 +12,7 @@
 
 use super::directory::Directory;
 use super::hub::{ConnId, ConnMap, Hub, Input, Level, Output};
+use super::proxy;
 use super::turns::TurnLog;
 use super::workers::Workers;
 use crate::wire::msg::{self, ClientFrame, ServerFrame};
@@ -74,6 +75,10 @@ struct AcceptBlocked {
 }
 
 enum Phase {
+    /// A connection from a load balancer named in `--proxy-protocol`,
+    /// waiting for the PROXY header that names its client. The hub and the
+    /// per-address count do not know it yet.
+    Proxy,
     /// Boxed: a handshake state is large and lives only for one message.
     Handshake(Box<ServerHandshake>),
     Open(Transport),
@@ -84,8 +89,10 @@ struct Connection {
     peer: SocketAddr,
     /// The peer's address as counted in `per_address`: canonical, so that
     /// an IPv4 client of a dual-stack listener is released under the same
-    /// key it was counted under.
+    /// key it was counted under. Behind a load balancer, the client's.
     ip: IpAddr,
+    /// Whether `ip` holds one of `per_address`'s counts.
+    counted: bool,
     /// `None` only while a handshake is being taken out to be finished.
     phase: Option<Phase>,
     inbox: Vec<u8>,
@@ -149,6 +156,10 @@ pub struct NetLimits {
     pub max_per_address: usize,
     /// Loopback is exempt (load tests and a local proxy connect from it).
     pub exempt_loopback: bool,
+    /// Load balancers whose connections start with a PROXY protocol v2
+    /// header naming the client (`--proxy-protocol`): their clients are
+    /// counted under their own addresses, the balancer under none.
+    pub proxies: Vec<IpAddr>,
 }
 
 impl Default for NetLimits {
@@ -156,6 +167,7 @@ impl Default for NetLimits {
         NetLimits {
             max_per_address: super::limits::MAX_PER_ADDRESS,
             exempt_loopback: true,
+            proxies: Vec::new(),
         }
     }
 }
@@ -325,16 +337,10 @@ impl Net {
                     // Canonical: on a dual-stack listener an IPv4 client
                     // shows as ::ffff:a.b.c.d, which is not "loopback".
                     let ip = peer.ip().to_canonical();
-                    let exempt = self.limits.exempt_loopback && ip.is_loopback();
-                    let count = self.per_address.get(&ip).copied().unwrap_or(0);
-                    if !exempt && count >= self.limits.max_per_address {
-                        self.log(
-                            Level::Warn,
-                            format!("{peer}: refused: already {count} connections from {ip}"),
-                        );
+                    let proxied = self.limits.proxies.contains(&ip);
+                    if !proxied && !self.admit(peer, ip) {
                         continue; // dropping the stream closes it
                     }
-                    *self.per_address.entry(ip).or_default() += 1;
                     let conn = ConnId(self.next);
                     self.next += 1;
                     let token = Token(conn.0 as usize);
@@ -352,9 +358,12 @@ impl Net {
                             stream,
                             peer,
                             ip,
-                            phase: Some(Phase::Handshake(Box::new(ServerHandshake::new(
-                                &self.key,
-                            )))),
+                            counted: !proxied,
+                            phase: Some(if proxied {
+                                Phase::Proxy
+                            } else {
+                                Phase::Handshake(Box::new(ServerHandshake::new(&self.key)))
+                            }),
                             inbox: Vec::new(),
                             plain: Vec::new(),
                             outbox: Vec::new(),
@@ -364,11 +373,13 @@ impl Net {
                             unread: false,
                         },
                     );
-                    self.hub_input(Input::Connected {
-                        conn,
-                        peer: peer.to_string(),
-                        ip: ip.to_string(),
-                    });
+                    if !proxied {
+                        self.hub_input(Input::Connected {
+                            conn,
+                            peer: peer.to_string(),
+                            ip: ip.to_string(),
+                        });
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Some(blocked) = self.accept_blocked.take() {
@@ -419,6 +430,69 @@ impl Net {
                 }
             }
         }
+    }
+
+    /// Counts a connection from `ip` unless that address holds its limit
+    /// already (loopback may be exempt); false, logged, when it does.
+    fn admit(&mut self, peer: SocketAddr, ip: IpAddr) -> bool {
+        let exempt = self.limits.exempt_loopback && ip.is_loopback();
+        let count = self.per_address.get(&ip).copied().unwrap_or(0);
+        if !exempt && count >= self.limits.max_per_address {
+            self.log(
+                Level::Warn,
+                format!("{peer}: refused: already {count} connections from {ip}"),
+            );
+            return false;
+        }
+        *self.per_address.entry(ip).or_default() += 1;
+        true
+    }
+
+    /// A balancer's connection: reads the PROXY header at the start of its
+    /// input, and from then on treats the connection as its client's (the
+    /// client's address counted and limited, the hub told). False while
+    /// the header is incomplete, or when the connection was refused.
+    fn take_proxy_header(&mut self, conn: ConnId) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        if !matches!(c.phase, Some(Phase::Proxy)) {
+            return true;
+        }
+        let balancer = c.peer;
+        let (header, used) = match proxy::parse(&c.inbox) {
+            Ok(Some(found)) => found,
+            Ok(None) => return false,
+            Err(why) => {
+                self.log(Level::Warn, format!("{balancer}: closed: {why}"));
+                self.drop_conn(conn, "a bad PROXY protocol header");
+                return false;
+            }
+        };
+        c.inbox.drain(..used);
+        if let proxy::Header::Proxied(client) = header {
+            c.peer = client;
+            c.ip = client.ip().to_canonical();
+        }
+        let (peer, ip) = (c.peer, c.ip);
+        // The balancer speaking for itself (a health check) is not counted.
+        if !self.limits.proxies.contains(&ip) && !self.admit(peer, ip) {
+            self.drop_conn(conn, "too many connections from its address");
+            return false;
+        }
+        let c = self.conns.get_mut(&conn).expect("still open");
+        c.counted = !self.limits.proxies.contains(&ip);
+        c.phase = Some(Phase::Handshake(Box::new(ServerHandshake::new(&self.key))));
+        self.log(
+            Level::Debug,
+            format!("{peer}: through the load balancer {balancer}"),
+        );
+        self.hub_input(Input::Connected {
+            conn,
+            peer: peer.to_string(),
+            ip: ip.to_string(),
+        });
+        true
     }
 
     /// Tries the listener's queue again while `accept` is blocked, once
@@ -527,6 +601,9 @@ impl Net {
 
     /// Handles every whole frame in the connection's input buffer.
     fn take_frames(&mut self, conn: ConnId) {
+        if !self.take_proxy_header(conn) {
+            return;
+        }
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -742,20 +819,26 @@ impl Net {
             .as_ref()
             .map_or(reason, |closing| &closing.reason)
             .to_string();
-        if matches!(c.phase, Some(Phase::Handshake(_)) | None) {
+        if matches!(c.phase, Some(Phase::Handshake(_) | Phase::Proxy) | None) {
             self.log(
                 Level::Debug,
                 format!("{}: dropped before the handshake: {reason}", c.peer),
             );
         }
-        if let Some(n) = self.per_address.get_mut(&c.ip) {
+        if c.counted
+            && let Some(n) = self.per_address.get_mut(&c.ip)
+        {
             *n -= 1;
             if *n == 0 {
                 self.per_address.remove(&c.ip);
             }
         }
+        // The hub heard of a balancer's connection only with its header.
+        let known = !matches!(c.phase, Some(Phase::Proxy));
         drop(c); // closes the socket; mio deregisters on drop
-        self.hub_input(Input::Disconnected { conn, reason });
+        if known {
+            self.hub_input(Input::Disconnected { conn, reason });
+        }
     }
 
     fn shut_down(&mut self, poll: &mut Poll, listener: &mut TcpListener, inputs: &Receiver<Input>) {

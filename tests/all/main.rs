@@ -12,6 +12,7 @@ mod accounts;
 mod architecture;
 mod backpressure;
 mod bad_input;
+mod balancer;
 mod chaos;
 mod cli;
 mod durability;

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 #[cfg(target_os = "linux")]
+pub mod haproxy;
 pub mod lossyfs;
 pub mod postgres;
 pub mod pty;
@@ -42,6 +43,8 @@ pub struct TestServer {
     handle: Option<Handle>,
     /// What the test changed in the config, applied again on a restart.
     tune: Box<dyn Fn(&mut Config) + Send + Sync>,
+    /// Where the last start listened.
+    last_addr: std::net::SocketAddr,
 }
 
 impl TestServer {
@@ -52,10 +55,11 @@ impl TestServer {
     /// Starts with the test cost, after `tune` had its say on the config.
     pub fn start_with(tune: impl Fn(&mut Config) + Send + Sync + 'static) -> TestServer {
         let dir = tempfile::tempdir().expect("a temporary data directory");
-        let handle = Some(start_on(dir.path(), &tune));
+        let handle = start_on(dir.path(), &tune);
         TestServer {
             dir,
-            handle,
+            last_addr: handle.addr,
+            handle: Some(handle),
             tune: Box::new(tune),
         }
     }
@@ -88,14 +92,29 @@ impl TestServer {
     /// with the same changes to its config.
     pub fn restart(&mut self) {
         self.stop();
-        self.handle = Some(start_on(self.dir.path(), &self.tune));
+        let handle = start_on(self.dir.path(), &self.tune);
+        self.last_addr = handle.addr;
+        self.handle = Some(handle);
+    }
+
+    /// Stops the server if it runs, and starts it again on the address it
+    /// last had, as a node behind a load balancer comes back where the
+    /// balancer looks for it.
+    pub fn restart_in_place(&mut self) {
+        self.stop();
+        self.handle = Some(start_at(self.dir.path(), self.last_addr, &self.tune));
     }
 
     /// A new connection, handshake done and the key checked against the
     /// one the server announced.
     pub fn connect(&self) -> Connection {
-        let unverified = proto::connect(&self.addr())
-            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.addr()));
+        self.connect_via(&self.addr())
+    }
+
+    /// A new connection to `addr` (a load balancer in front of this
+    /// server), its key checked against this server's.
+    pub fn connect_via(&self, addr: &str) -> Connection {
+        let unverified = proto::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
         assert_eq!(
             unverified.fingerprint(),
             self.handle().fingerprint,
@@ -162,13 +181,17 @@ impl TestServer {
 }
 
 fn start_on(dir: &Path, tune: &dyn Fn(&mut Config)) -> Handle {
+    start_at(dir, "127.0.0.1:0".parse().unwrap(), tune)
+}
+
+fn start_at(dir: &Path, addr: std::net::SocketAddr, tune: &dyn Fn(&mut Config)) -> Handle {
     let mut config = Config::new(dir.to_path_buf());
     config.hash_cost = HashCost::TEST;
     // A dropped member leaves at once, as after the grace period: tests of
     // the grace period itself give it a length.
     config.limits.grace = 0;
     tune(&mut config);
-    server::start("127.0.0.1:0".parse().unwrap(), config).expect("the server starts")
+    server::start(addr, config).expect("the server starts")
 }
 
 /// A server on `[::]:0`: clients from 127.0.0.1 and from ::1 come from two
@@ -1004,6 +1027,28 @@ impl Drop for ServeProcess {
 /// Plain system calls (std links the C library anyway): Linux only.
 #[cfg(target_os = "linux")]
 pub fn connect_with_mss(addr: std::net::SocketAddrV4, mss: i32) -> std::net::TcpStream {
+    connect_v4(addr, None, Some(mss))
+        .unwrap_or_else(|e| panic!("connect to {addr} with MSS {mss}: {e}"))
+}
+
+/// A TCP connection to `addr` from the local address `from` (another of
+/// loopback's 127.0.0.0/8, say), so that a server sees clients at several
+/// addresses. Linux only, as [`connect_with_mss`].
+#[cfg(target_os = "linux")]
+pub fn connect_from(from: std::net::Ipv4Addr, addr: std::net::SocketAddrV4) -> std::net::TcpStream {
+    connect_v4(addr, Some(from), None)
+        .unwrap_or_else(|e| panic!("connect to {addr} from {from}: {e}"))
+}
+
+/// A TCP connection to `addr`, bound first to `from` and with its maximum
+/// segment size set, where given. Plain system calls (std links the C
+/// library anyway).
+#[cfg(target_os = "linux")]
+fn connect_v4(
+    addr: std::net::SocketAddrV4,
+    from: Option<std::net::Ipv4Addr>,
+    mss: Option<i32>,
+) -> std::io::Result<std::net::TcpStream> {
     use std::os::fd::FromRawFd;
     #[repr(C)]
     struct SockaddrIn {
@@ -1015,6 +1060,7 @@ pub fn connect_with_mss(addr: std::net::SocketAddrV4, mss: i32) -> std::net::Tcp
     unsafe extern "C" {
         fn socket(domain: i32, kind: i32, protocol: i32) -> i32;
         fn setsockopt(fd: i32, level: i32, name: i32, value: *const i32, len: u32) -> i32;
+        fn bind(fd: i32, addr: *const SockaddrIn, len: u32) -> i32;
         fn connect(fd: i32, addr: *const SockaddrIn, len: u32) -> i32;
         fn close(fd: i32) -> i32;
     }
@@ -1022,26 +1068,28 @@ pub fn connect_with_mss(addr: std::net::SocketAddrV4, mss: i32) -> std::net::Tcp
     const SOCK_STREAM: i32 = 1;
     const IPPROTO_TCP: i32 = 6;
     const TCP_MAXSEG: i32 = 2;
-    let sockaddr = SockaddrIn {
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| SockaddrIn {
         family: AF_INET as u16,
-        port: addr.port().to_be(),
-        addr: u32::from(*addr.ip()).to_be(),
+        port: port.to_be(),
+        addr: u32::from(ip).to_be(),
         zero: [0; 8],
     };
+    let len = std::mem::size_of::<SockaddrIn>() as u32;
     // SAFETY: plain system calls on a descriptor this function owns until
     // it hands it to the TcpStream; the pointers outlive the calls.
     unsafe {
         let fd = socket(AF_INET, SOCK_STREAM, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let set = setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, 4);
-        let connected =
-            set == 0 && connect(fd, &sockaddr, std::mem::size_of::<SockaddrIn>() as u32) == 0;
-        if !connected {
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let set = mss.is_none_or(|mss| setsockopt(fd, IPPROTO_TCP, TCP_MAXSEG, &mss, 4) == 0);
+        let bound = set && from.is_none_or(|ip| bind(fd, &sockaddr(ip, 0), len) == 0);
+        if !(bound && connect(fd, &sockaddr(*addr.ip(), addr.port()), len) == 0) {
             let e = std::io::Error::last_os_error();
             close(fd);
-            panic!("connect to {addr} with MSS {mss}: {e}");
+            return Err(e);
         }
-        std::net::TcpStream::from_raw_fd(fd)
+        Ok(std::net::TcpStream::from_raw_fd(fd))
     }
 }
 
@@ -1053,6 +1101,29 @@ impl RawClient {
     /// this channel's next nonce.
     pub fn seal_plaintext(&mut self, plaintext: &[u8], out: &mut Vec<u8>) {
         self.transport.seal_into(plaintext, out).expect("seal");
+    }
+}
+
+/// A port of 127.0.0.1 that was free a moment ago, for a server that
+/// cannot be told to take port 0 (a PostgreSQL or HAProxy of a test's own);
+/// the caller tries another if it was taken in between.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
+    listener.local_addr().expect("the port").port()
+}
+
+/// Looks at `done` every `poll` until it holds or `within` has passed;
+/// whether it held.
+pub fn wait_until(within: Duration, poll: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(poll);
     }
 }
 

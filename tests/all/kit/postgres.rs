@@ -16,7 +16,6 @@
 use postgres::NoTls;
 use std::ffi::CString;
 use std::fs::{self, File};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -73,7 +72,7 @@ impl Postgres {
         };
         pg.initdb();
         for attempt in 1..=PORT_TRIES {
-            pg.port = free_port();
+            pg.port = super::free_port();
             match pg.launch() {
                 Ok(()) => break,
                 Err(log) if attempt < PORT_TRIES && log.contains("Address already in use") => {}
@@ -395,28 +394,14 @@ fn user_ids(name: &str) -> Option<(u32, u32)> {
     (rc == 0 && !found.is_null()).then_some((entry.pw_uid, entry.pw_gid))
 }
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1");
-    listener.local_addr().expect("the port").port()
-}
-
 fn signal(pid: u32, signal: libc::c_int) {
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid as libc::pid_t, signal) };
 }
 
 /// Polls `done` until it holds or [`DEADLINE`] passes; whether it held.
-fn wait_until(mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(POLL);
-    }
+fn wait_until(done: impl FnMut() -> bool) -> bool {
+    super::wait_until(DEADLINE, POLL, done)
 }
 
 /// The child's exit status, if it exits within [`DEADLINE`].
