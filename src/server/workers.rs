@@ -15,6 +15,7 @@
 
 use super::hub::{Answer, AuthJob, Input, Level, Query, StoreJob};
 use super::log;
+use crate::model::Seq;
 use crate::store::password::{self, HashCost};
 use crate::store::{Store, StoreError, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -327,9 +328,10 @@ impl Batch<'_> {
             result => result,
         };
         match result {
-            Ok(()) => reply.send(Input::Committed {
+            Ok(stored) => reply.send(Input::Committed {
                 seq: last,
                 ok: true,
+                numbers: numbered(&self.writes, &self.seqs, stored),
             }),
             // Still out of reach, and the server is stopping: none of the
             // batch was acknowledged, so none of it is lost.
@@ -338,6 +340,7 @@ impl Batch<'_> {
                 reply.send(Input::Committed {
                     seq: last,
                     ok: false,
+                    numbers: Vec::new(),
                 });
             }
             Err(_) => {
@@ -346,18 +349,22 @@ impl Batch<'_> {
                 // numbers (the hub stops the server on such a failure).
                 let mut message_failed = false;
                 for (write, &seq) in self.writes.iter().zip(&self.seqs) {
-                    let ok = if message_failed {
+                    let write = std::slice::from_ref(write);
+                    let result = if message_failed {
                         Err(None)
                     } else {
-                        store.apply(std::slice::from_ref(write)).map_err(Some)
+                        store.apply(write).map_err(Some)
                     };
-                    if let Err(Some(e)) = &ok {
+                    if let Err(Some(e)) = &result {
                         log::emit(Level::Error, &log::chain(e));
-                        message_failed = write.is_message();
+                        message_failed = write[0].is_message();
                     }
                     reply.send(Input::Committed {
                         seq,
-                        ok: ok.is_ok(),
+                        ok: result.is_ok(),
+                        numbers: result
+                            .map(|stored| numbered(write, &[seq], stored))
+                            .unwrap_or_default(),
                     });
                 }
             }
@@ -376,7 +383,7 @@ impl Batch<'_> {
         store: &mut dyn Store,
         reply: &Reply,
         first: StoreError,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<Seq>, StoreError> {
         log::emit(
             Level::Error,
             &format!(
@@ -406,6 +413,14 @@ impl Batch<'_> {
         }
         Err(last)
     }
+}
+
+/// Pairs the write number of each message in `writes` (numbered `seqs`)
+/// with the number the store kept it under (`stored`, one per message, in
+/// order).
+fn numbered(writes: &[Write], seqs: &[u64], stored: Vec<Seq>) -> Vec<(u64, Seq)> {
+    let messages = writes.iter().zip(seqs).filter(|(w, _)| w.is_message());
+    messages.map(|(_, &seq)| seq).zip(stored).collect()
 }
 
 fn answer(store: &mut dyn Store, query: Query) -> Answer {
@@ -448,7 +463,7 @@ mod tests {
     /// the loop does.
     fn committed(rx: &Receiver<Input>, workers: &mut Workers) -> (u64, bool) {
         match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(input @ Input::Committed { seq, ok }) => {
+            Ok(input @ Input::Committed { seq, ok, .. }) => {
                 workers.observe(&input);
                 (seq, ok)
             }

@@ -2,7 +2,8 @@
 //! writes, its error type, and [`open`], the one place that picks a backend.
 //!
 //! The server owns all ids and all state in memory; the store only makes it
-//! durable. A batch of [`Write`]s is applied as one transaction, and once
+//! durable, except for the messages' sequence numbers, which a store
+//! shared by several servers gives out itself ([`Store::apply`]). A batch of [`Write`]s is applied as one transaction, and once
 //! [`Store::apply`] returns the writes survive a crash (and, with
 //! [`Sync::Full`], a power loss). The store runs on its own thread
 //! (`server::workers`), so every call may block.
@@ -80,8 +81,16 @@ pub trait Store: Send {
     fn open_rooms(&mut self, history: usize) -> Result<Vec<OpenRoom>, StoreError>;
 
     /// Applies all writes in one transaction and commits: either all of them
-    /// are saved, or (on error) none.
-    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError>;
+    /// are saved, or (on error) none. Answers the number each message
+    /// (each [`Write::is_message`], in order) was stored under.
+    ///
+    /// The number in a message's write is the server's proposal. SQLite,
+    /// which one server owns, stores it as given. PostgreSQL takes the
+    /// conversation's next number itself, in the message's transaction
+    /// (docs/ARCHITECTURE.md, "Sequence numbers"), so that servers sharing
+    /// it cannot give two messages one number; the server delivers the
+    /// number answered here.
+    fn apply(&mut self, writes: &[Write]) -> Result<Vec<Seq>, StoreError>;
 
     /// The user's private conversations, newest first: the other user, the
     /// last message either way, and how many messages from the other user to
@@ -253,13 +262,18 @@ pub enum Write {
 }
 
 impl Write {
+    /// The number a room or private message proposes for itself.
+    pub fn seq(&self) -> Option<Seq> {
+        match self {
+            Write::RoomMessage { seq, .. } | Write::PrivateMessage { seq, .. } => Some(*seq),
+            _ => None,
+        }
+    }
+
     /// A room or private message: a write that takes a number in its
     /// conversation.
     pub fn is_message(&self) -> bool {
-        matches!(
-            self,
-            Write::RoomMessage { .. } | Write::PrivateMessage { .. }
-        )
+        self.seq().is_some()
     }
 }
 

@@ -51,8 +51,9 @@ fn private(id: i64, seq: u64, sender: i64, recipient: i64, text: &str) -> Write 
 /// One script for every backend: writes a small chat, reads it back
 /// through every query of the interface, opens the store again and reads
 /// the snapshot, and checks the refusals. `open` opens the same database
-/// each time it is called.
-fn keeps_a_chat(open: &dyn Fn() -> Box<dyn Store>) {
+/// each time it is called; `numbers_itself` says whether the backend
+/// gives messages their numbers (PostgreSQL) or stores the server's.
+fn keeps_a_chat(open: &dyn Fn() -> Box<dyn Store>, numbers_itself: bool) {
     let mut s = open();
     let empty = s.load().unwrap();
     assert!(empty.users.is_empty());
@@ -87,31 +88,33 @@ fn keeps_a_chat(open: &dyn Fn() -> Box<dyn Store>) {
         },
     ])
     .unwrap();
-    s.apply(&[
-        room_message(1, 1, 1, 1, "hello lobby"),
-        room_message(2, 2, 1, 2, "hi alice"),
-        room_message(3, 3, 1, 3, "hey both"),
-        private(4, 1, 1, 2, "psst bob"),
-        private(5, 2, 1, 2, "are you there"),
-        private(6, 3, 2, 1, "yes"),
-        private(7, 1, 3, 1, "carol here"),
-        Write::CloseRoom {
-            id: RoomId(2),
-            closed: 9,
-        },
-        Write::MarkRead {
-            recipient: UserId(2),
-            sender: UserId(1),
-            upto: 1,
-        },
-        Write::RotateDevice {
-            id: DeviceId(1),
-            token_hash: [8; 32],
-            previous_hash: [7; 32],
-            used: 10,
-        },
-    ])
-    .unwrap();
+    let numbers = s
+        .apply(&[
+            room_message(1, 1, 1, 1, "hello lobby"),
+            room_message(2, 2, 1, 2, "hi alice"),
+            room_message(3, 3, 1, 3, "hey both"),
+            private(4, 1, 1, 2, "psst bob"),
+            private(5, 2, 1, 2, "are you there"),
+            private(6, 3, 2, 1, "yes"),
+            private(7, 1, 3, 1, "carol here"),
+            Write::CloseRoom {
+                id: RoomId(2),
+                closed: 9,
+            },
+            Write::MarkRead {
+                recipient: UserId(2),
+                sender: UserId(1),
+                upto: 1,
+            },
+            Write::RotateDevice {
+                id: DeviceId(1),
+                token_hash: [8; 32],
+                previous_hash: [7; 32],
+                used: 10,
+            },
+        ])
+        .unwrap();
+    assert_eq!(numbers, [1, 2, 3, 1, 2, 3, 1], "each message's number");
 
     // A batch with one bad write saves none of it: a name taken in
     // another case, after a message that would otherwise be stored.
@@ -119,9 +122,12 @@ fn keeps_a_chat(open: &dyn Fn() -> Box<dyn Store>) {
         .apply(&[room_message(8, 4, 1, 1, "never"), user(4, "ALICE")])
         .unwrap_err();
     assert!(err.is_constraint_violation(), "{err}");
-    // A second message with a conversation's number is refused.
-    let err = s.apply(&[room_message(9, 3, 1, 1, "dup")]).unwrap_err();
-    assert!(err.is_constraint_violation(), "{err}");
+    // A second message with a conversation's number is refused, where
+    // the server gives the numbers (PostgreSQL's own are tested below).
+    if !numbers_itself {
+        let err = s.apply(&[room_message(9, 3, 1, 1, "dup")]).unwrap_err();
+        assert!(err.is_constraint_violation(), "{err}");
+    }
     // Closing a room never saved.
     assert!(matches!(
         s.apply(&[Write::CloseRoom {
@@ -243,17 +249,109 @@ fn keeps_a_chat(open: &dyn Fn() -> Box<dyn Store>) {
 fn the_postgres_store_keeps_a_chat_as_the_sqlite_store_does() {
     let dir = tempfile::tempdir().unwrap();
     let file = Location::Sqlite(dir.path().join("chatapp.db"));
-    keeps_a_chat(&|| store::open(&file, Sync::Full).unwrap());
+    keeps_a_chat(&|| store::open(&file, Sync::Full).unwrap(), false);
 
     let pg = Postgres::start();
     let url = Location::Postgres(pg.url());
-    keeps_a_chat(&|| store::open(&url, Sync::Full).unwrap());
+    keeps_a_chat(&|| store::open(&url, Sync::Full).unwrap(), true);
     let described = store::open(&url, Sync::Full).unwrap().describe().unwrap();
     println!("{described}");
     assert!(
         described.contains("synchronous_commit=on") && described.contains("fsync=on"),
         "{described}"
     );
+}
+
+/// The numbers the store answered for the messages of `writes`.
+fn numbers(s: &mut dyn Store, writes: &[Write]) -> Vec<u64> {
+    s.apply(writes).unwrap()
+}
+
+#[test]
+fn postgres_numbers_each_conversation_itself_and_a_batch_tried_again_keeps_its_numbers() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let mut s = store::open(&Location::Postgres(url.clone()), Sync::Full).unwrap();
+    let room = Write::Room {
+        id: RoomId(1),
+        name: "Lobby".into(),
+        admin: UserId(1),
+        capacity: 5,
+        created: 6,
+    };
+    s.apply(&[user(1, "alice"), user(2, "bob"), room]).unwrap();
+
+    // The numbers proposed (0 here) are not what is stored: each room and
+    // each dialogue (both directions together) counts from 1.
+    let batch = [
+        room_message(1, 0, 1, 1, "a"),
+        private(2, 0, 1, 2, "p"),
+        room_message(3, 0, 1, 2, "b"),
+        private(4, 0, 2, 1, "q"),
+    ];
+    assert_eq!(numbers(s.as_mut(), &batch), [1, 1, 2, 2]);
+    // The same batch again, as after a commit whose answer was lost: the
+    // messages keep their numbers and none is taken.
+    assert_eq!(numbers(s.as_mut(), &batch), [1, 1, 2, 2]);
+    assert_eq!(numbers(s.as_mut(), &[room_message(5, 0, 1, 1, "c")]), [3]);
+
+    // A batch that fails gives its numbers back with it.
+    let failing = [room_message(6, 0, 1, 1, "never"), user(3, "ALICE")];
+    assert!(s.apply(&failing).unwrap_err().is_constraint_violation());
+    assert_eq!(numbers(s.as_mut(), &[room_message(7, 0, 1, 1, "d")]), [4]);
+
+    // Numbers taken elsewhere (as another server on this database would)
+    // are skipped: the count lives in the database, not in this store.
+    let mut psql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    psql.batch_execute(
+        "INSERT INTO messages (id, seq, sender, room, body, sent) VALUES (100, 5, 2, 1, 'x', 1);
+         UPDATE rooms SET last_seq = 5 WHERE id = 1;",
+    )
+    .unwrap();
+    assert_eq!(numbers(s.as_mut(), &[room_message(8, 5, 1, 1, "e")]), [6]);
+    let stored: Vec<(i64, i64)> = psql
+        .query(
+            "SELECT id, seq FROM messages WHERE room = 1 ORDER BY seq",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(stored, [(1, 1), (3, 2), (5, 3), (7, 4), (100, 5), (8, 6)]);
+}
+
+#[test]
+fn a_postgres_database_of_schema_version_1_numbers_on_from_its_messages() {
+    let pg = Postgres::start();
+    let url = pg.url();
+    let mut psql = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    psql.batch_execute(include_str!("../../src/store/postgres/schema.sql"))
+        .unwrap();
+    psql.batch_execute(
+        "INSERT INTO chatapp_schema (version) VALUES (1);
+         INSERT INTO users (id, name, name_key, password_hash, created)
+             VALUES (1, 'alice', 'alice', 'h', 1), (2, 'bob', 'bob', 'h', 1);
+         INSERT INTO rooms (id, name, name_key, admin, capacity, created)
+             VALUES (1, 'Lobby', 'lobby', 1, 5, 1);
+         INSERT INTO messages (id, seq, sender, room, recipient, body, sent) VALUES
+             (1, 1, 1, 1, NULL, 'r1', 1), (2, 2, 2, 1, NULL, 'r2', 1),
+             (3, 1, 2, NULL, 1, 'p1', 1), (4, 2, 1, NULL, 2, 'p2', 1),
+             (5, 3, 2, NULL, 1, 'p3', 1);
+         INSERT INTO dialogues (user_id, other) VALUES (1, 2), (2, 1);",
+    )
+    .unwrap();
+    let mut s = store::open(&Location::Postgres(url), Sync::Full).unwrap();
+    let version: i32 = psql
+        .query_one("SELECT version FROM chatapp_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 2, "migrated");
+    let snap = s.load().unwrap();
+    assert_eq!(snap.dialogue_seqs, [(UserId(1), UserId(2), 3)]);
+    assert_eq!(s.open_rooms(0).unwrap()[0].last_seq, 2);
+    let next = [room_message(6, 0, 1, 1, "r3"), private(7, 0, 1, 2, "p4")];
+    assert_eq!(numbers(s.as_mut(), &next), [3, 4]);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! root.
 
 use super::effects::Caller;
-use crate::model::{DeviceId, RoomId, UserId};
+use crate::model::{DeviceId, RoomId, Seq, UserId};
 use crate::wire::msg::{PrivateLine, Reply, RoomLine};
 use std::collections::{HashMap, VecDeque};
 
@@ -50,6 +50,15 @@ pub(super) enum Deferred {
 }
 
 impl Deferred {
+    /// A message to deliver takes the number the store kept it under.
+    pub fn renumber(&mut self, number: Seq) {
+        match self {
+            Deferred::Room { line, .. } => line.seq = number,
+            Deferred::Private { line, .. } => line.seq = number,
+            _ => {}
+        }
+    }
+
     /// What it weighs in [`Commits::uncommitted`].
     fn size(&self) -> usize {
         /// A delivery's frame beyond its text: names, ids, time, tag.
@@ -111,15 +120,16 @@ impl Commits {
         self.defer(self.next_seq - 1, deferred);
     }
 
-    /// The next item waiting at or below `seq`, in order, if any.
-    pub fn release(&mut self, seq: u64) -> Option<Deferred> {
+    /// The next item waiting at or below `seq`, in order, with the number
+    /// of the write it waited for, if any.
+    pub fn release(&mut self, seq: u64) -> Option<(u64, Deferred)> {
         self.reported = self.reported.max(seq);
         if self.waiting.front().is_none_or(|(s, _)| *s > seq) {
             return None;
         }
-        let (_, deferred) = self.waiting.pop_front()?;
+        let (write, deferred) = self.waiting.pop_front()?;
         self.count(&deferred, false);
-        Some(deferred)
+        Some((write, deferred))
     }
 
     fn count(&mut self, deferred: &Deferred, add: bool) {

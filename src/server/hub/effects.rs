@@ -3,7 +3,7 @@
 //! the addresses ([`Caller`], [`Audience`]) that say who an answer or an
 //! event is for. Plain data: nothing here decides anything.
 
-use crate::model::{RoomId, UserId};
+use crate::model::{RoomId, Seq, UserId};
 use crate::store::{self, Page, Write};
 use crate::wire::msg::{ClientFrame, ServerFrame};
 use std::collections::HashMap;
@@ -112,9 +112,14 @@ pub enum Input {
     },
     /// The store committed every write up to and including `seq`, or failed
     /// to (`ok == false`), in which case none of those writes were kept.
+    /// `numbers` pairs the write number of each message committed with
+    /// the sequence number the store kept it under (a shared database
+    /// numbers messages itself); a message not listed keeps the number the
+    /// hub gave it.
     Committed {
         seq: u64,
         ok: bool,
+        numbers: Vec<(u64, Seq)>,
     },
     /// The store lost its database (`available == false`: new messages
     /// are refused until it says it is back), or found it again.

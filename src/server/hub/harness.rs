@@ -23,7 +23,7 @@ use super::connections::State;
 use super::{
     Answer, Audience, AuthJob, Caller, ConnId, Hub, Input, Limits, Output, Query, StoreJob,
 };
-use crate::model::{MessageId, Millis, RoomId, UserId};
+use crate::model::{MessageId, Millis, RoomId, Seq, UserId};
 use crate::server::directory::{Directory, Resolved};
 use crate::store::{Snapshot, UserRow, Write};
 use crate::wire::msg::{ClientFrame, ErrorCode, Event, Reply, Request, ServerFrame};
@@ -329,15 +329,30 @@ impl<W: Watch> Harness<W> {
 
     /// Commits (or fails) the oldest `count` writes waiting, as one batch.
     pub fn commit_some(&mut self, count: usize, ok: bool) {
+        self.commit_batch(count, ok, |seq| seq);
+    }
+
+    /// Commits every write waiting as a shared store would, keeping each
+    /// message under `renumber` of the number the hub proposed.
+    pub fn commit_renumbered(&mut self, renumber: impl Fn(Seq) -> Seq) {
+        self.commit_batch(self.uncommitted.len(), true, renumber);
+    }
+
+    fn commit_batch(&mut self, count: usize, ok: bool, renumber: impl Fn(Seq) -> Seq) {
         let Some(&(seq, _)) = self.uncommitted.get(count.wrapping_sub(1)) else {
             return;
         };
         let writes: Vec<(u64, Write)> = self.uncommitted.drain(..count).collect();
         self.watch.commit(&writes, ok);
+        // As the store thread answers: every message's number, or none.
+        let numbers = (writes.iter())
+            .filter(|_| ok)
+            .filter_map(|(n, w)| Some((*n, renumber(w.seq()?))))
+            .collect();
         if ok && self.record {
             self.committed.extend(writes.into_iter().map(|(_, w)| w));
         }
-        self.handle(Input::Committed { seq, ok });
+        self.handle(Input::Committed { seq, ok, numbers });
     }
 
     /// A new connection from 192.0.2.1.

@@ -45,7 +45,7 @@ pub use effects::{
 };
 pub use private::{INBOX_LIMIT, PREVIEW_CHARS};
 
-use crate::model::{MAX_TEXT_BYTES, MessageId, Millis, RoomId};
+use crate::model::{MAX_TEXT_BYTES, MessageId, Millis, RoomId, Seq};
 use crate::store::{OpenRoom, Page, Snapshot, Write};
 use crate::wire::msg::{ErrorCode, Event, LeaveReason, Reply, RoomLine, ServerFrame};
 use accounts::{Accounts, Held};
@@ -190,7 +190,7 @@ impl Hub {
             Input::Disconnected { conn, reason } => self.disconnected(now, conn, &reason),
             Input::Hashed { caller, name, hash } => self.hashed(now, caller, name, hash),
             Input::Verified { caller, name, user } => self.verified(now, caller, &name, user),
-            Input::Committed { seq, ok } => self.committed(now, seq, ok),
+            Input::Committed { seq, ok, numbers } => self.committed(now, seq, ok, &numbers),
             Input::Storage { available } => self.storage_down = !available,
             Input::Answered { caller, answer } => self.answered(caller, answer),
         }
@@ -263,8 +263,16 @@ impl Hub {
 
     /// The store committed (or failed to commit) everything up to `seq`:
     /// what waited for it is shown, or undone.
-    fn committed(&mut self, now: Millis, seq: u64, ok: bool) {
-        while let Some(deferred) = self.commits.release(seq) {
+    fn committed(&mut self, now: Millis, seq: u64, ok: bool, numbers: &[(u64, Seq)]) {
+        // Released in write order, as `numbers` lists them.
+        let mut numbers = numbers.iter().peekable();
+        while let Some((write, mut deferred)) = self.commits.release(seq) {
+            while numbers.next_if(|(w, _)| *w < write).is_some() {}
+            if let Some(&&(w, number)) = numbers.peek()
+                && w == write
+            {
+                deferred.renumber(number);
+            }
             match (ok, deferred) {
                 (
                     true,

@@ -86,8 +86,10 @@ impl Dialogues {
 
     /// Message `seq` between `a` and `b` was committed.
     pub fn committed(&mut self, a: UserId, b: UserId, seq: Seq) {
-        if let Some((_, committed)) = self.seqs.get_mut(&pair(a, b)) {
+        if let Some((given, committed)) = self.seqs.get_mut(&pair(a, b)) {
             *committed = (*committed).max(seq);
+            // As for a room (`Rooms::record`).
+            *given = (*given).max(seq);
         }
     }
 

@@ -382,6 +382,9 @@ impl Rooms {
         }
         room.history.push_back(line.clone());
         room.committed = room.committed.max(line.seq);
+        // A shared store numbers messages itself: the next proposal
+        // follows the last number it gave.
+        room.last_seq = room.last_seq.max(line.seq);
         true
     }
 }

@@ -35,21 +35,24 @@ use super::{
 use crate::model::{DeviceId, MessageId, RoomId, Seq, UserId, room_key, user_key};
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Each version's script, run in order from the one after the database's
-/// version: version 1 creates the schema.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [include_str!("schema.sql")];
+/// version: version 1 creates the schema, version 2 has the database give
+/// out sequence numbers.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
+    [include_str!("schema.sql"), include_str!("schema2.sql")];
 
 /// The advisory lock that nodes take while they check or create the
 /// schema ("chatapp" in ASCII).
 const SCHEMA_LOCK: i64 = 0x0063_6861_7461_7070;
 
 /// The advisory lock a server holds on its connection for as long as it
-/// uses the database: one server per database, for now. Each server keeps
-/// ids and sequence numbers in its own memory, so a second one would hand
-/// out the same ones (and a repeated id is skipped, see above): it is
-/// refused instead, as a second server on one SQLite file is.
+/// uses the database: one server per database, for now. The database
+/// gives out sequence numbers, but each server still keeps ids, names and
+/// room membership in its own memory, so a second one would hand out the
+/// same ids (and a repeated id is skipped, see above): it is refused
+/// instead, as a second server on one SQLite file is.
 const SERVER_LOCK: i64 = SCHEMA_LOCK + 1;
 
 /// How long connecting may take before the store gives up.
@@ -91,11 +94,7 @@ const UNREAD: &str = concat!(
     " AS n FROM dialogues AS d) AS counts WHERE n > 0 ORDER BY user_id, other"
 );
 
-const DIALOGUE_SEQS: &str = concat!(
-    "SELECT d.user_id, d.other, (SELECT MAX(seq) FROM messages WHERE ",
-    dialogue_of!("d.user_id", "d.other"),
-    ") FROM dialogues AS d WHERE d.user_id < d.other ORDER BY d.user_id, d.other"
-);
+const DIALOGUE_SEQS: &str = "SELECT a, b, last_seq FROM dialogue_seqs ORDER BY a, b";
 
 const CONVERSATIONS: &str = concat!(
     "SELECT d.other, u.name, last.sender, last.body, last.sent, ",
@@ -390,9 +389,8 @@ impl Store for PostgresStore {
         let reading = || "could not read the rooms left open by the last run".to_owned();
         let rooms: Vec<OpenRoom> = self
             .query(
-                "SELECT r.id, r.name, r.admin, r.capacity,
-                        COALESCE((SELECT MAX(seq) FROM messages WHERE room = r.id), 0)
-                 FROM rooms AS r WHERE r.closed IS NULL ORDER BY r.id",
+                "SELECT id, name, admin, capacity, last_seq
+                 FROM rooms WHERE closed IS NULL ORDER BY id",
                 &[],
                 reading,
             )?
@@ -415,9 +413,9 @@ impl Store for PostgresStore {
             .collect()
     }
 
-    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+    fn apply(&mut self, writes: &[Write]) -> Result<Vec<Seq>, StoreError> {
         if writes.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let count = writes.len();
         let batch = move |what: String| {
@@ -430,8 +428,9 @@ impl Store for PostgresStore {
             let mut tx = client
                 .transaction()
                 .context(batch("could not start a transaction".to_owned()))?;
+            let mut numbers = Vec::new();
             for write in writes {
-                apply_one(&mut tx, prepared, write).map_err(|e| match e {
+                let number = apply_one(&mut tx, prepared, write).map_err(|e| match e {
                     StoreError::Failed {
                         context,
                         constraint,
@@ -443,8 +442,11 @@ impl Store for PostgresStore {
                     },
                     other => other,
                 })?;
+                numbers.extend(number);
             }
-            tx.commit().context(batch("could not commit".to_owned()))
+            tx.commit()
+                .context(batch("could not commit".to_owned()))
+                .map(|()| numbers)
         })();
         self.outage(result)
     }
@@ -665,12 +667,79 @@ fn run(
     tx.execute(&statement, params)
 }
 
-/// One write inside [`PostgresStore::apply`]'s transaction.
+/// Where a conversation's last number is kept, and the statements that
+/// take the next one (the row stays locked until the commit) and give it
+/// back.
+#[derive(Clone, Copy)]
+enum Counter {
+    /// `rooms.last_seq`, keyed by the room.
+    Room,
+    /// `dialogue_seqs.last_seq`, keyed by the two users in either order;
+    /// a dialogue's first message makes its row.
+    Dialogue,
+}
+
+impl Counter {
+    fn take(self) -> &'static str {
+        match self {
+            Counter::Room => {
+                "UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq"
+            }
+            Counter::Dialogue => {
+                "INSERT INTO dialogue_seqs (a, b, last_seq)
+                 VALUES (LEAST($1::BIGINT, $2::BIGINT), GREATEST($1::BIGINT, $2::BIGINT), 1)
+                 ON CONFLICT (a, b) DO UPDATE SET last_seq = dialogue_seqs.last_seq + 1
+                 RETURNING last_seq"
+            }
+        }
+    }
+
+    fn give_back(self) -> &'static str {
+        match self {
+            Counter::Room => "UPDATE rooms SET last_seq = last_seq - 1 WHERE id = $1",
+            Counter::Dialogue => {
+                "UPDATE dialogue_seqs SET last_seq = last_seq - 1
+                 WHERE a = LEAST($1::BIGINT, $2::BIGINT) AND b = GREATEST($1::BIGINT, $2::BIGINT)"
+            }
+        }
+    }
+}
+
+/// Stores message `id` under its conversation's next number, taken from
+/// `counter` at `key`, through `insert`, and answers the number. A message
+/// already stored (a batch tried again after its commit's answer was
+/// lost) keeps the number it has, and the one just taken is given back:
+/// the row is still locked by this transaction, so nobody took one after
+/// it.
+fn numbered(
+    tx: &mut postgres::Transaction<'_>,
+    prepared: &mut HashMap<&'static str, Statement>,
+    counter: Counter,
+    key: &[&(dyn ToSql + std::marker::Sync)],
+    id: MessageId,
+    insert: impl FnOnce(
+        &mut postgres::Transaction<'_>,
+        &mut HashMap<&'static str, Statement>,
+        i64,
+    ) -> Result<u64, postgres::Error>,
+) -> Result<Seq, postgres::Error> {
+    let statement = prepare(tx, prepared, counter.take())?;
+    let seq: i64 = tx.query_one(&statement, key)?.get(0);
+    if insert(tx, prepared, seq)? == 1 {
+        return Ok(seq.max(0) as Seq);
+    }
+    run(tx, prepared, counter.give_back(), key)?;
+    let statement = prepare(tx, prepared, "SELECT seq FROM messages WHERE id = $1")?;
+    Ok(seq_at(&tx.query_one(&statement, &[&id.0])?, 0))
+}
+
+/// One write inside [`PostgresStore::apply`]'s transaction; a message
+/// answers the number it was stored under.
 fn apply_one(
     tx: &mut postgres::Transaction<'_>,
     prepared: &mut HashMap<&'static str, Statement>,
     write: &Write,
-) -> Result<(), StoreError> {
+) -> Result<Option<Seq>, StoreError> {
     match write {
         Write::User {
             id,
@@ -718,44 +787,69 @@ fn apply_one(
         }
         Write::RoomMessage {
             id,
-            seq,
             origin,
             room,
             sender,
             text,
             sent,
+            ..
         } => {
             let text: &str = text;
-            run(
+            let what = || format!("could not save message {id} from user {sender} in room #{room}");
+            let key: [&(dyn ToSql + std::marker::Sync); 1] = [&room.0];
+            let seq = numbered(
                 tx,
                 prepared,
-                "INSERT INTO messages (id, seq, sender, room, body, sent)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-                &[&id.0, &sql_seq(*seq), &sender.0, &room.0, &text, sent],
+                Counter::Room,
+                &key,
+                *id,
+                |tx, prepared, seq| {
+                    run(
+                        tx,
+                        prepared,
+                        "INSERT INTO messages (id, seq, sender, room, body, sent)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                        &[&id.0, &seq, &sender.0, &room.0, &text, sent],
+                    )
+                },
             )
-            .and_then(|_| note_origin(tx, prepared, origin))
-            .context(|| {
-                format!("could not save message {id} from user {sender} in room #{room}")
-            })?;
+            .and_then(|seq| note_origin(tx, prepared, origin).map(|_| seq))
+            .context(what)?;
+            return Ok(Some(seq));
         }
         Write::PrivateMessage {
             id,
-            seq,
             origin,
             sender,
             recipient,
             text,
             sent,
+            ..
         } => {
             let text: &str = text;
-            run(
+            let what = || {
+                format!(
+                    "could not save private message {id} from user {sender} to user {recipient}"
+                )
+            };
+            let key: [&(dyn ToSql + std::marker::Sync); 2] = [&sender.0, &recipient.0];
+            let seq = numbered(
                 tx,
                 prepared,
-                "INSERT INTO messages (id, seq, sender, recipient, body, sent)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-                &[&id.0, &sql_seq(*seq), &sender.0, &recipient.0, &text, sent],
+                Counter::Dialogue,
+                &key,
+                *id,
+                |tx, prepared, seq| {
+                    run(
+                        tx,
+                        prepared,
+                        "INSERT INTO messages (id, seq, sender, recipient, body, sent)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                        &[&id.0, &seq, &sender.0, &recipient.0, &text, sent],
+                    )
+                },
             )
-            .and_then(|_| {
+            .and_then(|seq| {
                 // Both ends list the dialogue; after the first message
                 // these find their rows and write nothing.
                 run(
@@ -765,13 +859,11 @@ fn apply_one(
                      ON CONFLICT DO NOTHING",
                     &[&sender.0, &recipient.0],
                 )
+                .map(|_| seq)
             })
-            .and_then(|_| note_origin(tx, prepared, origin))
-            .context(|| {
-                format!(
-                    "could not save private message {id} from user {sender} to user {recipient}"
-                )
-            })?;
+            .and_then(|seq| note_origin(tx, prepared, origin).map(|_| seq))
+            .context(what)?;
+            return Ok(Some(seq));
         }
         Write::MarkRead {
             recipient,
@@ -824,5 +916,5 @@ fn apply_one(
                 .context(|| format!("could not delete device {id}"))?;
         }
     }
-    Ok(())
+    Ok(None)
 }

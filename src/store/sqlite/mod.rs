@@ -342,9 +342,9 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    fn apply(&mut self, writes: &[Write]) -> Result<(), StoreError> {
+    fn apply(&mut self, writes: &[Write]) -> Result<Vec<Seq>, StoreError> {
         if writes.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let count = writes.len();
         let batch = move |what: String| {
@@ -368,7 +368,9 @@ impl Store for SqliteStore {
                 other => other,
             })?;
         }
-        tx.commit().context(batch("could not commit".to_owned()))
+        tx.commit().context(batch("could not commit".to_owned()))?;
+        // This server owns the file: its numbers are the ones stored.
+        Ok(writes.iter().filter_map(Write::seq).collect())
     }
 
     fn conversations(&mut self, user: UserId) -> Result<Vec<Conversation>, StoreError> {

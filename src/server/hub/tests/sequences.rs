@@ -238,3 +238,45 @@ fn catch_up_asks_for_what_came_after_the_last_message_seen() {
     );
     assert!(w.jobs.is_empty());
 }
+
+#[test]
+fn a_message_is_delivered_under_the_number_the_store_kept_it_under() {
+    // A store shared by several servers numbers messages itself: here
+    // another server took numbers 1 to 10 of the room and of the dialogue
+    // first.
+    let mut w = World::new();
+    let (ann, bob) = (w.user("ann"), w.user("bob"));
+    let lobby = w.create_room(ann, "lobby", 10);
+    w.join(bob, lobby);
+    w.auto_commit = false;
+    w.request(
+        ann,
+        Request::Say {
+            text: "r".into(),
+            client_id: 0,
+        },
+    );
+    w.request(ann, send("bob", "p"));
+    w.commit_renumbered(|proposed| proposed + if proposed == 1 { 10 } else { 0 });
+    assert_eq!(seqs(&w.events(bob)), [("r".into(), 11), ("p".into(), 11)]);
+    // The next proposals follow the store's numbers, and a store that
+    // keeps them delivers them as they are.
+    w.request(
+        bob,
+        Request::Say {
+            text: "r2".into(),
+            client_id: 0,
+        },
+    );
+    w.request(bob, send("ann", "p2"));
+    w.commit(true);
+    assert_eq!(
+        seqs(&w.events(ann)),
+        [
+            ("r".into(), 11),
+            ("p".into(), 11),
+            ("r2".into(), 12),
+            ("p2".into(), 12)
+        ]
+    );
+}
