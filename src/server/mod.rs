@@ -7,6 +7,7 @@
 //! command line, stopped by SIGINT or SIGTERM.
 
 pub mod args;
+pub mod bus;
 pub mod directory;
 mod error;
 pub mod hub;

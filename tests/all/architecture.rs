@@ -34,6 +34,11 @@ const RULES: &[Rule] = &[
         allowed: &["store/postgres/", "store/mod.rs"],
     },
     Rule {
+        says: "only src/server/bus.rs knows Redis",
+        needles: &["redis::", "use redis"],
+        allowed: &["server/bus.rs"],
+    },
+    Rule {
         says: "only src/server/net.rs works with mio's networking (server/mod.rs hands it the listener)",
         needles: &["mio::net", "TcpStream", ".poll(&mut"],
         // The client is blocking std networking, apart from the server.
@@ -242,6 +247,11 @@ fn each_rule_catches_what_it_forbids() {
             "use postgres::Client;",
         ),
         (
+            "only src/server/bus.rs",
+            "server/net.rs",
+            "let client = redis::Client::open(url)?;",
+        ),
+        (
             "only src/server/net.rs",
             "server/hub/rooms.rs",
             "use mio::net::TcpStream;",
@@ -283,4 +293,10 @@ fn each_rule_catches_what_it_forbids() {
         |_| true,
     );
     assert!(allowed.is_empty(), "src/wire may derive serde");
+    let allowed = breaches(
+        &planted("server/bus.rs", "use redis::Client;"),
+        rule("only src/server/bus.rs"),
+        |_| true,
+    );
+    assert!(allowed.is_empty(), "src/server/bus.rs may name redis");
 }

@@ -13,6 +13,7 @@ mod architecture;
 mod backpressure;
 mod bad_input;
 mod balancer;
+mod bus;
 mod chaos;
 mod cli;
 mod durability;

@@ -5,6 +5,7 @@
 //! `pty` drives the real client in a pseudo-terminal; `lossyfs` is the
 //! file system that loses unsynced writes, for the power-loss test;
 //! `postgres` is a real PostgreSQL server of a test's own.
+//! `redis` is a real Redis server of a test's own.
 #![allow(dead_code)]
 
 #[cfg(target_os = "linux")]
@@ -12,6 +13,7 @@ pub mod haproxy;
 pub mod lossyfs;
 pub mod postgres;
 pub mod pty;
+pub mod redis;
 
 use chatapp::client::proto::{self, Connection};
 use chatapp::server::{self, Config, Handle};
