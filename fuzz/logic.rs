@@ -474,7 +474,9 @@ impl Watch for Rules {
             Output::Log { line, .. } => {
                 assert!(!line.contains(SECRET), "a password in the log: {line:?}");
             }
-            Output::Directory(_) | Output::Auth(_) | Output::Store(StoreJob::Query { .. }) => {}
+            Output::Directory(_)
+            | Output::Auth(_)
+            | Output::Store(StoreJob::Query { .. } | StoreJob::Fill(_)) => {}
         }
     }
 

@@ -39,6 +39,27 @@ id_type!(
     DeviceId
 );
 
+/// How a server numbers the rows it creates (users, rooms, messages,
+/// devices): ids `slot`, `slot + step`, `slot + 2 step`, ... from where
+/// the store left off. Alone on its database a server counts 1, 2, 3
+/// ([`IdSpace::ALONE`]); servers sharing one count in steps of the most
+/// servers there may be, each in a slot of its own, so that no two pick
+/// the same id without having to ask each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdSpace {
+    pub slot: i64,
+    pub step: i64,
+}
+
+impl IdSpace {
+    pub const ALONE: IdSpace = IdSpace { slot: 0, step: 1 };
+
+    /// The first id of this space at or after `from`.
+    pub fn at_or_after(self, from: i64) -> i64 {
+        from + (self.slot - from).rem_euclid(self.step)
+    }
+}
+
 /// A message's number in its conversation (a room, or the dialogue of two
 /// users): 1, 2, 3, ... in the order the server accepted them, with no gaps
 /// among stored messages. History and catch-up select by it, never by time.
@@ -135,5 +156,20 @@ mod tests {
         assert!(check_room_name(&"r".repeat(51)).is_err());
         assert!(check_room_name("a\u{7}b").is_err());
         assert_eq!(room_key("  Lobby "), "lobby");
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::IdSpace;
+
+    #[test]
+    fn an_id_space_gives_ids_of_its_slot_only() {
+        assert_eq!(IdSpace::ALONE.at_or_after(7), 7);
+        let third = IdSpace { slot: 2, step: 4 };
+        assert_eq!(third.at_or_after(1), 2);
+        assert_eq!(third.at_or_after(2), 2);
+        assert_eq!(third.at_or_after(3), 6);
+        assert_eq!(third.at_or_after(11), 14);
     }
 }

@@ -13,11 +13,11 @@
 //! Reads wait behind the writes queued before them, so a reply never misses
 //! a message its sender was already told was stored.
 
-use super::hub::{Answer, AuthJob, Input, Level, Query, StoreJob};
+use super::hub::{Answer, AuthJob, Filled, GAP_FILL, Gap, Input, Level, Query, StoreJob};
 use super::log;
 use crate::model::Seq;
 use crate::store::password::{self, HashCost};
-use crate::store::{Store, StoreError, Write};
+use crate::store::{Page, Store, StoreError, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -143,7 +143,7 @@ impl Workers {
         self.ready = now + COMMIT_WINDOW;
         self.writing = self.pending.iter().rev().find_map(|job| match job {
             StoreJob::Write { seq, .. } => Some(*seq),
-            StoreJob::Query { .. } => None,
+            StoreJob::Query { .. } | StoreJob::Fill(_) => None,
         });
         if let Some(tx) = &self.store {
             let _ = tx.send(std::mem::take(&mut self.pending));
@@ -312,6 +312,11 @@ impl Batch<'_> {
                     let answer = answer(store, query);
                     reply.send(Input::Answered { caller, answer });
                 }
+                StoreJob::Fill(gap) => {
+                    self.commit(store, reply);
+                    let filled = fill(store, gap);
+                    reply.send(Input::Filled { gap, filled });
+                }
             }
         }
     }
@@ -421,6 +426,19 @@ impl Batch<'_> {
 fn numbered(writes: &[Write], seqs: &[u64], stored: Vec<Seq>) -> Vec<(u64, Seq)> {
     let messages = writes.iter().zip(seqs).filter(|(w, _)| w.is_message());
     messages.map(|(_, &seq)| seq).zip(stored).collect()
+}
+
+/// A gap's messages: the newest [`GAP_FILL`] after its number.
+fn fill(store: &mut dyn Store, gap: Gap) -> Filled {
+    let result = match gap {
+        Gap::Room { room, after } => store
+            .room_history(room, Page::After(after), GAP_FILL)
+            .map(Filled::Room),
+        Gap::Dialogue { a, b, after } => store
+            .dialogue(a, b, Page::After(after), GAP_FILL)
+            .map(Filled::Dialogue),
+    };
+    result.unwrap_or_else(|e| Filled::Failed(log::chain(&e)))
 }
 
 fn answer(store: &mut dyn Store, query: Query) -> Answer {

@@ -5,7 +5,7 @@
 //! and the password checks held back because of them).
 
 use super::effects::{AuthJob, Caller, ConnId};
-use crate::model::{self, Millis, UserId};
+use crate::model::{self, IdSpace, Millis, UserId};
 use crate::server::limits::{FAILURE_MEMORY, Failures, Limits};
 use crate::store::UserRow;
 use std::collections::{HashMap, HashSet};
@@ -30,6 +30,7 @@ pub(super) struct Accounts {
     /// Each user's sessions, oldest first.
     online: HashMap<UserId, Vec<ConnId>>,
     next_user: i64,
+    ids: IdSpace,
     /// Failed logins by account key and by address.
     failures: HashMap<String, Failures>,
     /// Logins held back by throttling, with the time they may go ahead.
@@ -52,6 +53,7 @@ impl Accounts {
             reserved: HashSet::new(),
             online: HashMap::new(),
             next_user: next_user.0,
+            ids: IdSpace::ALONE,
             failures: HashMap::new(),
             held: Vec::new(),
         };
@@ -66,6 +68,12 @@ impl Accounts {
             );
         }
         accounts
+    }
+
+    /// Users made from now on take ids of `ids` only.
+    pub fn use_ids(&mut self, ids: IdSpace) {
+        self.ids = ids;
+        self.next_user = ids.at_or_after(self.next_user);
     }
 
     pub fn exists(&self, user: UserId) -> bool {
@@ -116,10 +124,23 @@ impl Accounts {
         self.by_key.get(key).copied()
     }
 
+    /// An account another server made: false if its id or its name is
+    /// known already.
+    pub fn learn(&mut self, user: UserId, name: &str, hash: String) -> bool {
+        let key = model::user_key(name);
+        if self.users.contains_key(&user) || self.by_key.contains_key(&key) {
+            return false;
+        }
+        self.by_key.insert(key, user);
+        let name = name.into();
+        self.users.insert(user, User { name, hash });
+        true
+    }
+
     /// Makes a new account with the next free id.
     pub fn create(&mut self, key: String, name: &str, hash: String) -> UserId {
         let user = UserId(self.next_user);
-        self.next_user += 1;
+        self.next_user += self.ids.step;
         self.by_key.insert(key, user);
         self.users.insert(
             user,

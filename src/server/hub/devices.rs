@@ -9,7 +9,7 @@
 //! by its owner: from the OS in the server, from a fixed seed in tests.
 
 use super::effects::{ConnId, ConnMap};
-use crate::model::{DeviceId, Millis, UserId};
+use crate::model::{DeviceId, IdSpace, Millis, UserId};
 use crate::store::{DeviceRow, Origin, TokenHash};
 use rand::Rng;
 use rand::rngs::StdRng;
@@ -83,6 +83,7 @@ pub(super) struct Devices {
     /// The device each logged-in connection came from.
     sessions: ConnMap<DeviceId>,
     next_device: i64,
+    ids: IdSpace,
     rng: StdRng,
 }
 
@@ -95,6 +96,7 @@ impl Devices {
             by_user: HashMap::new(),
             sessions: ConnMap::default(),
             next_device: 1,
+            ids: IdSpace::ALONE,
             rng,
         };
         for row in rows {
@@ -111,6 +113,12 @@ impl Devices {
             );
         }
         devices
+    }
+
+    /// Devices made from now on take ids of `ids` only.
+    pub fn use_ids(&mut self, ids: IdSpace) {
+        self.ids = ids;
+        self.next_device = ids.at_or_after(self.next_device);
     }
 
     pub fn len(&self) -> usize {
@@ -131,7 +139,7 @@ impl Devices {
     pub fn create(&mut self, user: UserId, now: Millis, cap: usize) -> Created {
         let (token, token_hash) = self.fresh_token();
         let device = DeviceId(self.next_device);
-        self.next_device += 1;
+        self.next_device += self.ids.step;
         let mut evicted = Vec::new();
         let mine = self.by_user.get(&user).map_or(0, Vec::len);
         for _ in cap.max(1)..=mine {
@@ -204,6 +212,57 @@ impl Devices {
             };
         }
         Presented::Unknown
+    }
+
+    /// A device another server made (a password login there): false if
+    /// it is known already.
+    pub fn learn(
+        &mut self,
+        id: DeviceId,
+        user: UserId,
+        token_hash: TokenHash,
+        now: Millis,
+    ) -> bool {
+        if self.devices.contains_key(&id) || self.by_token.contains_key(&token_hash) {
+            return false;
+        }
+        let device = Device {
+            user,
+            token_hash,
+            previous_hash: None,
+            last_used: now,
+            last_client_id: 0,
+        };
+        self.insert(id, device);
+        true
+    }
+
+    /// A device resumed on another server: it holds `token_hash` now, and
+    /// the token it replaced counts as used (presenting it again revokes
+    /// the device). The sessions it has here, if any, are the caller's to
+    /// end. False if the device is not known here.
+    pub fn rotated(
+        &mut self,
+        id: DeviceId,
+        token_hash: TokenHash,
+        previous: TokenHash,
+        used: Millis,
+    ) -> bool {
+        let Some(device) = self.devices.get(&id) else {
+            return false;
+        };
+        let user = device.user;
+        let last_client_id = device.last_client_id;
+        self.remove(id);
+        let device = Device {
+            user,
+            token_hash,
+            previous_hash: Some(previous),
+            last_used: used,
+            last_client_id,
+        };
+        self.insert(id, device);
+        true
     }
 
     /// Forgets a device (and which sessions came from it); false if it was

@@ -131,6 +131,43 @@ pub enum Input {
         caller: Caller,
         answer: Answer,
     },
+    /// Writes another server sharing the database committed, in its
+    /// order, with the sequence numbers the database gave its messages
+    /// (they came over the bus between servers).
+    Replicated {
+        writes: Vec<Write>,
+    },
+    /// The messages of a conversation this server missed, read from the
+    /// store ([`StoreJob::Fill`]).
+    Filled {
+        gap: Gap,
+        filled: Filled,
+    },
+}
+
+/// Messages of a conversation after a number, which this server has not
+/// seen (a number skipped on the bus, or the bus lost for a while).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Gap {
+    Room {
+        room: RoomId,
+        after: Seq,
+    },
+    /// The dialogue of two users, lower id first.
+    Dialogue {
+        a: UserId,
+        b: UserId,
+        after: Seq,
+    },
+}
+
+/// A [`Gap`]'s messages, oldest first.
+#[derive(Debug)]
+pub enum Filled {
+    Room(Vec<store::RoomRow>),
+    Dialogue(Vec<store::PrivateRow>),
+    /// The store could not read them: what went wrong.
+    Failed(String),
 }
 
 /// Password work, done off the loop thread.
@@ -160,7 +197,14 @@ pub enum StoreJob {
     Write { seq: u64, write: Write },
     /// Read from the store; answer with [`Input::Answered`].
     Query { caller: Caller, query: Query },
+    /// Read a gap's messages (up to [`GAP_FILL`] of them); answer with
+    /// [`Input::Filled`].
+    Fill(Gap),
 }
+
+/// The most messages one [`StoreJob::Fill`] reads; a longer gap is read
+/// in several.
+pub const GAP_FILL: usize = 1000;
 
 /// Everything the hub asks of the world around it.
 #[derive(Debug)]

@@ -20,6 +20,7 @@
 //! unless `record` is off (the benchmarks, which must not pay for it).
 
 use super::connections::State;
+use super::effects::{Filled, Gap};
 use super::{
     Answer, Audience, AuthJob, Caller, ConnId, Hub, Input, Limits, Output, Query, StoreJob,
 };
@@ -78,7 +79,13 @@ pub fn no_grace() -> Limits {
 #[derive(Debug)]
 pub enum Job {
     Auth(AuthJob),
-    Query { caller: Caller, query: Query },
+    Query {
+        caller: Caller,
+        query: Query,
+    },
+    /// Never answered by itself: whoever drives the harness plays the
+    /// store that knows what other servers stored.
+    Fill(Gap),
 }
 
 /// Sees what happens around the hub, for the checks of whoever drives it.
@@ -238,6 +245,7 @@ impl<W: Watch> Harness<W> {
                 Output::Store(StoreJob::Write { seq, write }) => {
                     self.uncommitted.push((seq, write))
                 }
+                Output::Store(StoreJob::Fill(gap)) => self.jobs.push(Job::Fill(gap)),
                 Output::Log { .. } => {}
             }
             if self.auto_commit && self.hub.out.is_empty() {
@@ -285,6 +293,14 @@ impl<W: Watch> Harness<W> {
                 caller,
                 answer: empty_answer(query),
             },
+            Job::Fill(gap @ Gap::Room { .. }) => Input::Filled {
+                gap,
+                filled: Filled::Room(Vec::new()),
+            },
+            Job::Fill(gap @ Gap::Dialogue { .. }) => Input::Filled {
+                gap,
+                filled: Filled::Dialogue(Vec::new()),
+            },
         };
         self.handle(input);
     }
@@ -329,30 +345,45 @@ impl<W: Watch> Harness<W> {
 
     /// Commits (or fails) the oldest `count` writes waiting, as one batch.
     pub fn commit_some(&mut self, count: usize, ok: bool) {
-        self.commit_batch(count, ok, |seq| seq);
+        self.commit_batch(count, ok, Write::seq);
     }
 
     /// Commits every write waiting as a shared store would, keeping each
-    /// message under `renumber` of the number the hub proposed.
-    pub fn commit_renumbered(&mut self, renumber: impl Fn(Seq) -> Seq) {
-        self.commit_batch(self.uncommitted.len(), true, renumber);
+    /// message under the number `number` gives it; returns the writes as
+    /// stored (what the bus carries to other servers).
+    pub fn commit_renumbered(&mut self, number: impl FnMut(&Write) -> Option<Seq>) -> Vec<Write> {
+        self.commit_batch(self.uncommitted.len(), true, number)
     }
 
-    fn commit_batch(&mut self, count: usize, ok: bool, renumber: impl Fn(Seq) -> Seq) {
+    fn commit_batch(
+        &mut self,
+        count: usize,
+        ok: bool,
+        mut number: impl FnMut(&Write) -> Option<Seq>,
+    ) -> Vec<Write> {
         let Some(&(seq, _)) = self.uncommitted.get(count.wrapping_sub(1)) else {
-            return;
+            return Vec::new();
         };
-        let writes: Vec<(u64, Write)> = self.uncommitted.drain(..count).collect();
+        let mut writes: Vec<(u64, Write)> = self.uncommitted.drain(..count).collect();
         self.watch.commit(&writes, ok);
         // As the store thread answers: every message's number, or none.
-        let numbers = (writes.iter())
-            .filter(|_| ok)
-            .filter_map(|(n, w)| Some((*n, renumber(w.seq()?))))
-            .collect();
+        let mut numbers = Vec::new();
+        for (n, write) in writes.iter_mut().filter(|_| ok) {
+            if let (
+                Some(stored),
+                Write::RoomMessage { seq, .. } | Write::PrivateMessage { seq, .. },
+            ) = (number(write), write)
+            {
+                *seq = stored;
+                numbers.push((*n, stored));
+            }
+        }
+        let writes: Vec<Write> = writes.into_iter().map(|(_, w)| w).collect();
         if ok && self.record {
-            self.committed.extend(writes.into_iter().map(|(_, w)| w));
+            self.committed.extend(writes.iter().cloned());
         }
         self.handle(Input::Committed { seq, ok, numbers });
+        if ok { writes } else { Vec::new() }
     }
 
     /// A new connection from 192.0.2.1.

@@ -34,20 +34,21 @@ pub mod effects;
 #[cfg(any(test, feature = "testkit"))]
 pub mod harness;
 mod private;
+mod replicas;
 mod requests;
 mod rooms;
 mod sessions;
 
 pub use super::limits::Limits;
 pub use effects::{
-    Answer, Audience, AuthJob, Caller, Change, ConnHasher, ConnId, ConnMap, Input, Level, Output,
-    Query, StoreJob,
+    Answer, Audience, AuthJob, Caller, Change, ConnHasher, ConnId, ConnMap, Filled, GAP_FILL, Gap,
+    Input, Level, Output, Query, StoreJob,
 };
 pub use private::{INBOX_LIMIT, PREVIEW_CHARS};
 
-use crate::model::{MAX_TEXT_BYTES, MessageId, Millis, RoomId, Seq};
+use crate::model::{IdSpace, MAX_TEXT_BYTES, MessageId, Millis, RoomId, Seq, UserId};
 use crate::store::{OpenRoom, Page, Snapshot, Write};
-use crate::wire::msg::{ErrorCode, Event, LeaveReason, Reply, RoomLine, ServerFrame};
+use crate::wire::msg::{ErrorCode, Event, LeaveReason, PrivateLine, Reply, RoomLine, ServerFrame};
 use accounts::{Accounts, Held};
 use commits::{Commits, Deferred};
 use connections::{Connections, State};
@@ -56,7 +57,7 @@ use effects::Refusal;
 use private::{Dialogues, Unread};
 use rand::rngs::StdRng;
 use rooms::Rooms;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 /// Bytes of history a reply may carry, leaving room in a 64 KiB frame for
 /// the rest of it (a member list of 1,000 names fits in the remainder).
@@ -71,6 +72,8 @@ pub struct Hub {
     dialogues: Dialogues,
     commits: Commits,
     next_message: i64,
+    /// The ids this server gives new rows (see [`IdSpace`]).
+    ids: IdSpace,
     out: VecDeque<Output>,
     limits: Limits,
     next_sweep: Millis,
@@ -82,6 +85,9 @@ pub struct Hub {
     storage_down: bool,
     /// When devices past their expiry are next looked for.
     next_purge: Millis,
+    /// Conversations whose missed messages are being read from the
+    /// store, with the highest number seen meanwhile (see `replicas`).
+    filling: HashMap<replicas::Conv, Seq>,
 }
 
 impl Hub {
@@ -98,13 +104,26 @@ impl Hub {
             dialogues: Dialogues::new(snapshot.dialogue_seqs),
             commits: Commits::default(),
             next_message: snapshot.next_message.0,
+            ids: IdSpace::ALONE,
             out: VecDeque::new(),
             limits,
             next_sweep: 0,
             halted: None,
             storage_down: false,
             next_purge: 0,
+            filling: HashMap::new(),
         }
+    }
+
+    /// The hub as one of several servers sharing a database: every row it
+    /// makes from now on takes an id of `ids`, which no other server
+    /// uses.
+    pub fn use_ids(&mut self, ids: IdSpace) {
+        self.ids = ids;
+        self.next_message = ids.at_or_after(self.next_message);
+        self.accounts.use_ids(ids);
+        self.rooms.use_ids(ids);
+        self.devices.use_ids(ids);
     }
 
     /// The next effect to carry out, if any.
@@ -193,6 +212,8 @@ impl Hub {
             Input::Committed { seq, ok, numbers } => self.committed(now, seq, ok, &numbers),
             Input::Storage { available } => self.storage_down = !available,
             Input::Answered { caller, answer } => self.answered(caller, answer),
+            Input::Replicated { writes } => self.replicated(now, writes),
+            Input::Filled { gap, filled } => self.filled(gap, filled),
         }
     }
 
@@ -327,7 +348,11 @@ impl Hub {
                 }
                 (true, Deferred::Reply { caller, reply }) => self.reply(caller, reply),
                 (false, Deferred::Reply { caller, .. }) => self.reply(caller, unavailable()),
-                (true, Deferred::Room { room, line }) => self.deliver_room(room, line),
+                // In number order with what other servers stored (see
+                // `replicas`); alone, the next number always.
+                (true, Deferred::Room { room, line }) => {
+                    self.room_message(room, line.seq, Some(line))
+                }
                 (
                     true,
                     Deferred::Private {
@@ -335,14 +360,7 @@ impl Hub {
                         recipient,
                         line,
                     },
-                ) => {
-                    self.dialogues.committed(sender, recipient, line.seq);
-                    self.unread.add(recipient, sender);
-                    if self.accounts.is_online(sender) || self.accounts.is_online(recipient) {
-                        let audience = Audience::Users([sender, recipient]);
-                        self.broadcast(audience, Event::PrivateMessage { line });
-                    }
-                }
+                ) => self.private_message(sender, recipient, line),
                 (false, Deferred::Room { .. } | Deferred::Private { .. }) => {
                     self.halted.get_or_insert_with(|| {
                         "the database could not store a message; the server stops rather \
@@ -403,6 +421,15 @@ impl Hub {
         self.reply(caller, reply);
     }
 
+    fn deliver_private(&mut self, sender: UserId, recipient: UserId, line: PrivateLine) {
+        self.dialogues.committed(sender, recipient, line.seq);
+        self.unread.add(recipient, sender);
+        if self.accounts.is_online(sender) || self.accounts.is_online(recipient) {
+            let audience = Audience::Users([sender, recipient]);
+            self.broadcast(audience, Event::PrivateMessage { line });
+        }
+    }
+
     fn deliver_room(&mut self, room: RoomId, line: RoomLine) {
         if self.rooms.record(room, &line) {
             let event = Event::RoomMessage {
@@ -417,7 +444,7 @@ impl Hub {
 
     fn take_message_id(&mut self) -> MessageId {
         let id = MessageId(self.next_message);
-        self.next_message += 1;
+        self.next_message += self.ids.step;
         id
     }
 

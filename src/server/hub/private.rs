@@ -86,11 +86,22 @@ impl Dialogues {
 
     /// Message `seq` between `a` and `b` was committed.
     pub fn committed(&mut self, a: UserId, b: UserId, seq: Seq) {
-        if let Some((given, committed)) = self.seqs.get_mut(&pair(a, b)) {
-            *committed = (*committed).max(seq);
-            // As for a room (`Rooms::record`).
-            *given = (*given).max(seq);
-        }
+        let (given, committed) = self.seqs.entry(pair(a, b)).or_default();
+        *committed = (*committed).max(seq);
+        // As for a room (`Rooms::record`).
+        *given = (*given).max(seq);
+    }
+
+    /// Every dialogue with a message, lower id first, with its last
+    /// committed number.
+    pub fn all(&self) -> Vec<(UserId, UserId, Seq)> {
+        let mut all: Vec<_> = self
+            .seqs
+            .iter()
+            .map(|(&(a, b), &(_, c))| (a, b, c))
+            .collect();
+        all.sort_unstable();
+        all
     }
 
     /// The last committed message between `a` and `b` (0: none).

@@ -4,7 +4,9 @@
 //! is refused; telling the members is the hub root's job.
 
 use super::effects::{ConnId, Refusal};
-use crate::model::{self, MAX_CAPACITY, MIN_CAPACITY, Millis, ROOM_HISTORY, RoomId, Seq, UserId};
+use crate::model::{
+    self, IdSpace, MAX_CAPACITY, MIN_CAPACITY, Millis, ROOM_HISTORY, RoomId, Seq, UserId,
+};
 use crate::wire::msg::{ErrorCode, RoomLine};
 use std::collections::{HashMap, VecDeque};
 
@@ -80,6 +82,7 @@ pub(super) struct Rooms {
     rooms: HashMap<RoomId, Room>,
     open_names: HashMap<String, RoomId>,
     next_room: i64,
+    ids: IdSpace,
     /// Held places in all rooms, so that none costs nothing to check.
     holding: usize,
 }
@@ -90,8 +93,15 @@ impl Rooms {
             rooms: HashMap::new(),
             open_names: HashMap::new(),
             next_room: next_room.0,
+            ids: IdSpace::ALONE,
             holding: 0,
         }
+    }
+
+    /// Rooms made from now on take ids of `ids` only.
+    pub fn use_ids(&mut self, ids: IdSpace) {
+        self.ids = ids;
+        self.next_room = ids.at_or_after(self.next_room);
     }
 
     pub fn get(&self, room: RoomId) -> Option<&Room> {
@@ -135,7 +145,7 @@ impl Rooms {
             ));
         }
         let room = RoomId(self.next_room);
-        self.next_room += 1;
+        self.next_room += self.ids.step;
         self.open_names.insert(key.clone(), room);
         self.rooms.insert(
             room,
@@ -233,7 +243,31 @@ impl Rooms {
             },
         );
         self.holding += 1;
-        self.next_room = self.next_room.max(id.0 + 1);
+        self.next_room = self.ids.at_or_after(self.next_room.max(id.0 + 1));
+    }
+
+    /// A room another server opened, with nobody of this server in it:
+    /// false if it is known already (or its name is open here).
+    pub fn learn(&mut self, id: RoomId, name: String, admin: UserId, capacity: u32) -> bool {
+        let key = model::room_key(&name);
+        if self.rooms.contains_key(&id) || self.open_names.contains_key(&key) {
+            return false;
+        }
+        self.open_names.insert(key.clone(), id);
+        let room = Room {
+            name,
+            key,
+            admin,
+            capacity,
+            members: Vec::new(),
+            history: VecDeque::new(),
+            held: Vec::new(),
+            last_seq: 0,
+            committed: 0,
+        };
+        self.rooms.insert(id, room);
+        self.next_room = self.ids.at_or_after(self.next_room.max(id.0 + 1));
+        true
     }
 
     /// Every open room (for the test harness's checks).

@@ -36,6 +36,7 @@ fn texts(events: &[Event]) -> Vec<String> {
 }
 
 mod accounts;
+mod cluster;
 mod commits;
 mod connections;
 mod devices;

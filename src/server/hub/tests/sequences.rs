@@ -240,43 +240,91 @@ fn catch_up_asks_for_what_came_after_the_last_message_seen() {
 }
 
 #[test]
-fn a_message_is_delivered_under_the_number_the_store_kept_it_under() {
+fn a_message_the_store_numbered_past_the_last_shown_waits_for_the_gap_to_be_read() {
     // A store shared by several servers numbers messages itself: here
-    // another server took numbers 1 to 10 of the room and of the dialogue
-    // first.
+    // other servers stored numbers 1 to 10 of the room and of the
+    // dialogue first, and this server has not heard of them.
     let mut w = World::new();
     let (ann, bob) = (w.user("ann"), w.user("bob"));
     let lobby = w.create_room(ann, "lobby", 10);
     w.join(bob, lobby);
     w.auto_commit = false;
-    w.request(
-        ann,
-        Request::Say {
-            text: "r".into(),
-            client_id: 0,
-        },
-    );
+    let say = |text: &str| Request::Say {
+        text: text.into(),
+        client_id: 0,
+    };
+    w.request(ann, say("r"));
     w.request(ann, send("bob", "p"));
-    w.commit_renumbered(|proposed| proposed + if proposed == 1 { 10 } else { 0 });
-    assert_eq!(seqs(&w.events(bob)), [("r".into(), 11), ("p".into(), 11)]);
-    // The next proposals follow the store's numbers, and a store that
-    // keeps them delivers them as they are.
-    w.request(
-        bob,
-        Request::Say {
-            text: "r2".into(),
-            client_id: 0,
-        },
+    w.commit_renumbered(|write| write.seq().map(|proposed| proposed + 10));
+    assert_eq!(seqs(&w.events(bob)), [], "nothing shown out of order");
+    // The store is asked for what came after the last shown, once per
+    // conversation, and what it holds is shown in order, each once.
+    let gaps: Vec<Gap> = std::mem::take(&mut w.jobs)
+        .into_iter()
+        .filter_map(|job| match job {
+            harness::Job::Fill(gap) => Some(gap),
+            _ => None,
+        })
+        .collect();
+    let (room, a, b) = (RoomId(lobby as i64), UserId(1), UserId(2));
+    assert_eq!(
+        gaps,
+        [
+            Gap::Room { room, after: 0 },
+            Gap::Dialogue { a, b, after: 0 }
+        ]
     );
-    w.request(bob, send("ann", "p2"));
+    let room_rows = (1..=11)
+        .map(|seq| crate::store::RoomRow {
+            id: MessageId(100 + seq as i64),
+            seq,
+            sender: b,
+            sender_name: "bob".into(),
+            text: format!("r{seq}"),
+            sent: 5,
+        })
+        .collect();
+    let filled = Filled::Room(room_rows);
+    w.handle(Input::Filled {
+        gap: gaps[0],
+        filled,
+    });
+    let private_rows = (1..=11)
+        .map(|seq| crate::store::PrivateRow {
+            id: MessageId(200 + seq as i64),
+            seq,
+            sender: a,
+            sender_name: "ann".into(),
+            recipient: b,
+            text: format!("p{seq}"),
+            sent: 5,
+        })
+        .collect();
+    let filled = Filled::Dialogue(private_rows);
+    w.handle(Input::Filled {
+        gap: gaps[1],
+        filled,
+    });
+    let shown = seqs(&w.events(bob));
+    let room_shown: Vec<u64> = shown
+        .iter()
+        .filter(|(t, _)| t.starts_with('r'))
+        .map(|l| l.1)
+        .collect();
+    let private_shown: Vec<u64> = shown
+        .iter()
+        .filter(|(t, _)| t.starts_with('p'))
+        .map(|l| l.1)
+        .collect();
+    assert_eq!(room_shown, (1..=11).collect::<Vec<_>>());
+    assert_eq!(private_shown, (1..=11).collect::<Vec<_>>());
+    // The next proposals follow the store's numbers, and a store that
+    // keeps them shows them at once.
+    w.request(bob, say("r12"));
+    w.request(bob, send("ann", "p12"));
     w.commit(true);
     assert_eq!(
-        seqs(&w.events(ann)),
-        [
-            ("r".into(), 11),
-            ("p".into(), 11),
-            ("r2".into(), 12),
-            ("p2".into(), 12)
-        ]
+        seqs(&w.events(ann))[22..],
+        [("r12".into(), 12), ("p12".into(), 12)]
     );
 }

@@ -1,0 +1,455 @@
+//! Two hubs sharing one store, as two servers on one PostgreSQL with a
+//! bus between them: each makes ids of its own slot, the store numbers
+//! every message in its conversation at commit, and what one commits is
+//! handed to the other ([`Input::Replicated`]) while the bus is up. The
+//! store answers the gaps a hub reads from what both committed.
+
+use super::*;
+use crate::model::IdSpace;
+use crate::store::{PrivateRow, RoomRow};
+use std::collections::HashMap;
+
+/// The shared store: every write committed, in commit order, and each
+/// conversation's last number.
+#[derive(Default)]
+struct Store {
+    writes: Vec<Write>,
+    rooms: HashMap<RoomId, Seq>,
+    dialogues: HashMap<(UserId, UserId), Seq>,
+}
+
+impl Store {
+    /// The number the store gives a message: its conversation's next.
+    fn number(&mut self, write: &Write) -> Option<Seq> {
+        let last = match *write {
+            Write::RoomMessage { room, .. } => self.rooms.entry(room).or_default(),
+            Write::PrivateMessage {
+                sender, recipient, ..
+            } => (self.dialogues)
+                .entry((sender.min(recipient), sender.max(recipient)))
+                .or_default(),
+            _ => return None,
+        };
+        *last += 1;
+        Some(*last)
+    }
+
+    fn name(&self, user: UserId) -> String {
+        self.writes
+            .iter()
+            .find_map(|w| match w {
+                Write::User { id, name, .. } if *id == user => Some(name.clone()),
+                _ => None,
+            })
+            .expect("a stored user")
+    }
+
+    fn fill(&self, gap: Gap) -> Filled {
+        match gap {
+            Gap::Room { room, after } => Filled::Room(
+                (self.writes.iter())
+                    .filter_map(|w| match w {
+                        Write::RoomMessage {
+                            id,
+                            seq,
+                            room: r,
+                            sender,
+                            text,
+                            sent,
+                            ..
+                        } if *r == room && *seq > after => Some(RoomRow {
+                            id: *id,
+                            seq: *seq,
+                            sender: *sender,
+                            sender_name: self.name(*sender),
+                            text: text.to_string(),
+                            sent: *sent,
+                        }),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Gap::Dialogue { a, b, after } => Filled::Dialogue(
+                (self.writes.iter())
+                    .filter_map(|w| match w {
+                        Write::PrivateMessage {
+                            id,
+                            seq,
+                            sender,
+                            recipient,
+                            text,
+                            sent,
+                            ..
+                        } if (*sender).min(*recipient) == a
+                            && (*sender).max(*recipient) == b
+                            && *seq > after =>
+                        {
+                            Some(PrivateRow {
+                                id: *id,
+                                seq: *seq,
+                                sender: *sender,
+                                sender_name: self.name(*sender),
+                                recipient: *recipient,
+                                text: text.to_string(),
+                                sent: *sent,
+                            })
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+struct Cluster {
+    nodes: [World; 2],
+    store: Store,
+    /// Whether what one node commits reaches the other.
+    bus_up: bool,
+}
+
+impl Cluster {
+    fn new() -> Cluster {
+        let node = |slot| {
+            let mut w = World::new();
+            // Each server's own randomness, so their tokens differ.
+            let rng = rand::SeedableRng::seed_from_u64(slot as u64);
+            w.hub = Hub::new(harness::snapshot(Vec::new()), harness::no_grace(), rng);
+            w.hub.use_ids(IdSpace { slot, step: 2 });
+            w.auto_commit = false;
+            w
+        };
+        Cluster {
+            nodes: [node(0), node(1)],
+            store: Store::default(),
+            bus_up: true,
+        }
+    }
+
+    /// Commits what each node wrote, carries it to the other, and answers
+    /// the gaps they read, until nothing moves.
+    fn settle(&mut self) {
+        loop {
+            let mut moved = false;
+            for i in 0..2 {
+                if !self.nodes[i].uncommitted.is_empty() {
+                    let store = &mut self.store;
+                    let stored = self.nodes[i].commit_renumbered(|w| store.number(w));
+                    store.writes.extend(stored.iter().cloned());
+                    if self.bus_up {
+                        self.nodes[1 - i].handle(Input::Replicated { writes: stored });
+                    }
+                    moved = true;
+                }
+                for job in std::mem::take(&mut self.nodes[i].jobs) {
+                    let harness::Job::Fill(gap) = job else {
+                        panic!("an unexpected job");
+                    };
+                    let filled = self.store.fill(gap);
+                    self.nodes[i].handle(Input::Filled { gap, filled });
+                    moved = true;
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn ask(&mut self, node: usize, conn: ConnId, req: Request) -> Option<Reply> {
+        let id = self.nodes[node].request(conn, req);
+        self.settle();
+        self.nodes[node].reply_to(conn, id)
+    }
+
+    fn user(&mut self, node: usize, name: &str) -> ConnId {
+        let conn = self.nodes[node].connect();
+        let register = Request::Register {
+            name: name.into(),
+            password: PW.into(),
+        };
+        match self.ask(node, conn, register) {
+            Some(Reply::LoggedIn { .. }) => conn,
+            other => panic!("{name} registers: {other:?}"),
+        }
+    }
+
+    fn login(&mut self, node: usize, name: &str) -> ConnId {
+        let conn = self.nodes[node].connect();
+        let login = Request::Login {
+            name: name.into(),
+            password: PW.into(),
+        };
+        match self.ask(node, conn, login) {
+            Some(Reply::LoggedIn { .. }) => conn,
+            other => panic!("{name} logs in on node {node}: {other:?}"),
+        }
+    }
+
+    fn say(&mut self, node: usize, conn: ConnId, text: &str) {
+        let say = Request::Say {
+            text: text.into(),
+            client_id: 0,
+        };
+        assert_eq!(self.ask(node, conn, say), Some(Reply::Ok), "{text}");
+    }
+
+    fn send(&mut self, node: usize, conn: ConnId, to: &str, text: &str) {
+        let send = Request::SendPrivate {
+            to: to.into(),
+            text: text.into(),
+            client_id: 0,
+        };
+        assert_eq!(self.ask(node, conn, send), Some(Reply::Ok), "{text}");
+    }
+
+    /// A room made on `node`, by the number its creator was told.
+    fn create_room(&mut self, node: usize, conn: ConnId, name: &str) -> u64 {
+        let create = Request::CreateRoom {
+            name: name.into(),
+            capacity: 10,
+        };
+        match self.ask(node, conn, create) {
+            Some(Reply::Room { room, .. }) => room.id,
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+
+    fn join(&mut self, node: usize, conn: ConnId, room: u64) {
+        match self.ask(node, conn, Request::JoinRoom { room }) {
+            Some(Reply::Room { .. }) => {}
+            other => panic!("join #{room} on node {node}: {other:?}"),
+        }
+    }
+
+    /// The room and private lines `conn` was shown, as "text seq".
+    fn shown(&mut self, node: usize, conn: ConnId) -> Vec<String> {
+        (self.nodes[node].events(conn).iter())
+            .filter_map(|e| match e {
+                Event::RoomMessage { line, .. } => Some(format!("{} {}", line.text, line.seq)),
+                Event::PrivateMessage { line } => Some(format!("{} {}", line.text, line.seq)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_room_message_reaches_members_on_both_nodes_once_in_order() {
+    let mut c = Cluster::new();
+    let ann = c.user(0, "ann");
+    let bob = c.user(1, "bob");
+    let room = c.create_room(0, ann, "lobby");
+    c.join(1, bob, room);
+    c.say(0, ann, "a1");
+    c.say(1, bob, "b2");
+    // Both at once while the bus is down: each node shows its own, then
+    // finds the other's number skipped when its next one is stored, and
+    // reads the gap.
+    let say = |text: &str| Request::Say {
+        text: text.into(),
+        client_id: 0,
+    };
+    c.bus_up = false;
+    c.nodes[0].request(ann, say("a3"));
+    c.nodes[1].request(bob, say("b4"));
+    c.settle();
+    c.bus_up = true;
+    c.say(0, ann, "a5");
+    for (node, conn) in [(0, ann), (1, bob)] {
+        assert_eq!(
+            c.shown(node, conn),
+            ["a1 1", "b2 2", "a3 3", "b4 4", "a5 5"],
+            "node {node}"
+        );
+    }
+    // The ids of the two nodes never meet.
+    let ids: Vec<i64> = (c.store.writes.iter())
+        .filter_map(|w| match w {
+            Write::RoomMessage { id, .. } => Some(id.0),
+            _ => None,
+        })
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "{ids:?}");
+}
+
+#[test]
+fn a_private_message_crosses_nodes_and_reading_on_one_clears_the_other() {
+    let mut c = Cluster::new();
+    let ann = c.user(0, "ann");
+    let bob = c.user(1, "bob");
+    // bob on a second device, through the other node.
+    let bob_too = c.login(0, "bob");
+    c.send(0, ann, "bob", "hi bob");
+    c.send(1, bob, "ann", "hi ann");
+    assert_eq!(c.shown(0, ann), ["hi bob 1", "hi ann 2"]);
+    assert_eq!(c.shown(1, bob), ["hi bob 1", "hi ann 2"]);
+    assert_eq!(c.shown(0, bob_too), ["hi bob 1", "hi ann 2"]);
+    // Read on node 1: bob's session on node 0 is told, and a new login
+    // there finds nothing unread.
+    let read = Request::MarkRead { with: "ann".into() };
+    assert_eq!(c.ask(1, bob, read), Some(Reply::Ok));
+    let told: Vec<Event> = c.nodes[0].events(bob_too);
+    assert_eq!(
+        told,
+        [Event::Read {
+            with: "ann".into(),
+            unread: 0
+        }]
+    );
+    let conn = c.nodes[0].connect();
+    let login = Request::Login {
+        name: "bob".into(),
+        password: PW.into(),
+    };
+    assert!(matches!(
+        c.ask(0, conn, login),
+        Some(Reply::LoggedIn { unread: 0, .. })
+    ));
+}
+
+#[test]
+fn the_admin_leaving_on_one_node_closes_the_room_on_the_other() {
+    let mut c = Cluster::new();
+    let ann = c.user(0, "ann");
+    let bob = c.user(1, "bob");
+    let room = c.create_room(0, ann, "lobby");
+    c.join(1, bob, room);
+    assert_eq!(c.ask(0, ann, Request::LeaveRoom), Some(Reply::Ok));
+    let closed = Event::RoomClosed {
+        room,
+        reason: LeaveReason::AdminLeft,
+    };
+    assert!(c.nodes[1].events(bob).contains(&closed));
+    let say = Request::Say {
+        text: "anyone?".into(),
+        client_id: 0,
+    };
+    assert_eq!(c.nodes[1].error(bob, say), ErrorCode::NotMember);
+    assert_eq!(
+        c.nodes[1].error(bob, Request::JoinRoom { room }),
+        ErrorCode::RoomClosed
+    );
+}
+
+#[test]
+fn what_the_bus_lost_is_read_from_the_store_in_order_once() {
+    let mut c = Cluster::new();
+    let ann = c.user(0, "ann");
+    let bob = c.user(1, "bob");
+    let room = c.create_room(0, ann, "lobby");
+    c.join(1, bob, room);
+    c.send(0, ann, "bob", "p1");
+    c.bus_up = false;
+    c.say(0, ann, "a1");
+    c.say(0, ann, "a2");
+    c.send(0, ann, "bob", "p2");
+    assert_eq!(
+        c.shown(1, bob),
+        ["p1 1"],
+        "nothing came while the bus was down"
+    );
+    // The next message that does come shows the gap, which is read.
+    c.bus_up = true;
+    c.say(0, ann, "a3");
+    assert_eq!(c.shown(1, bob), ["a1 1", "a2 2", "a3 3"]);
+    // The bus back after an outage: everything open is read again from
+    // where it stopped.
+    c.nodes[1].hub.catch_up_all();
+    c.nodes[1].run_effects();
+    c.settle();
+    assert_eq!(c.shown(1, bob), ["p2 2"]);
+    // What comes after shows once, however often it is carried.
+    c.say(0, ann, "a4");
+    let again: Vec<Write> = c.store.writes.iter().rev().take(1).cloned().collect();
+    c.nodes[1].handle(Input::Replicated { writes: again });
+    assert_eq!(c.shown(1, bob), ["a4 4"]);
+}
+
+#[test]
+fn a_bus_message_naming_what_is_unknown_or_past_is_ignored() {
+    let mut c = Cluster::new();
+    let ann = c.user(0, "ann");
+    let bob = c.user(1, "bob");
+    let room = c.create_room(0, ann, "lobby");
+    c.join(1, bob, room);
+    c.say(0, ann, "a1");
+    assert_eq!(c.shown(1, bob), ["a1 1"]);
+    let message = |room: i64, seq: Seq, sender: i64| Write::RoomMessage {
+        id: MessageId(999),
+        seq,
+        origin: None,
+        room: RoomId(room),
+        sender: UserId(sender),
+        text: "forged".into(),
+        sent: 1,
+    };
+    let ann_id = 2; // slot 0 of two: ids 2, 4, ...
+    let forged = vec![
+        // A number shown already.
+        message(room as i64, 1, ann_id),
+        // A room nobody opened.
+        message(77, 1, ann_id),
+        // A private message from a user nobody made.
+        Write::PrivateMessage {
+            id: MessageId(998),
+            seq: 1,
+            origin: None,
+            sender: UserId(55),
+            recipient: UserId(1),
+            text: "forged".into(),
+            sent: 1,
+        },
+        // A room of an unknown admin, and closing one never opened.
+        Write::Room {
+            id: RoomId(91),
+            name: "fake".into(),
+            admin: UserId(55),
+            capacity: 5,
+            created: 1,
+        },
+        Write::CloseRoom {
+            id: RoomId(93),
+            closed: 1,
+        },
+    ];
+    c.nodes[1].handle(Input::Replicated { writes: forged });
+    c.settle();
+    assert_eq!(c.shown(1, bob), Vec::<String>::new());
+    assert!(c.nodes[1].hub.rooms.get(RoomId(91)).is_none());
+    // The room and its numbering go on as before.
+    c.say(0, ann, "a2");
+    assert_eq!(c.shown(1, bob), ["a2 2"]);
+}
+
+#[test]
+fn a_saved_login_from_one_node_resumes_on_the_other_and_ends_the_old_session() {
+    let mut c = Cluster::new();
+    let conn = c.nodes[0].connect();
+    let register = Request::Register {
+        name: "ann".into(),
+        password: PW.into(),
+    };
+    let Some(Reply::LoggedIn { token, .. }) = c.ask(0, conn, register) else {
+        panic!("ann registers");
+    };
+    // Node 0 is gone for the client (its connection half-open): it
+    // resumes on node 1 with the token node 0 gave.
+    let moved = c.nodes[1].connect();
+    let resume = Request::Resume {
+        token: token.clone(),
+    };
+    let Some(Reply::LoggedIn { token: next, .. }) = c.ask(1, moved, resume) else {
+        panic!("ann resumes on node 1");
+    };
+    assert_ne!(next, token);
+    assert!(c.nodes[0].closed.contains(&conn), "the old session ended");
+    // The replaced token is spent on both nodes.
+    let again = c.nodes[0].connect();
+    let reused = Request::Resume { token };
+    assert!(matches!(c.ask(0, again, reused), Some(Reply::Error { .. })));
+}
