@@ -32,6 +32,12 @@ pub struct ServeArgs {
         value_name = "URL"
     )]
     pub database: Option<String>,
+    /// Share --database with other chatapp servers, hearing what they
+    /// store (and telling them what this one stores) through this Redis:
+    /// a URL such as redis://:PASSWORD@bus.example.org:6379/. Every
+    /// server needs the same --database, --bus and server key.
+    #[arg(long, env = "CHATAPP_BUS", hide_env_values = true, value_name = "URL")]
+    pub bus: Option<String>,
     /// Print the server key's fingerprint and exit.
     #[arg(long)]
     pub fingerprint: bool,
@@ -123,6 +129,7 @@ fn config(args: &ServeArgs, data_dir: PathBuf) -> super::Config {
         SyncMode::Normal => crate::store::Sync::Normal,
     };
     config.database = args.database.clone();
+    config.bus = args.bus.clone();
     config.net_limits.max_per_address = args.max_per_address;
     config.net_limits.proxies = args
         .proxy_protocol

@@ -123,6 +123,22 @@ pub struct Bus {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// Publishes on the bus from any thread; see [`Bus::outbox`].
+#[derive(Clone)]
+pub struct Outbox {
+    tx: SyncSender<Outgoing>,
+    counts: Arc<Counts>,
+}
+
+impl Outbox {
+    /// As [`Bus::publish`].
+    pub fn publish(&self, channel: &str, payload: Vec<u8>) {
+        if self.tx.try_send((channel.to_owned(), payload)).is_err() {
+            self.counts.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counts {
     published: AtomicU64,
@@ -189,6 +205,16 @@ impl Bus {
         if !queued {
             self.counts.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A handle that publishes as [`Bus::publish`] does, for another
+    /// thread (the store thread publishes what it commits). The publisher
+    /// thread stops only once every handle is gone too.
+    pub fn outbox(&self) -> Option<Outbox> {
+        Some(Outbox {
+            tx: self.outbox.clone()?,
+            counts: self.counts.clone(),
+        })
     }
 
     /// The next event, if one is ready.

@@ -39,6 +39,10 @@ pub enum Error {
     },
     /// The database failed at start-up.
     Store(StoreError),
+    /// `--bus` without a PostgreSQL `--database` to share.
+    BusWithoutDatabase,
+    /// `--bus` names no Redis this server can use.
+    Bus(super::bus::BusError),
     /// The event loop or a thread of the server could not be set up, or
     /// the loop failed; `what` says which.
     Io {
@@ -109,6 +113,12 @@ impl fmt::Display for Error {
             }
             // The store's own message says what failed.
             Error::Store(e) => e.fmt(f),
+            Error::BusWithoutDatabase => f.write_str(
+                "--bus needs --database postgres://...: servers share a PostgreSQL database \
+                 (an SQLite file belongs to one server); give every server the same --database \
+                 and --bus",
+            ),
+            Error::Bus(e) => e.fmt(f),
             Error::Io { what, .. } => f.write_str(what),
         }
     }
@@ -121,6 +131,7 @@ impl StdError for Error {
             Error::Database { source, .. } => Some(source),
             // Shown through this error's own Display: its cause is next.
             Error::Store(e) => e.source(),
+            Error::Bus(e) => e.source(),
             _ => None,
         }
     }

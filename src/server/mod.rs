@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod bus;
+pub mod cluster;
 pub mod directory;
 mod error;
 pub mod hub;
@@ -52,6 +53,9 @@ pub struct Config {
     /// A PostgreSQL database to keep the chat in, by URL, instead of the
     /// SQLite file in `data_dir` (which still holds the key and the lock).
     pub database: Option<String>,
+    /// A Redis URL: this server shares `database` with other servers,
+    /// and hears what they commit (and tells them what it commits) there.
+    pub bus: Option<String>,
 }
 
 impl Config {
@@ -65,6 +69,7 @@ impl Config {
             net_limits: net::NetLimits::default(),
             sync: crate::store::Sync::Full,
             database: None,
+            bus: None,
         }
     }
 }
@@ -203,6 +208,10 @@ struct Server {
     signals: Option<net::Signals>,
     /// Held for the server's life: the OS releases it if the process dies.
     _lock: File,
+    /// The ids this server gives new rows.
+    ids: crate::model::IdSpace,
+    /// The bus to the other servers sharing the database, if any.
+    cluster: Option<cluster::Cluster>,
 }
 
 impl Server {
@@ -215,7 +224,12 @@ impl Server {
             Some(url) => store::Location::Postgres(url.clone()),
             None => store::Location::Sqlite(dir.join(DATABASE_FILE)),
         };
-        let mut store = store::open(&location, config.sync).map_err(|source| Error::Database {
+        let opened = match (&config.bus, &location) {
+            (None, _) => store::open(&location, config.sync),
+            (Some(_), store::Location::Postgres(url)) => store::open_shared(url),
+            (Some(_), store::Location::Sqlite(_)) => return Err(Error::BusWithoutDatabase),
+        };
+        let mut store = opened.map_err(|source| Error::Database {
             database: location.display_name(),
             source,
         })?;
@@ -243,17 +257,27 @@ impl Server {
         let addr = listener.local_addr().map_err(Error::io(setup))?;
         let poll = mio::Poll::new().map_err(Error::io(setup))?;
         let waker = net::waker(&poll).map_err(Error::io(setup))?;
+        let cluster = match &config.bus {
+            Some(url) => {
+                let channels = vec![cluster::CHANNEL.to_string()];
+                let bus = bus::Bus::start(url, channels, waker.clone()).map_err(Error::Bus)?;
+                Some(cluster::Cluster::new(bus, store.id_space().slot))
+            }
+            None => None,
+        };
         Ok(Server {
             addr,
             fingerprint: key.fingerprint(),
             listener,
             key,
+            ids: store.id_space(),
             store,
             snapshot,
             open_rooms,
             config,
             poll,
             waker,
+            cluster,
             stop: Arc::new(AtomicBool::new(false)),
             hashed: Arc::new(AtomicU64::new(0)),
             _lock: lock,
@@ -267,7 +291,17 @@ impl Server {
         // The resume tokens' randomness: a CSPRNG seeded from the OS.
         let rng: rand::rngs::StdRng = rand::make_rng();
         let mut hub = Hub::new(self.snapshot, self.config.limits.clone(), rng);
+        hub.use_ids(self.ids);
         hub.reopen(now_millis(), self.open_rooms);
+        // What this server commits, every other server sharing the
+        // database hears.
+        let publish = (self.cluster.as_ref())
+            .and_then(|c| Some((c.bus.outbox()?, c.node)))
+            .map(|(outbox, node)| -> workers::Publish {
+                Box::new(move |writes| {
+                    outbox.publish(cluster::CHANNEL, cluster::encode(node, writes))
+                })
+            });
         let (tx, inputs) = std::sync::mpsc::channel();
         let reply = workers::Reply {
             tx,
@@ -279,6 +313,7 @@ impl Server {
             self.config.hashers,
             reply,
             self.hashed,
+            publish,
         );
         if self.config.log_level >= Level::Info {
             log::emit(
@@ -302,6 +337,7 @@ impl Server {
             log_level: self.config.log_level,
             signals: self.signals,
             limits: self.config.net_limits,
+            cluster: self.cluster,
         })
     }
 }

@@ -10,6 +10,8 @@
 //! connection, not one per message. Write interest is derived from the
 //! queue after every turn (registered only while bytes are left unsent).
 
+use super::bus::BusEvent;
+use super::cluster::{Cluster, Heard};
 use super::directory::Directory;
 use super::hub::{ConnId, ConnMap, Hub, Input, Level, Output};
 use super::proxy;
@@ -147,6 +149,8 @@ pub struct Parts {
     /// SIGINT and SIGTERM, when this server is the process's own.
     pub signals: Option<Signals>,
     pub limits: NetLimits,
+    /// The bus to other servers sharing the database, if any.
+    pub cluster: Option<Cluster>,
 }
 
 /// Limits the event loop itself enforces, before the hub sees a client.
@@ -184,6 +188,7 @@ pub fn run(parts: Parts) -> io::Result<()> {
         log_level,
         signals,
         limits,
+        mut cluster,
     } = parts;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -221,6 +226,10 @@ pub fn run(parts: Parts) -> io::Result<()> {
             }
         }
         if let Some(at) = net.workers.dispatch_at() {
+            let wait = at.saturating_duration_since(Instant::now());
+            timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
+        }
+        if let Some(at) = cluster.as_ref().and_then(|c| c.next_read) {
             let wait = at.saturating_duration_since(Instant::now());
             timeout = Some(timeout.map_or(wait, |t| t.min(wait)));
         }
@@ -267,6 +276,9 @@ pub fn run(parts: Parts) -> io::Result<()> {
         }
         while let Ok(input) = inputs.try_recv() {
             net.feed(input);
+        }
+        if let Some(cluster) = &mut cluster {
+            net.hear(cluster);
         }
         if net.hub.halted().is_some() {
             // Nothing more goes to the store: see `Hub::halted`.
@@ -692,6 +704,27 @@ impl Net {
     fn hub_input(&mut self, input: Input) {
         self.hub.handle(now_millis(), input);
         self.drain_hub();
+    }
+
+    /// What the bus brought: other servers' commits for the hub, and
+    /// reads of the database after (and, every so often, during) an
+    /// outage.
+    fn hear(&mut self, cluster: &mut Cluster) {
+        let now = Instant::now();
+        let events: Vec<BusEvent> = cluster.bus.drain().collect();
+        let mut catch_up = cluster.read_due(now);
+        for event in events {
+            match cluster.heard(event, now) {
+                Heard::Writes(writes) => self.hub_input(Input::Replicated { writes }),
+                Heard::CatchUp => catch_up = true,
+                Heard::Nothing(Some((level, line))) => self.log(level, line),
+                Heard::Nothing(None) => {}
+            }
+        }
+        if catch_up {
+            self.hub.catch_up_all();
+            self.drain_hub();
+        }
     }
 
     fn feed(&mut self, input: Input) {

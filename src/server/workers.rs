@@ -79,6 +79,7 @@ impl Workers {
         hashers: usize,
         reply: Reply,
         hashed: Arc<AtomicU64>,
+        publish: Option<Publish>,
     ) -> Workers {
         let (auth_tx, auth_rx) = mpsc::channel();
         let auth_rx = Arc::new(Mutex::new(auth_rx));
@@ -101,7 +102,7 @@ impl Workers {
         threads.push(
             thread::Builder::new()
                 .name("store".into())
-                .spawn(move || store_loop(store, &store_rx, &reply, &stop))
+                .spawn(move || store_loop(store, &store_rx, &reply, &stop, publish))
                 .expect("spawn the store thread"),
         );
         Workers {
@@ -264,16 +265,23 @@ const MAX_BATCH: usize = 4096;
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(2);
 
+/// What the store thread does with each batch it committed, as stored
+/// (the numbers the database gave its messages in place): servers
+/// sharing a database publish it on the bus.
+pub type Publish = Box<dyn FnMut(&[Write]) + Send>;
+
 fn store_loop(
     mut store: Box<dyn Store>,
     jobs: &Receiver<Vec<StoreJob>>,
     reply: &Reply,
     stopping: &AtomicBool,
+    publish: Option<Publish>,
 ) {
     let mut batch = Batch {
         stopping,
         writes: Vec::new(),
         seqs: Vec::new(),
+        publish,
     };
     while let Ok(first) = jobs.recv() {
         // Everything waiting, in order, as one transaction (or a few, past
@@ -292,6 +300,7 @@ struct Batch<'a> {
     stopping: &'a AtomicBool,
     writes: Vec<Write>,
     seqs: Vec<u64>,
+    publish: Option<Publish>,
 }
 
 impl Batch<'_> {
@@ -333,11 +342,14 @@ impl Batch<'_> {
             result => result,
         };
         match result {
-            Ok(stored) => reply.send(Input::Committed {
-                seq: last,
-                ok: true,
-                numbers: numbered(&self.writes, &self.seqs, stored),
-            }),
+            Ok(stored) => {
+                published(&mut self.publish, &self.writes, &stored);
+                reply.send(Input::Committed {
+                    seq: last,
+                    ok: true,
+                    numbers: numbered(&self.writes, &self.seqs, stored),
+                })
+            }
             // Still out of reach, and the server is stopping: none of the
             // batch was acknowledged, so none of it is lost.
             Err(e) if self.writes.len() == 1 || e.is_unavailable() => {
@@ -360,9 +372,13 @@ impl Batch<'_> {
                     } else {
                         store.apply(write).map_err(Some)
                     };
-                    if let Err(Some(e)) = &result {
-                        log::emit(Level::Error, &log::chain(e));
-                        message_failed = write[0].is_message();
+                    match &result {
+                        Err(Some(e)) => {
+                            log::emit(Level::Error, &log::chain(e));
+                            message_failed = write[0].is_message();
+                        }
+                        Err(None) => {}
+                        Ok(stored) => published(&mut self.publish, write, stored),
                     }
                     reply.send(Input::Committed {
                         seq,
@@ -418,6 +434,26 @@ impl Batch<'_> {
         }
         Err(last)
     }
+}
+
+/// Hands `writes`, committed, to `publish` as stored: each message under
+/// its number in `stored` (one per message, in order).
+fn published(publish: &mut Option<Publish>, writes: &[Write], stored: &[Seq]) {
+    let Some(publish) = publish else {
+        return;
+    };
+    let mut numbers = stored.iter();
+    let writes: Vec<Write> = (writes.iter().cloned())
+        .map(|mut write| {
+            if let Write::RoomMessage { seq, .. } | Write::PrivateMessage { seq, .. } = &mut write
+                && let Some(&stored) = numbers.next()
+            {
+                *seq = stored;
+            }
+            write
+        })
+        .collect();
+    publish(&writes);
 }
 
 /// Pairs the write number of each message in `writes` (numbered `seqs`)
@@ -503,7 +539,7 @@ mod tests {
         };
         let hashed = Arc::new(AtomicU64::new(0));
         (
-            Workers::start(store, cost, 1, Reply { tx, waker }, hashed),
+            Workers::start(store, cost, 1, Reply { tx, waker }, hashed, None),
             rx,
             poll,
         )

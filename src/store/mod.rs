@@ -32,7 +32,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::model::{DeviceId, MessageId, Millis, RoomId, Seq, UserId};
+use crate::model::{DeviceId, IdSpace, MessageId, Millis, RoomId, Seq, UserId};
 
 /// Where the data lives, and so which backend keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +66,13 @@ pub fn open(location: &Location, sync: Sync) -> Result<Box<dyn Store>, StoreErro
         // SQLite's choice of how to reach its own file.
         Location::Postgres(url) => Ok(Box::new(postgres::PostgresStore::open(url)?)),
     }
+}
+
+/// Opens a PostgreSQL store that this server shares with others (each
+/// with `--bus`): as [`open`], but the server takes an id slot of its own
+/// ([`Store::id_space`]) instead of the whole database.
+pub fn open_shared(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    Ok(Box::new(postgres::PostgresStore::open_shared(url)?))
 }
 
 /// A durable home for the chat. Every method may block; errors say what
@@ -114,6 +121,12 @@ pub trait Store: Send {
         page: Page,
         limit: usize,
     ) -> Result<Vec<RoomRow>, StoreError>;
+
+    /// The ids this server may give new rows: all of them, unless the
+    /// database is shared with other servers.
+    fn id_space(&self) -> IdSpace {
+        IdSpace::ALONE
+    }
 
     /// One line for the operator's log saying what this store is and the
     /// settings it runs with, as read back from the database itself (so the
@@ -359,9 +372,13 @@ pub enum StoreError {
     NotOurs { database: String, reason: String },
     /// A [`Write::CloseRoom`] named a room that was never saved.
     NoSuchRoom(RoomId),
-    /// Another chatapp server is using the database; for now each database
-    /// serves one server.
+    /// Another chatapp server is using the database, and it or this one
+    /// runs alone (without `--bus`).
     InUse { database: String },
+    /// Every id slot of a shared database is held by a running server
+    /// (`slot: None`), or the one this server held was taken by another
+    /// while its connection was down (`Some`).
+    NoSlot { database: String, slot: Option<i64> },
     /// The database cannot be reached just now (a database server that is
     /// down or restarting, a broken network): nothing of the call was
     /// done, and the same call may succeed later. `context` says what the
@@ -416,9 +433,27 @@ impl fmt::Display for StoreError {
             ),
             StoreError::InUse { database } => write!(
                 f,
-                "database {database} is in use by another chatapp server: several servers on \
-                 one database are not supported yet; stop the other one, or give this one a \
-                 database of its own"
+                "database {database} is in use by another chatapp server: servers share a \
+                 database only when every one of them runs with --bus; stop the other one, \
+                 give this one a database of its own, or run them all with --bus"
+            ),
+            StoreError::NoSlot {
+                database,
+                slot: None,
+            } => write!(
+                f,
+                "database {database} is shared by {} chatapp servers already, the most there \
+                 may be: stop one of them first",
+                postgres::SLOTS
+            ),
+            StoreError::NoSlot {
+                database,
+                slot: Some(slot),
+            } => write!(
+                f,
+                "database {database}: this server's id slot {slot} was taken by another \
+                 server while the database was out of reach; stop this server and start it \
+                 again"
             ),
             StoreError::NoSuchRoom(id) => write!(
                 f,

@@ -7,6 +7,7 @@
 
 // Public only so that the fuzz targets can hold them up against reference
 // implementations (fuzz/logic.rs); nothing else outside `wire` uses them.
+pub mod bus;
 pub mod cipher;
 pub mod dh;
 pub mod frame;

@@ -16,6 +16,7 @@ mod balancer;
 mod bus;
 mod chaos;
 mod cli;
+mod cluster;
 mod durability;
 mod floods;
 mod fuzz_replay;

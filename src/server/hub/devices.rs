@@ -321,6 +321,14 @@ impl Devices {
         Sent::New(Origin { device, client_id })
     }
 
+    /// A message from the device was stored through another server: a
+    /// repeat of its client id here is a repeat too.
+    pub fn noted(&mut self, origin: Origin) {
+        if let Some(d) = self.devices.get_mut(&origin.device) {
+            d.last_client_id = d.last_client_id.max(origin.client_id);
+        }
+    }
+
     /// The connection is logged in from this device.
     pub fn attach(&mut self, conn: ConnId, device: DeviceId) {
         self.sessions.insert(conn, device);

@@ -40,6 +40,17 @@ impl Hub {
     }
 
     fn replica(&mut self, now: Millis, write: Write) {
+        if let Write::RoomMessage {
+            origin: Some(origin),
+            ..
+        }
+        | Write::PrivateMessage {
+            origin: Some(origin),
+            ..
+        } = write
+        {
+            self.devices.noted(origin);
+        }
         match write {
             Write::User {
                 id,

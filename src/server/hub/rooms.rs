@@ -270,10 +270,11 @@ impl Rooms {
         true
     }
 
-    /// Every open room (for the test harness's checks).
-    #[cfg(any(test, feature = "testkit"))]
+    /// Every open room, in id order.
     pub fn ids(&self) -> Vec<RoomId> {
-        self.rooms.keys().copied().collect()
+        let mut ids: Vec<RoomId> = self.rooms.keys().copied().collect();
+        ids.sort_unstable();
+        ids
     }
 
     /// Keeps the place of a member whose last session dropped.

@@ -32,7 +32,7 @@ use super::{
     Conversation, DeviceRow, OpenRoom, Origin, Page, PrivateRow, RoomRow, Snapshot, Store,
     StoreError, UserRow, Write,
 };
-use crate::model::{DeviceId, MessageId, RoomId, Seq, UserId, room_key, user_key};
+use crate::model::{DeviceId, IdSpace, MessageId, RoomId, Seq, UserId, room_key, user_key};
 
 /// The schema version this build writes and understands.
 pub const SCHEMA_VERSION: i32 = 2;
@@ -54,6 +54,18 @@ const SCHEMA_LOCK: i64 = 0x0063_6861_7461_7070;
 /// same ids (and a repeated id is skipped, see above): it is refused
 /// instead, as a second server on one SQLite file is.
 const SERVER_LOCK: i64 = SCHEMA_LOCK + 1;
+
+/// Servers sharing a database (`--bus`) each hold one of these advisory
+/// locks, `SLOT_LOCK + slot`, for as long as they use it: the slot their
+/// ids come from (`model::IdSpace`), so no two running servers have the
+/// same. They hold [`SERVER_LOCK`] shared, so a server running alone
+/// (which holds it exclusive) and servers sharing are refused each
+/// other.
+const SLOT_LOCK: i64 = SERVER_LOCK + 1;
+
+/// The most servers that may share one database at once: the step of
+/// their ids.
+pub const SLOTS: i64 = 64;
 
 /// How long connecting may take before the store gives up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -182,6 +194,9 @@ pub struct PostgresStore {
     client: Option<Client>,
     /// Statements prepared on `client`, by their text.
     prepared: HashMap<&'static str, Statement>,
+    /// Shared with other servers (`--bus`): the id slot this one holds,
+    /// once it has one.
+    shared: Option<Option<i64>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -196,6 +211,17 @@ impl PostgresStore {
     /// Connects to the database at `url` (a `postgres://` URL or a
     /// `key=value` string), and creates or checks its schema.
     pub fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        PostgresStore::connect(url, None)
+    }
+
+    /// As [`PostgresStore::open`], for a server that shares the database
+    /// with others: it takes a free id slot instead of the database
+    /// for itself.
+    pub fn open_shared(url: &str) -> Result<PostgresStore, StoreError> {
+        PostgresStore::connect(url, Some(None))
+    }
+
+    fn connect(url: &str, shared: Option<Option<i64>>) -> Result<PostgresStore, StoreError> {
         let mut config: postgres::Config = url.parse().map_err(|source| StoreError::Failed {
             context: "the database URL is not one PostgreSQL understands \
                       (postgres://USER:PASSWORD@HOST:PORT/DATABASE)"
@@ -210,6 +236,7 @@ impl PostgresStore {
             name,
             client: None,
             prepared: HashMap::new(),
+            shared,
         };
         let name = store.name.clone();
         prepare_schema(store.client()?, &name)?;
@@ -240,14 +267,21 @@ impl PostgresStore {
             client
                 .batch_execute("SET synchronous_commit = on")
                 .context(|| "could not set up the session".to_string())?;
+            let lock = match self.shared {
+                None => "SELECT pg_try_advisory_lock($1)",
+                Some(_) => "SELECT pg_try_advisory_lock_shared($1)",
+            };
             let held: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&SERVER_LOCK])
+                .query_one(lock, &[&SERVER_LOCK])
                 .context(|| "could not take the database's server lock".to_string())?
                 .get(0);
             if !held {
                 return Err(StoreError::InUse {
                     database: self.name.clone(),
                 });
+            }
+            if let Some(slot) = self.shared {
+                self.shared = Some(Some(take_slot(&mut client, slot, &self.name)?));
             }
             self.client = Some(client);
         }
@@ -518,6 +552,13 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    fn id_space(&self) -> IdSpace {
+        match self.shared {
+            Some(Some(slot)) => IdSpace { slot, step: SLOTS },
+            _ => IdSpace::ALONE,
+        }
+    }
+
     fn describe(&mut self) -> Result<String, StoreError> {
         let reading = || "could not read the database settings".to_owned();
         let row = self
@@ -534,6 +575,29 @@ impl Store for PostgresStore {
             self.name
         ))
     }
+}
+
+/// Takes an id slot's lock on a new connection: `held` again after a
+/// reconnection (the lock went with the old connection), else the first
+/// free one.
+fn take_slot(client: &mut Client, held: Option<i64>, name: &str) -> Result<i64, StoreError> {
+    let candidates: Vec<i64> = match held {
+        Some(slot) => vec![slot],
+        None => (0..SLOTS).collect(),
+    };
+    for slot in candidates {
+        let taken: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&(SLOT_LOCK + slot)])
+            .context(|| "could not take an id slot".to_string())?
+            .get(0);
+        if taken {
+            return Ok(slot);
+        }
+    }
+    Err(StoreError::NoSlot {
+        database: name.to_string(),
+        slot: held,
+    })
 }
 
 /// Creates the schema in an empty database, accepts the current version,

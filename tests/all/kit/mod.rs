@@ -66,6 +66,28 @@ impl TestServer {
         }
     }
 
+    /// Another server of the same deployment as `peer`: a data directory
+    /// of its own holding a copy of `peer`'s key (as an operator copies
+    /// `server.key`), so a client's pinned key holds on either.
+    pub fn start_beside(
+        peer: &TestServer,
+        tune: impl Fn(&mut Config) + Send + Sync + 'static,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().expect("a temporary data directory");
+        std::fs::copy(
+            peer.data_dir().join(server::KEY_FILE),
+            dir.path().join(server::KEY_FILE),
+        )
+        .expect("copy the server key");
+        let handle = start_on(dir.path(), &tune);
+        TestServer {
+            dir,
+            last_addr: handle.addr,
+            handle: Some(handle),
+            tune: Box::new(tune),
+        }
+    }
+
     pub fn handle(&self) -> &Handle {
         self.handle.as_ref().expect("the server is running")
     }
@@ -460,7 +482,23 @@ impl Client {
 
     /// The next event must be a room message from `from` saying `text`.
     pub fn expect_said(&mut self, room: u64, from: &str, text: &str) -> RoomLine {
-        match self.next_event() {
+        self.expect_said_within(room, from, text, WAIT)
+    }
+
+    /// [`Client::expect_said`], for a message that may take up to `within`.
+    pub fn expect_said_within(
+        &mut self,
+        room: u64,
+        from: &str,
+        text: &str,
+        within: Duration,
+    ) -> RoomLine {
+        let event = match self.conn.next_event(Some(within)) {
+            Ok(Some(event)) => event,
+            Ok(None) => panic!("{}: no {text:?} within {within:?}", self.name),
+            Err(e) => panic!("{}: waiting for {text:?}: {e}", self.name),
+        };
+        match event {
             Event::RoomMessage { room: got, line } => {
                 assert_eq!(
                     (got, &*line.from, &*line.text),

@@ -1,0 +1,242 @@
+//! Two chatapp servers sharing one PostgreSQL, with Redis between them:
+//! each test starts its own PostgreSQL and Redis from the installed
+//! binaries ([`Postgres`], [`Redis`]) and two servers of one deployment
+//! (the same database, bus and key), and speaks to each server as its
+//! clients would.
+
+use crate::kit::postgres::Postgres;
+use crate::kit::redis::Redis;
+use crate::kit::{Client, TestServer, wait_until};
+use chatapp::server::{self, Config};
+use chatapp::wire::msg::{ErrorCode, Reply, Request, Topic};
+use std::time::Duration;
+
+/// How long a server may take to hear of what the other one stored: over
+/// the bus a moment; with the bus down, the next read of the database.
+const HEAR: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(20);
+
+/// Dropped in this order: the servers stop before what they use.
+struct Deployment {
+    nodes: [TestServer; 2],
+    redis: Redis,
+    _pg: Postgres,
+}
+
+fn shared(database: String, bus: String) -> impl Fn(&mut Config) + Send + Sync + 'static {
+    move |config: &mut Config| {
+        config.database = Some(database.clone());
+        config.bus = Some(bus.clone());
+    }
+}
+
+impl Deployment {
+    fn start() -> Deployment {
+        let pg = Postgres::start();
+        let redis = Redis::start();
+        let first = TestServer::start_with(shared(pg.url(), redis.url()));
+        let second = TestServer::start_beside(&first, shared(pg.url(), redis.url()));
+        Deployment {
+            nodes: [first, second],
+            redis,
+            _pg: pg,
+        }
+    }
+}
+
+/// Waits until `client`'s server knows the user `name` (registered on the
+/// other server), asking for their dialogue's history, which changes
+/// nothing.
+fn knows_user(client: &mut Client, name: &str) {
+    let known = wait_until(HEAR, POLL, || {
+        let history = Request::History {
+            of: Topic::Dialogue { with: name.into() },
+            before: 0,
+            limit: 1,
+        };
+        !matches!(client.request(history), Reply::Error { .. })
+    });
+    assert!(known, "{}'s server never heard of {name}", client.name);
+}
+
+/// Joins room `room` (opened on the other server) once this server knows it.
+fn join_when_known(client: &mut Client, room: u64) {
+    let mut joined = false;
+    let known = wait_until(HEAR, POLL, || {
+        match client.request(Request::JoinRoom { room }) {
+            Reply::Room { .. } => {
+                joined = true;
+                true
+            }
+            Reply::Error {
+                code: ErrorCode::NoSuchRoom,
+                ..
+            } => false,
+            other => panic!("{} joins #{room}: {other:?}", client.name),
+        }
+    });
+    assert!(
+        known && joined,
+        "{}'s server never heard of #{room}",
+        client.name
+    );
+}
+
+#[test]
+fn a_room_message_and_a_private_message_cross_from_one_server_to_the_other() {
+    let d = Deployment::start();
+    let mut ann = d.nodes[0].register("ann");
+    let mut bob = d.nodes[1].register("bob");
+    let room = ann.create_room("lobby", 5);
+    join_when_known(&mut bob, room);
+    ann.say("hello from one");
+    ann.expect_said(room, "ann", "hello from one");
+    bob.expect_said(room, "ann", "hello from one");
+    bob.say("hello from two");
+    bob.expect_said(room, "bob", "hello from two");
+    ann.expect_said(room, "bob", "hello from two");
+    // The numbers are the room's, whichever server stored the message.
+    ann.say("third");
+    ann.expect_said(room, "ann", "third");
+    let line = bob.expect_said(room, "ann", "third");
+    assert_eq!(line.seq, 3);
+
+    knows_user(&mut bob, "ann");
+    bob.send_private("ann", "psst");
+    bob.expect_private("bob", "ann", "psst");
+    ann.expect_private("bob", "ann", "psst");
+    ann.send_private("bob", "yes?");
+    ann.expect_private("ann", "bob", "yes?");
+    bob.expect_private("ann", "bob", "yes?");
+}
+
+#[test]
+fn redis_killed_mid_chat_and_started_again_loses_nothing() {
+    let mut d = Deployment::start();
+    let mut ann = d.nodes[0].register("ann");
+    let mut bob = d.nodes[1].register("bob");
+    let room = ann.create_room("lobby", 5);
+    join_when_known(&mut bob, room);
+    ann.say("before");
+    ann.expect_said(room, "ann", "before");
+    bob.expect_said(room, "ann", "before");
+
+    d.redis.kill();
+    // Redis gone: each server still serves its own users at once, and
+    // the other's messages come late, read from the database, in order.
+    for n in 1..=5 {
+        ann.say(&format!("during {n}"));
+        ann.expect_said(room, "ann", &format!("during {n}"));
+    }
+    for n in 1..=5 {
+        let line = bob.expect_said_within(room, "ann", &format!("during {n}"), HEAR);
+        assert_eq!(line.seq, 1 + n);
+    }
+    d.redis.restart();
+    bob.say("after");
+    bob.expect_said(room, "bob", "after");
+    ann.expect_said_within(room, "bob", "after", HEAR);
+    ann.say("live again");
+    ann.expect_said(room, "ann", "live again");
+    bob.expect_said_within(room, "ann", "live again", HEAR);
+    // Nothing twice.
+    bob.expect_quiet();
+    ann.expect_quiet();
+}
+
+#[test]
+fn the_admin_leaving_on_one_server_closes_the_room_on_the_other() {
+    let d = Deployment::start();
+    let mut ann = d.nodes[0].register("ann");
+    let mut bob = d.nodes[1].register("bob");
+    let room = ann.create_room("lobby", 5);
+    join_when_known(&mut bob, room);
+    ann.ok(Request::LeaveRoom);
+    bob.wait_for("the room closing", |e| match e {
+        chatapp::wire::msg::Event::RoomClosed { room: r, .. } if *r == room => Some(()),
+        _ => None,
+    });
+    let refused = bob.refused(Request::JoinRoom { room }, ErrorCode::RoomClosed);
+    assert!(refused.contains("closed"), "{refused}");
+}
+
+#[test]
+fn a_saved_login_from_one_server_resumes_on_the_other() {
+    let mut d = Deployment::start();
+    let (mut ann, token) = d.nodes[0].register_with_token("ann");
+    let mut bob = d.nodes[1].register("bob");
+    knows_user(&mut bob, "ann");
+    bob.send_private("ann", "one");
+    ann.expect_private("bob", "ann", "one");
+    // ann's server goes away; her client resumes on the other one with
+    // the token the first gave, no password asked.
+    d.nodes[0].stop();
+    drop(ann);
+    let mut moved = d.nodes[1].anonymous("ann");
+    let resumed = moved.resume(&token);
+    assert!(
+        matches!(resumed, Reply::LoggedIn { unread: 1, .. }),
+        "{resumed:?}"
+    );
+    bob.send_private("ann", "two");
+    moved.expect_private("bob", "ann", "two");
+}
+
+#[test]
+fn a_bus_message_that_is_garbage_or_forged_is_ignored_and_the_chat_goes_on() {
+    let d = Deployment::start();
+    let mut ann = d.nodes[0].register("ann");
+    let mut bob = d.nodes[1].register("bob");
+    let room = ann.create_room("lobby", 5);
+    join_when_known(&mut bob, room);
+    ann.say("real");
+    ann.expect_said(room, "ann", "real");
+    bob.expect_said(room, "ann", "real");
+    let mut raw = redis::Client::open(d.redis.url())
+        .and_then(|c| c.get_connection())
+        .expect("a raw Redis connection");
+    // Not a batch at all; then a well-formed batch of another server
+    // repeating number 1 of the room with other words.
+    let forged = server::cluster::encode(
+        63,
+        &[chatapp::store::Write::RoomMessage {
+            id: chatapp::model::MessageId(999_999),
+            seq: 1,
+            origin: None,
+            room: chatapp::model::RoomId(room as i64),
+            sender: chatapp::model::UserId(1),
+            text: "forged".into(),
+            sent: 1,
+        }],
+    );
+    for payload in [b"garbage".to_vec(), forged] {
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg(server::cluster::CHANNEL)
+            .arg(payload)
+            .query(&mut raw)
+            .expect("publish");
+    }
+    ann.say("still real");
+    ann.expect_said(room, "ann", "still real");
+    bob.expect_said(room, "ann", "still real");
+    bob.expect_quiet();
+}
+
+#[test]
+fn a_bus_without_a_shared_database_or_with_a_bad_url_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::new(dir.path().to_path_buf());
+    config.bus = Some("redis://127.0.0.1:1/".into());
+    let err = server::start("127.0.0.1:0".parse().unwrap(), config.clone())
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("--bus needs --database"), "{err}");
+
+    let pg = Postgres::start();
+    config.database = Some(pg.url());
+    config.bus = Some("http://nope".into());
+    let err = server::start("127.0.0.1:0".parse().unwrap(), config)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("redis://"), "{err}");
+}
