@@ -209,6 +209,15 @@ fn change(write: &Write) -> Change {
             used,
         },
         Write::DeleteDevice { id } => Change::DeleteDevice { id: id.0 },
+        Write::Join { room, user } => Change::Join {
+            room: room.0,
+            user: user.0,
+        },
+        Write::Leave { room, user, kicked } => Change::Leave {
+            room: room.0,
+            user: user.0,
+            kicked,
+        },
     }
 }
 
@@ -351,6 +360,15 @@ fn write(change: Change) -> Result<Write, String> {
         },
         Change::DeleteDevice { id: n } => Write::DeleteDevice {
             id: DeviceId(id(n)?),
+        },
+        Change::Join { room, user } => Write::Join {
+            room: RoomId(id(room)?),
+            user: UserId(id(user)?),
+        },
+        Change::Leave { room, user, kicked } => Write::Leave {
+            room: RoomId(id(room)?),
+            user: UserId(id(user)?),
+            kicked,
         },
     })
 }

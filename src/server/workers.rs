@@ -437,30 +437,39 @@ impl Batch<'_> {
 }
 
 /// Hands `writes`, committed, to `publish` as stored: each message under
-/// its number in `stored` (one per message, in order).
+/// its number in `stored` (one answer per [`Write::answers`], in order),
+/// and only the joins that were taken.
 fn published(publish: &mut Option<Publish>, writes: &[Write], stored: &[Seq]) {
     let Some(publish) = publish else {
         return;
     };
-    let mut numbers = stored.iter();
+    let mut answers = stored.iter();
     let writes: Vec<Write> = (writes.iter().cloned())
-        .map(|mut write| {
-            if let Write::RoomMessage { seq, .. } | Write::PrivateMessage { seq, .. } = &mut write
-                && let Some(&stored) = numbers.next()
-            {
-                *seq = stored;
+        .filter_map(|mut write| {
+            let answer = if write.answers() {
+                answers.next().copied()
+            } else {
+                None
+            };
+            match (&mut write, answer) {
+                (Write::RoomMessage { seq, .. } | Write::PrivateMessage { seq, .. }, Some(n)) => {
+                    *seq = n;
+                }
+                // A join the database refused changed nothing.
+                (Write::Join { .. }, Some(0)) => return None,
+                _ => {}
             }
-            write
+            Some(write)
         })
         .collect();
     publish(&writes);
 }
 
-/// Pairs the write number of each message in `writes` (numbered `seqs`)
-/// with the number the store kept it under (`stored`, one per message, in
-/// order).
+/// Pairs the write number of each message and join in `writes` (numbered
+/// `seqs`) with the store's answer for it (`stored`, one each, in order):
+/// the number a message was kept under, 1 or 0 for a join.
 fn numbered(writes: &[Write], seqs: &[u64], stored: Vec<Seq>) -> Vec<(u64, Seq)> {
-    let messages = writes.iter().zip(seqs).filter(|(w, _)| w.is_message());
+    let messages = writes.iter().zip(seqs).filter(|(w, _)| w.answers());
     messages.map(|(_, &seq)| seq).zip(stored).collect()
 }
 

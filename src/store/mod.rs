@@ -88,8 +88,9 @@ pub trait Store: Send {
     fn open_rooms(&mut self, history: usize) -> Result<Vec<OpenRoom>, StoreError>;
 
     /// Applies all writes in one transaction and commits: either all of them
-    /// are saved, or (on error) none. Answers the number each message
-    /// (each [`Write::is_message`], in order) was stored under.
+    /// are saved, or (on error) none. Answers the number each message was
+    /// stored under, and for each join whether it was taken (1) or not
+    /// (0): one answer for each [`Write::answers`], in order.
     ///
     /// The number in a message's write is the server's proposal. SQLite,
     /// which one server owns, stores it as given. PostgreSQL takes the
@@ -272,6 +273,19 @@ pub enum Write {
     /// A device revoked (logged out, expired, its token copied, or one too
     /// many for its account). Deleting one already gone does nothing.
     DeleteDevice { id: DeviceId },
+    /// A user joins a room, on a server that shares its database: the
+    /// database decides, under the room row's lock, whether the room has
+    /// space (its answer, as for a message's number: 1 joined, 0 full or
+    /// closed). A server alone on its database decides in memory; its
+    /// store answers 1.
+    Join { room: RoomId, user: UserId },
+    /// A user's last session left a room (`kicked` by its admin), on a
+    /// server that shares its database.
+    Leave {
+        room: RoomId,
+        user: UserId,
+        kicked: bool,
+    },
 }
 
 impl Write {
@@ -287,6 +301,12 @@ impl Write {
     /// conversation.
     pub fn is_message(&self) -> bool {
         self.seq().is_some()
+    }
+
+    /// Whether [`Store::apply`] answers for this write: a message (its
+    /// number) or a join (1 joined, 0 refused).
+    pub fn answers(&self) -> bool {
+        self.is_message() || matches!(self, Write::Join { .. })
     }
 }
 

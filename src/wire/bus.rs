@@ -79,6 +79,15 @@ pub enum Change {
     DeleteDevice {
         id: i64,
     },
+    Join {
+        room: i64,
+        user: i64,
+    },
+    Leave {
+        room: i64,
+        user: i64,
+        kicked: bool,
+    },
 }
 
 /// The batch as bytes for the bus.

@@ -8,7 +8,7 @@ use crate::kit::postgres::Postgres;
 use crate::kit::redis::Redis;
 use crate::kit::{Client, TestServer, wait_until};
 use chatapp::server::{self, Config};
-use chatapp::wire::msg::{ErrorCode, Reply, Request, Topic};
+use chatapp::wire::msg::{ErrorCode, Event, Reply, Request, Topic};
 use std::time::Duration;
 
 /// How long a server may take to hear of what the other one stored: over
@@ -59,6 +59,19 @@ fn knows_user(client: &mut Client, name: &str) {
     assert!(known, "{}'s server never heard of {name}", client.name);
 }
 
+/// Joins room `room` (opened on the other server) once this server knows
+/// it; `others`, already in the room, are told, whichever server they are
+/// on.
+fn join_across(client: &mut Client, room: u64, others: &mut [&mut Client]) {
+    join_when_known(client, room);
+    for other in others {
+        other.expect_event(&Event::Joined {
+            room,
+            name: client.name.clone(),
+        });
+    }
+}
+
 /// Joins room `room` (opened on the other server) once this server knows it.
 fn join_when_known(client: &mut Client, room: u64) {
     let mut joined = false;
@@ -88,7 +101,7 @@ fn a_room_message_and_a_private_message_cross_from_one_server_to_the_other() {
     let mut ann = d.nodes[0].register("ann");
     let mut bob = d.nodes[1].register("bob");
     let room = ann.create_room("lobby", 5);
-    join_when_known(&mut bob, room);
+    join_across(&mut bob, room, &mut [&mut ann]);
     ann.say("hello from one");
     ann.expect_said(room, "ann", "hello from one");
     bob.expect_said(room, "ann", "hello from one");
@@ -116,7 +129,7 @@ fn redis_killed_mid_chat_and_started_again_loses_nothing() {
     let mut ann = d.nodes[0].register("ann");
     let mut bob = d.nodes[1].register("bob");
     let room = ann.create_room("lobby", 5);
-    join_when_known(&mut bob, room);
+    join_across(&mut bob, room, &mut [&mut ann]);
     ann.say("before");
     ann.expect_said(room, "ann", "before");
     bob.expect_said(room, "ann", "before");
@@ -150,7 +163,7 @@ fn the_admin_leaving_on_one_server_closes_the_room_on_the_other() {
     let mut ann = d.nodes[0].register("ann");
     let mut bob = d.nodes[1].register("bob");
     let room = ann.create_room("lobby", 5);
-    join_when_known(&mut bob, room);
+    join_across(&mut bob, room, &mut [&mut ann]);
     ann.ok(Request::LeaveRoom);
     bob.wait_for("the room closing", |e| match e {
         chatapp::wire::msg::Event::RoomClosed { room: r, .. } if *r == room => Some(()),
@@ -188,7 +201,7 @@ fn a_bus_message_that_is_garbage_or_forged_is_ignored_and_the_chat_goes_on() {
     let mut ann = d.nodes[0].register("ann");
     let mut bob = d.nodes[1].register("bob");
     let room = ann.create_room("lobby", 5);
-    join_when_known(&mut bob, room);
+    join_across(&mut bob, room, &mut [&mut ann]);
     ann.say("real");
     ann.expect_said(room, "ann", "real");
     bob.expect_said(room, "ann", "real");
@@ -239,4 +252,91 @@ fn a_bus_without_a_shared_database_or_with_a_bad_url_is_a_clear_error() {
         .err()
         .expect("refused");
     assert!(err.to_string().contains("redis://"), "{err}");
+}
+
+#[test]
+fn sixteen_racing_into_a_room_of_five_on_two_servers_make_five_and_a_kick_crosses() {
+    let d = Deployment::start();
+    let mut ann = d.nodes[0].register("ann");
+    let room = ann.create_room("small", 5);
+    // Sixteen clients, eight on each server, each registered and waiting
+    // until its server knows the room; then all ask at once.
+    let mut clients: Vec<(usize, Client)> = (0..16)
+        .map(|i| {
+            let node = i % 2;
+            (node, d.nodes[node].register(&format!("racer{i:02}")))
+        })
+        .collect();
+    for (_, client) in &mut clients {
+        knows_room(client, room);
+    }
+    let barrier = std::sync::Barrier::new(clients.len());
+    let results: Vec<(usize, Client, Reply)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (clients.drain(..))
+            .map(|(node, mut client)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let reply = client.request(Request::JoinRoom { room });
+                    (node, client, reply)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut inside = Vec::new();
+    for (node, client, reply) in results {
+        match reply {
+            Reply::Room { .. } => inside.push((node, client)),
+            Reply::Error {
+                code: ErrorCode::RoomFull,
+                ..
+            } => {}
+            other => panic!("{}: {other:?}", client.name),
+        }
+    }
+    assert_eq!(inside.len(), 4, "ann and four more make five");
+    // ann kicks a member whose session is on the other server.
+    let pos = (inside.iter())
+        .position(|(node, _)| *node == 1)
+        .expect("someone got in through the second server");
+    let (_, mut kicked) = inside.remove(pos);
+    ann.ok(Request::Kick {
+        name: kicked.name.clone(),
+    });
+    kicked.wait_for("the kick", |e| match e {
+        Event::Kicked { room: r, by } if *r == room && by == "ann" => Some(()),
+        _ => None,
+    });
+    let refused = kicked.refused(
+        Request::Say {
+            text: "still here?".into(),
+            client_id: 0,
+        },
+        ErrorCode::NotMember,
+    );
+    assert!(refused.contains("not in a room"), "{refused}");
+    // The place is free again, for someone on either server.
+    let mut late = d.nodes[0].register("latecomer");
+    late.join(room);
+}
+
+/// Waits until `client`'s server knows room `room`, by asking for its
+/// history (which needs no membership to be refused, and changes nothing).
+fn knows_room(client: &mut Client, room: u64) {
+    let known = wait_until(HEAR, POLL, || {
+        let history = Request::History {
+            of: Topic::Room { room },
+            before: 0,
+            limit: 1,
+        };
+        !matches!(
+            client.request(history),
+            Reply::Error {
+                code: ErrorCode::NoSuchRoom,
+                ..
+            }
+        )
+    });
+    assert!(known, "{}'s server never heard of #{room}", client.name);
 }

@@ -38,6 +38,13 @@ pub(super) enum Deferred {
         caller: Caller,
         reply: Reply,
     },
+    /// A join the shared database decides (`taken` once it said yes).
+    Join {
+        caller: Caller,
+        user: UserId,
+        room_no: u64,
+        taken: bool,
+    },
     Room {
         room: RoomId,
         line: RoomLine,
@@ -55,6 +62,7 @@ impl Deferred {
         match self {
             Deferred::Room { line, .. } => line.seq = number,
             Deferred::Private { line, .. } => line.seq = number,
+            Deferred::Join { taken, .. } => *taken = number > 0,
             _ => {}
         }
     }

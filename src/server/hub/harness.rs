@@ -369,16 +369,28 @@ impl<W: Watch> Harness<W> {
         // As the store thread answers: every message's number, or none.
         let mut numbers = Vec::new();
         for (n, write) in writes.iter_mut().filter(|_| ok) {
-            if let (
-                Some(stored),
-                Write::RoomMessage { seq, .. } | Write::PrivateMessage { seq, .. },
-            ) = (number(write), write)
-            {
-                *seq = stored;
-                numbers.push((*n, stored));
+            let answer = number(write);
+            match (answer, write) {
+                (
+                    Some(stored),
+                    Write::RoomMessage { seq, .. } | Write::PrivateMessage { seq, .. },
+                ) => {
+                    *seq = stored;
+                    numbers.push((*n, stored));
+                }
+                (Some(taken), Write::Join { .. }) => numbers.push((*n, taken)),
+                _ => {}
             }
         }
-        let writes: Vec<Write> = writes.into_iter().map(|(_, w)| w).collect();
+        // A join the store refused changed nothing: the bus does not carry it.
+        let refused: Vec<u64> = (numbers.iter())
+            .filter(|&&(_, answer)| answer == 0)
+            .map(|&(n, _)| n)
+            .collect();
+        let writes: Vec<Write> = (writes.into_iter())
+            .filter(|(n, _)| !refused.contains(n))
+            .map(|(_, w)| w)
+            .collect();
         if ok && self.record {
             self.committed.extend(writes.iter().cloned());
         }

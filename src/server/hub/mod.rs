@@ -74,6 +74,9 @@ pub struct Hub {
     next_message: i64,
     /// The ids this server gives new rows (see [`IdSpace`]).
     ids: IdSpace,
+    /// The database is shared with other servers (an id space of more
+    /// than one slot): it decides who may join a room.
+    shared: bool,
     out: VecDeque<Output>,
     limits: Limits,
     next_sweep: Millis,
@@ -105,6 +108,7 @@ impl Hub {
             commits: Commits::default(),
             next_message: snapshot.next_message.0,
             ids: IdSpace::ALONE,
+            shared: false,
             out: VecDeque::new(),
             limits,
             next_sweep: 0,
@@ -120,6 +124,7 @@ impl Hub {
     /// uses.
     pub fn use_ids(&mut self, ids: IdSpace) {
         self.ids = ids;
+        self.shared = ids.step > 1;
         self.next_message = ids.at_or_after(self.next_message);
         self.accounts.use_ids(ids);
         self.rooms.use_ids(ids);
@@ -346,6 +351,15 @@ impl Hub {
                     self.drop_room(room, LeaveReason::StoreFailed);
                     self.reply(caller, unavailable());
                 }
+                (
+                    ok,
+                    Deferred::Join {
+                        caller,
+                        user,
+                        room_no,
+                        taken,
+                    },
+                ) => self.joined(caller, user, room_no, ok && taken, ok),
                 (true, Deferred::Reply { caller, reply }) => self.reply(caller, reply),
                 (false, Deferred::Reply { caller, .. }) => self.reply(caller, unavailable()),
                 // In number order with what other servers stored (see

@@ -171,6 +171,24 @@ impl Hub {
                     self.ignored(format!("new token of device {id}, unknown here"));
                 }
             }
+            Write::Join { room, user } => {
+                let news = self
+                    .rooms
+                    .get(room)
+                    .is_some_and(|r| !r.users().contains(&user));
+                if news && self.accounts.exists(user) {
+                    let name = self.accounts.name_of(user);
+                    let room_no = room.0 as u64;
+                    self.tell_room(
+                        room,
+                        Event::Joined {
+                            room: room_no,
+                            name,
+                        },
+                    );
+                }
+            }
+            Write::Leave { room, user, kicked } => self.left_elsewhere(room, user, kicked),
             Write::DeleteDevice { id } => {
                 self.end_device_sessions(
                     now,
@@ -180,6 +198,47 @@ impl Hub {
                 self.devices.remove(id);
             }
         }
+    }
+
+    /// `user` left `room` through another server, or was kicked from it
+    /// there: a kick takes their sessions here out of it too.
+    fn left_elsewhere(&mut self, room_id: RoomId, user: UserId, kicked: bool) {
+        let Some(room) = self.rooms.get(room_id) else {
+            return;
+        };
+        let admin = room.admin;
+        let here = room.users().contains(&user);
+        if !self.accounts.exists(user) || (here && !kicked) {
+            return;
+        }
+        let name = self.accounts.name_of(user);
+        let room_no = room_id.0 as u64;
+        if !here {
+            let reason = if kicked {
+                LeaveReason::Kicked
+            } else {
+                LeaveReason::Left
+            };
+            self.announce_left(room_id, name, reason);
+            return;
+        }
+        // Kicked by the admin on another server: as a kick here, but the
+        // database knows already.
+        let Ok((_, conns)) = self.rooms.kick(room_id, admin, Some(user), &name) else {
+            return;
+        };
+        let by = self.accounts.name_of(admin);
+        for conn in conns {
+            let state = super::connections::State::Online { user, room: None };
+            self.conns.set_state(conn, state);
+            self.directory(super::effects::Change::Left { conn });
+            let event = Event::Kicked {
+                room: room_no,
+                by: by.clone(),
+            };
+            self.send(conn, ServerFrame::Event { event });
+        }
+        self.announce_left(room_id, name, LeaveReason::Kicked);
     }
 
     /// Room message `seq` was stored: shown here if it is the next one,

@@ -246,7 +246,7 @@ impl Hub {
             (None, Request::CreateRoom { name, capacity }) => {
                 self.create_room(now, caller, user, &name, capacity)
             }
-            (None, Request::JoinRoom { room }) => self.join_room(conn, user, room),
+            (None, Request::JoinRoom { room }) => self.join_room(caller, user, room),
             (None, Request::LeaveRoom | Request::Say { .. } | Request::Members)
             | (None, Request::Kick { .. }) => Err((
                 ErrorCode::NotMember,
@@ -346,7 +346,70 @@ impl Hub {
         Ok(None)
     }
 
-    fn join_room(&mut self, conn: ConnId, user: UserId, room_no: u64) -> Answered {
+    /// A join: at once, unless the database is shared and this is a new
+    /// member, whom the database lets in (or not) first.
+    fn join_room(&mut self, caller: Caller, user: UserId, room_no: u64) -> Answered {
+        if self.shared && self.rooms.is_new_member(room_no, user)? {
+            let room = RoomId(room_no as i64);
+            let seq = self.persist(Write::Join { room, user });
+            let taken = true;
+            let join = Deferred::Join {
+                caller,
+                user,
+                room_no,
+                taken,
+            };
+            self.commits.defer(seq, join);
+            return Ok(None);
+        }
+        self.join_now(caller.conn, user, room_no)
+    }
+
+    /// The shared database answered a join (`taken`: it let the user in;
+    /// `ok`: it answered at all).
+    pub(super) fn joined(
+        &mut self,
+        caller: Caller,
+        user: UserId,
+        room_no: u64,
+        taken: bool,
+        ok: bool,
+    ) {
+        let room = RoomId(room_no as i64);
+        let still_here = matches!(
+            self.conns.state(caller.conn),
+            Some(State::Online { user: u, room: None }) if u == user
+        );
+        let result = match (taken, still_here) {
+            (true, true) => self.join_now(caller.conn, user, room_no),
+            (false, _) if !ok => Ok(Some(super::unavailable())),
+            (false, _) => match self.rooms.get(room) {
+                Some(r) => Err(super::rooms::full(room_no, r.capacity as usize, r.capacity)),
+                None => Err((ErrorCode::RoomClosed, format!("room #{room_no} is closed"))),
+            },
+            (true, false) => Err((
+                ErrorCode::NotAllowed,
+                "you are in a room already, or logged out, since you asked: join again".to_string(),
+            )),
+        };
+        if taken
+            && !self
+                .rooms
+                .get(room)
+                .is_some_and(|r| r.users().contains(&user))
+        {
+            // Let in by the database but not here after all.
+            let kicked = false;
+            self.persist(Write::Leave { room, user, kicked });
+        }
+        match result {
+            Ok(Some(reply)) => self.reply(caller, reply),
+            Ok(None) => {}
+            Err((code, message)) => self.reply(caller, Reply::Error { code, message }),
+        }
+    }
+
+    fn join_now(&mut self, conn: ConnId, user: UserId, room_no: u64) -> Answered {
         let (room_id, joined) = self.rooms.join(room_no, user, conn)?;
         let room = self.rooms.get(room_id).expect("joined");
         let history = fit_newest(room.history.iter().cloned().collect(), |l: &RoomLine| {
@@ -395,7 +458,16 @@ impl Hub {
 
     fn kick(&mut self, user: UserId, room_id: RoomId, name: &str) -> Answered {
         let named = self.accounts.named(name);
-        let (target, target_conns) = self.rooms.kick(room_id, user, named, name)?;
+        let (target, target_conns) = match self.rooms.kick(room_id, user, named, name) {
+            // In the room through another server, perhaps: the kick goes
+            // to the database, and the bus takes it there.
+            Err((ErrorCode::NoSuchUser, _)) if self.shared && named.is_some_and(|t| t != user) => {
+                let (room, user, kicked) = (room_id, named.expect("named"), true);
+                self.persist(Write::Leave { room, user, kicked });
+                return Ok(Some(Reply::Ok));
+            }
+            result => result?,
+        };
         let admin = self.accounts.name(user).to_string();
         let target_name = self.accounts.name(target).to_string();
         let room_no = room_id.0 as u64;
@@ -416,7 +488,7 @@ impl Hub {
                 },
             );
         }
-        self.announce_left(room_id, target_name.clone(), LeaveReason::Kicked);
+        self.member_left(room_id, target, target_name.clone(), LeaveReason::Kicked);
         self.log(
             Level::Info,
             format!("{admin} kicked {target_name} from room #{room_no}"),

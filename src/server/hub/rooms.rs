@@ -167,6 +167,40 @@ impl Rooms {
     /// Adds a session to the room the client typed the number of, if it is
     /// open and has space (a user already in it from another device takes
     /// no more space). Returns the room, and whether the user is new in it.
+    /// Whether `user` joining room `room_no` would be a new member (not
+    /// there already from another session, nor holding a place), after
+    /// the checks [`Rooms::join`] makes: a server sharing its database
+    /// asks the database about a new member first.
+    pub fn is_new_member(&self, room_no: u64, user: UserId) -> Result<bool, Refusal> {
+        let room_id = RoomId(i64::try_from(room_no).unwrap_or(i64::MAX));
+        let Some(room) = self.rooms.get(&room_id) else {
+            return Err(self.missing(room_id, room_no));
+        };
+        if room.has(user) || room.held.iter().any(|h| h.user == user) {
+            return Ok(false);
+        }
+        let count = room.users().len();
+        if count >= room.capacity as usize {
+            return Err(full(room_no, count, room.capacity));
+        }
+        Ok(true)
+    }
+
+    /// Why room `room_no`, not open here, cannot be joined.
+    fn missing(&self, room_id: RoomId, room_no: u64) -> Refusal {
+        if room_id.0 >= 1 && room_id.0 < self.next_room {
+            (
+                ErrorCode::RoomClosed,
+                format!("room #{room_no} is closed: its admin left"),
+            )
+        } else {
+            (
+                ErrorCode::NoSuchRoom,
+                format!("there is no room #{room_no}: check the number"),
+            )
+        }
+    }
+
     pub fn join(
         &mut self,
         room_no: u64,
@@ -174,19 +208,10 @@ impl Rooms {
         conn: ConnId,
     ) -> Result<(RoomId, Joined), Refusal> {
         let room_id = RoomId(i64::try_from(room_no).unwrap_or(i64::MAX));
-        let Some(room) = self.rooms.get_mut(&room_id) else {
-            return Err(if room_id.0 >= 1 && room_id.0 < self.next_room {
-                (
-                    ErrorCode::RoomClosed,
-                    format!("room #{room_no} is closed: its admin left"),
-                )
-            } else {
-                (
-                    ErrorCode::NoSuchRoom,
-                    format!("there is no room #{room_no}: check the number"),
-                )
-            });
-        };
+        if !self.rooms.contains_key(&room_id) {
+            return Err(self.missing(room_id, room_no));
+        }
+        let room = self.rooms.get_mut(&room_id).expect("open");
         if let Some(i) = room.held.iter().position(|h| h.user == user) {
             let held = room.held.remove(i);
             self.holding -= 1;
@@ -197,13 +222,7 @@ impl Rooms {
         let new = !room.has(user);
         let count = room.users().len();
         if new && count >= room.capacity as usize {
-            return Err((
-                ErrorCode::RoomFull,
-                format!(
-                    "room #{room_no} is full ({count} of {}): try again later",
-                    room.capacity
-                ),
-            ));
+            return Err(full(room_no, count, room.capacity));
         }
         room.members.push((user, conn));
         Ok((room_id, if new { Joined::New } else { Joined::Again }))
@@ -422,4 +441,12 @@ impl Rooms {
         room.last_seq = room.last_seq.max(line.seq);
         true
     }
+}
+
+/// A join refused for want of space.
+pub(super) fn full(room_no: u64, count: usize, capacity: u32) -> Refusal {
+    (
+        ErrorCode::RoomFull,
+        format!("room #{room_no} is full ({count} of {capacity}): try again later"),
+    )
 }

@@ -391,7 +391,7 @@ impl Hub {
             Level::Info,
             format!("{name} left room #{room_id} ({why:?})"),
         );
-        self.announce_left(room_id, name, why);
+        self.member_left(room_id, user, name, why);
     }
 
     pub(super) fn close_room(&mut self, now: Millis, room_id: RoomId, reason: LeaveReason) {
@@ -459,10 +459,27 @@ impl Hub {
                         Level::Info,
                         format!("{name} left room #{room_id} (grace period over)"),
                     );
-                    self.announce_left(room_id, name, LeaveReason::Disconnected);
+                    self.member_left(room_id, user, name, LeaveReason::Disconnected);
                 }
             }
         }
+    }
+
+    /// `user` (`name`) is out of the room, for `reason`: the room is told,
+    /// and a shared database drops them from its members.
+    pub(super) fn member_left(
+        &mut self,
+        room_id: RoomId,
+        user: UserId,
+        name: String,
+        reason: LeaveReason,
+    ) {
+        if self.shared {
+            let kicked = reason == LeaveReason::Kicked;
+            let room = room_id;
+            self.persist(Write::Leave { room, user, kicked });
+        }
+        self.announce_left(room_id, name, reason);
     }
 
     /// Tells a room that someone left it (they are out of it already).

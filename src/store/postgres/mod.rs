@@ -35,13 +35,17 @@ use super::{
 use crate::model::{DeviceId, IdSpace, MessageId, RoomId, Seq, UserId, room_key, user_key};
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Each version's script, run in order from the one after the database's
 /// version: version 1 creates the schema, version 2 has the database give
-/// out sequence numbers.
-const MIGRATIONS: [&str; SCHEMA_VERSION as usize] =
-    [include_str!("schema.sql"), include_str!("schema2.sql")];
+/// out sequence numbers, version 3 keeps room membership for servers
+/// sharing the database.
+const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
+    include_str!("schema.sql"),
+    include_str!("schema2.sql"),
+    include_str!("schema3.sql"),
+];
 
 /// The advisory lock that nodes take while they check or create the
 /// schema ("chatapp" in ASCII).
@@ -240,6 +244,15 @@ impl PostgresStore {
         };
         let name = store.name.clone();
         prepare_schema(store.client()?, &name)?;
+        if let Some(Some(slot)) = store.shared {
+            // Whoever was in a room through this slot's last server is
+            // gone with it (a member who came back elsewhere joined again
+            // there).
+            store
+                .client()?
+                .execute("DELETE FROM room_members WHERE node = $1", &[&slot])
+                .context(|| format!("could not clear the room members of id slot {slot}"))?;
+        }
         Ok(store)
     }
 
@@ -280,8 +293,8 @@ impl PostgresStore {
                     database: self.name.clone(),
                 });
             }
-            if let Some(slot) = self.shared {
-                self.shared = Some(Some(take_slot(&mut client, slot, &self.name)?));
+            if let Some(held) = self.shared {
+                self.shared = Some(Some(take_slot(&mut client, held, &self.name)?));
             }
             self.client = Some(client);
         }
@@ -456,6 +469,7 @@ impl Store for PostgresStore {
             move || format!("{what}; none of the {count} writes in this batch were saved")
         };
         self.client()?;
+        let node = self.shared.flatten();
         let client = self.client.as_mut().expect("connected above");
         let prepared = &mut self.prepared;
         let result = (|| {
@@ -464,7 +478,7 @@ impl Store for PostgresStore {
                 .context(batch("could not start a transaction".to_owned()))?;
             let mut numbers = Vec::new();
             for write in writes {
-                let number = apply_one(&mut tx, prepared, write).map_err(|e| match e {
+                let number = apply_one(&mut tx, prepared, node, write).map_err(|e| match e {
                     StoreError::Failed {
                         context,
                         constraint,
@@ -802,6 +816,7 @@ fn numbered(
 fn apply_one(
     tx: &mut postgres::Transaction<'_>,
     prepared: &mut HashMap<&'static str, Statement>,
+    node: Option<i64>,
     write: &Write,
 ) -> Result<Option<Seq>, StoreError> {
     match write {
@@ -835,6 +850,17 @@ fn apply_one(
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
                 &[&id.0, name, &room_key(name), &admin.0, &capacity, created],
             )
+            .and_then(|_| match node {
+                // Shared: its admin is its first member.
+                Some(node) => run(
+                    tx,
+                    prepared,
+                    "INSERT INTO room_members (room, user_id, node) VALUES ($1, $2, $3)
+                     ON CONFLICT (room, user_id) DO NOTHING",
+                    &[&id.0, &admin.0, &node],
+                ),
+                None => Ok(0),
+            })
             .context(|| format!("could not save new room #{id} {name:?}"))?;
         }
         Write::CloseRoom { id, closed } => {
@@ -848,6 +874,13 @@ fn apply_one(
             if changed == 0 {
                 return Err(StoreError::NoSuchRoom(*id));
             }
+            run(
+                tx,
+                prepared,
+                "DELETE FROM room_members WHERE room = $1",
+                &[&id.0],
+            )
+            .context(|| format!("could not close room #{id}"))?;
         }
         Write::RoomMessage {
             id,
@@ -979,6 +1012,67 @@ fn apply_one(
             run(tx, prepared, "DELETE FROM devices WHERE id = $1", &[&id.0])
                 .context(|| format!("could not delete device {id}"))?;
         }
+        Write::Join { room, user } => {
+            let node = node.unwrap_or(0);
+            let joined = join(tx, prepared, *room, *user, node)
+                .context(|| format!("could not add user {user} to room #{room}"))?;
+            return Ok(Some(Seq::from(joined)));
+        }
+        Write::Leave { room, user, .. } => {
+            run(
+                tx,
+                prepared,
+                "DELETE FROM room_members WHERE room = $1 AND user_id = $2",
+                &[&room.0, &user.0],
+            )
+            .context(|| format!("could not take user {user} out of room #{room}"))?;
+        }
     }
     Ok(None)
+}
+
+/// A join decided under the room row's lock, so that joins racing on
+/// several servers are counted one at a time: true if `user` is (now) a
+/// member, false if the room is closed or full.
+fn join(
+    tx: &mut postgres::Transaction<'_>,
+    prepared: &mut HashMap<&'static str, Statement>,
+    room: RoomId,
+    user: UserId,
+    node: i64,
+) -> Result<bool, postgres::Error> {
+    let lock = prepare(
+        tx,
+        prepared,
+        "SELECT capacity FROM rooms WHERE id = $1 AND closed IS NULL FOR UPDATE",
+    )?;
+    let Some(row) = tx.query_opt(&lock, &[&room.0])? else {
+        return Ok(false);
+    };
+    let capacity = i64::from(row.get::<_, i32>(0));
+    let moved = run(
+        tx,
+        prepared,
+        "UPDATE room_members SET node = $3 WHERE room = $1 AND user_id = $2",
+        &[&room.0, &user.0, &node],
+    )?;
+    if moved == 1 {
+        return Ok(true);
+    }
+    let count = prepare(
+        tx,
+        prepared,
+        "SELECT COUNT(*) FROM room_members WHERE room = $1",
+    )?;
+    let members: i64 = tx.query_one(&count, &[&room.0])?.get(0);
+    if members >= capacity {
+        return Ok(false);
+    }
+    run(
+        tx,
+        prepared,
+        "INSERT INTO room_members (room, user_id, node) VALUES ($1, $2, $3)",
+        &[&room.0, &user.0, &node],
+    )?;
+    Ok(true)
 }

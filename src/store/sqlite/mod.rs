@@ -369,8 +369,13 @@ impl Store for SqliteStore {
             })?;
         }
         tx.commit().context(batch("could not commit".to_owned()))?;
-        // This server owns the file: its numbers are the ones stored.
-        Ok(writes.iter().filter_map(Write::seq).collect())
+        // This server owns the file: its numbers are the ones stored, and
+        // it decided its joins itself.
+        Ok(writes
+            .iter()
+            .filter(|w| w.answers())
+            .map(|w| w.seq().unwrap_or(1))
+            .collect())
     }
 
     fn conversations(&mut self, user: UserId) -> Result<Vec<Conversation>, StoreError> {
@@ -695,6 +700,8 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
             .prepare_cached("DELETE FROM devices WHERE id = ?1")
             .and_then(|mut s| s.execute(params![id.0]))
             .context(|| format!("could not delete device {id}"))?,
+        // The one server of an SQLite file keeps membership in memory.
+        Write::Join { .. } | Write::Leave { .. } => 0,
     };
     Ok(())
 }

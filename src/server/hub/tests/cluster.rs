@@ -16,11 +16,48 @@ struct Store {
     writes: Vec<Write>,
     rooms: HashMap<RoomId, Seq>,
     dialogues: HashMap<(UserId, UserId), Seq>,
+    /// Each open room's capacity and members.
+    members: HashMap<RoomId, (u32, Vec<UserId>)>,
 }
 
 impl Store {
-    /// The number the store gives a message: its conversation's next.
+    /// The store's answer for a write: the number it gives a message (its
+    /// conversation's next), 1 or 0 for a join (room of space or not).
     fn number(&mut self, write: &Write) -> Option<Seq> {
+        match *write {
+            Write::Room {
+                id,
+                admin,
+                capacity,
+                ..
+            } => {
+                self.members.insert(id, (capacity, vec![admin]));
+                return None;
+            }
+            Write::CloseRoom { id, .. } => {
+                self.members.remove(&id);
+                return None;
+            }
+            Write::Join { room, user } => {
+                let Some((capacity, members)) = self.members.get_mut(&room) else {
+                    return Some(0);
+                };
+                if !members.contains(&user) {
+                    if members.len() >= *capacity as usize {
+                        return Some(0);
+                    }
+                    members.push(user);
+                }
+                return Some(1);
+            }
+            Write::Leave { room, user, .. } => {
+                if let Some((_, members)) = self.members.get_mut(&room) {
+                    members.retain(|&u| u != user);
+                }
+                return None;
+            }
+            _ => {}
+        }
         let last = match *write {
             Write::RoomMessage { room, .. } => self.rooms.entry(room).or_default(),
             Write::PrivateMessage {
@@ -206,9 +243,13 @@ impl Cluster {
 
     /// A room made on `node`, by the number its creator was told.
     fn create_room(&mut self, node: usize, conn: ConnId, name: &str) -> u64 {
+        self.create_room_of(node, conn, name, 10)
+    }
+
+    fn create_room_of(&mut self, node: usize, conn: ConnId, name: &str, capacity: u32) -> u64 {
         let create = Request::CreateRoom {
             name: name.into(),
-            capacity: 10,
+            capacity,
         };
         match self.ask(node, conn, create) {
             Some(Reply::Room { room, .. }) => room.id,
@@ -452,4 +493,60 @@ fn a_saved_login_from_one_node_resumes_on_the_other_and_ends_the_old_session() {
     let again = c.nodes[0].connect();
     let reused = Request::Resume { token };
     assert!(matches!(c.ask(0, again, reused), Some(Reply::Error { .. })));
+}
+
+#[test]
+fn a_room_holds_its_capacity_across_nodes_and_a_kick_reaches_the_other_node() {
+    let mut c = Cluster::new();
+    let ann = c.user(0, "ann");
+    let room = c.create_room_of(0, ann, "small", 3);
+    // Six want in, three on each node, asking at once: the store lets in
+    // two (ann is the third), whichever node they are on.
+    let mut asked = Vec::new();
+    for (i, name) in ["bob", "cat", "dan", "eve", "fay", "gus"]
+        .iter()
+        .enumerate()
+    {
+        let node = i % 2;
+        let conn = c.user(node, name);
+        let id = c.nodes[node].request(conn, Request::JoinRoom { room });
+        asked.push((node, conn, id, *name));
+    }
+    c.settle();
+    let mut inside = Vec::new();
+    for &(node, conn, id, name) in &asked {
+        match c.nodes[node].reply_to(conn, id) {
+            Some(Reply::Room { .. }) => inside.push((node, conn, name)),
+            Some(Reply::Error {
+                code: ErrorCode::RoomFull,
+                ..
+            }) => {}
+            other => panic!("a join answered {other:?}"),
+        }
+    }
+    assert_eq!(inside.len(), 2, "{asked:?}");
+    // ann kicks a member on the other node.
+    let (node, conn, name) = *inside
+        .iter()
+        .find(|&&(node, _, _)| node == 1)
+        .unwrap_or(&inside[0]);
+    c.nodes[node].events(conn);
+    let kick = Request::Kick { name: name.into() };
+    assert_eq!(c.ask(0, ann, kick), Some(Reply::Ok));
+    let events = c.nodes[node].events(conn);
+    assert!(
+        events.contains(&Event::Kicked {
+            room,
+            by: "ann".into()
+        }),
+        "{name} on node {node}: {events:?}"
+    );
+    // Their place is free for the next one, on either node.
+    let late = c.user(1 - node, "late");
+    let id = c.nodes[1 - node].request(late, Request::JoinRoom { room });
+    c.settle();
+    assert!(matches!(
+        c.nodes[1 - node].reply_to(late, id),
+        Some(Reply::Room { .. })
+    ));
 }
