@@ -452,11 +452,12 @@ fn published(publish: &mut Option<Publish>, writes: &[Write], stored: &[Seq]) {
                 None
             };
             match (&mut write, answer) {
+                // A join the database refused, or a message it had from
+                // another server already, changed nothing.
+                (_, Some(0)) => return None,
                 (Write::RoomMessage { seq, .. } | Write::PrivateMessage { seq, .. }, Some(n)) => {
                     *seq = n;
                 }
-                // A join the database refused changed nothing.
-                (Write::Join { .. }, Some(0)) => return None,
                 _ => {}
             }
             Some(write)

@@ -92,6 +92,10 @@ pub trait Store: Send {
     /// stored under, and for each join whether it was taken (1) or not
     /// (0): one answer for each [`Write::answers`], in order.
     ///
+    /// A message its client sent again through another server, which
+    /// stored it first under another id (the database knows the device's
+    /// last client id), is not stored again and answers 0.
+    ///
     /// The number in a message's write is the server's proposal. SQLite,
     /// which one server owns, stores it as given. PostgreSQL takes the
     /// conversation's next number itself, in the message's transaction

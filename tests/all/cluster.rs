@@ -4,11 +4,17 @@
 //! (the same database, bus and key), and speaks to each server as its
 //! clients would.
 
+use crate::kit::haproxy::Haproxy;
 use crate::kit::postgres::Postgres;
 use crate::kit::redis::Redis;
-use crate::kit::{Client, TestServer, wait_until};
+use crate::kit::talker::{Addr, Stored, Talker, check, name};
+use crate::kit::{Client, ServeProcess, TestServer, wait_until};
+use chatapp::client::proto;
 use chatapp::server::{self, Config};
 use chatapp::wire::msg::{ErrorCode, Event, Reply, Request, Topic};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a server may take to hear of what the other one stored: over
@@ -339,4 +345,165 @@ fn knows_room(client: &mut Client, room: u64) {
         )
     });
     assert!(known, "{}'s server never heard of #{room}", client.name);
+}
+
+/// One server talking to the chat's PostgreSQL as SQL, to check the
+/// talkers against.
+struct Shared(postgres::Client);
+
+impl Shared {
+    fn conversation(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> BTreeMap<u64, String> {
+        (self.0.query(sql, params).unwrap().iter())
+            .map(|row| (row.get::<_, i64>(0) as u64, row.get(1)))
+            .collect()
+    }
+}
+
+impl Stored for Shared {
+    fn count(&mut self, text: &str) -> i64 {
+        let sql = "SELECT COUNT(*) FROM messages WHERE body = $1";
+        self.0.query_one(sql, &[&text]).unwrap().get(0)
+    }
+
+    fn room(&mut self, room: u64) -> BTreeMap<u64, String> {
+        let sql = "SELECT seq, body FROM messages WHERE room = $1 ORDER BY seq";
+        self.conversation(sql, &[&(room as i64)])
+    }
+
+    fn dialogue(&mut self, a: &str, b: &str) -> BTreeMap<u64, String> {
+        let sql = "SELECT m.seq, m.body FROM messages AS m
+            JOIN users AS s ON s.id = m.sender JOIN users AS r ON r.id = m.recipient
+            WHERE (s.name = $1 AND r.name = $2) OR (s.name = $2 AND r.name = $1)
+            ORDER BY m.seq";
+        self.conversation(sql, &[&a, &b])
+    }
+}
+
+/// Message and request budgets a talker never reaches.
+const UNTHROTTLED: [&str; 8] = [
+    "--message-rate",
+    "10000",
+    "--message-burst",
+    "10000",
+    "--request-rate",
+    "10000",
+    "--request-burst",
+    "10000",
+];
+
+#[test]
+fn a_server_killed_under_load_loses_nothing_and_its_clients_resume_on_the_other() {
+    const ROOMS: usize = 2;
+    const PER_ROOM: usize = 5;
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let (database, bus) = (pg.url(), redis.url());
+    // One server in this process, the other the real binary, killed with
+    // SIGKILL; HAProxy in front of both, from the example configuration.
+    let share = shared(database.clone(), bus.clone());
+    let first = TestServer::start_with(move |c| {
+        share(c);
+        c.net_limits.proxies = vec![std::net::Ipv4Addr::LOCALHOST.into()];
+        c.limits.messages_per_second = 10_000;
+        c.limits.message_burst = 10_000;
+        c.limits.requests_per_second = 10_000;
+        c.limits.request_burst = 10_000;
+        // As the real binary: a room outlives its admin's dropped
+        // connection for the grace period.
+        c.limits.grace = chatapp::server::limits::GRACE;
+    });
+    let second_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        first.data_dir().join(server::KEY_FILE),
+        second_dir.path().join(server::KEY_FILE),
+    )
+    .unwrap();
+    let mut args = vec![
+        "--database",
+        &database,
+        "--bus",
+        &bus,
+        "--proxy-protocol",
+        "127.0.0.1",
+    ];
+    args.extend(UNTHROTTLED);
+    let mut second = ServeProcess::serve(second_dir.path(), &args);
+    let nodes = [first.handle().addr, second.addr.parse().unwrap()];
+    let mut lb = Haproxy::start(&nodes);
+    lb.wait_for(1, "UP");
+    lb.wait_for(2, "UP");
+    let addr = lb.addr.to_string();
+
+    // Every talker registers through the balancer (which spreads them over
+    // both servers), the first of each room opens it, the others join once
+    // their server knows it, and each waits until its server knows its
+    // partner.
+    let mut clients = Vec::new();
+    let mut rooms = Vec::new();
+    for n in 0..ROOMS * PER_ROOM {
+        let conn = proto::connect(&addr)
+            .expect("through the balancer")
+            .accept();
+        let mut client = Client {
+            name: name(n),
+            conn,
+        };
+        let token = client.register();
+        let room = if n % PER_ROOM == 0 {
+            let room = client.create_room(&format!("room {}", n / PER_ROOM), 20);
+            rooms.push(room);
+            room
+        } else {
+            let room = rooms[n / PER_ROOM];
+            join_when_known(&mut client, room);
+            room
+        };
+        clients.push((client, room, token));
+    }
+    let addr: Addr = Arc::new(Mutex::new(addr));
+    let mut talkers = Vec::new();
+    for (n, (mut client, room, token)) in clients.into_iter().enumerate() {
+        knows_user(&mut client, &name(n ^ 1));
+        talkers.push(Talker::new(n, room, name(n ^ 1), token, addr.clone()));
+    }
+
+    let done = AtomicBool::new(false);
+    let finished: Vec<Talker> = std::thread::scope(|s| {
+        let threads: Vec<_> = (talkers.into_iter())
+            .map(|t| {
+                let done = &done;
+                s.spawn(move || t.run(done))
+            })
+            .collect();
+        // A fault schedule, not a wait for a condition: mid-conversation.
+        std::thread::sleep(Duration::from_millis(700));
+        second.kill();
+        done.store(true, Ordering::SeqCst);
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    // Every line is sent and acknowledged now: a last look at what each
+    // conversation holds (a talker that finished first missed the others'
+    // last lines).
+    let mut finished = finished;
+    for t in &mut finished {
+        t.catch_up()
+            .unwrap_or_else(|e| panic!("{}: the last catch-up: {e}", t.name));
+    }
+    let db = postgres::Client::connect(&database, postgres::NoTls).unwrap();
+    let (resumes, resent) = check(&finished, &mut Shared(db));
+    println!(
+        "{} talkers over two servers, one killed: {resumes} resumes, {resent} lines sent again",
+        finished.len()
+    );
+    assert!(
+        resumes > finished.len(),
+        "the killed server's clients came back on the other"
+    );
+    drop(lb);
+    drop(first);
+    drop(redis);
 }

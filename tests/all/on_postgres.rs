@@ -322,6 +322,45 @@ fn postgres_numbers_each_conversation_itself_and_a_batch_tried_again_keeps_its_n
 }
 
 #[test]
+fn a_message_sent_again_through_another_server_is_stored_once() {
+    let pg = Postgres::start();
+    let mut s = store::open(&Location::Postgres(pg.url()), Sync::Full).unwrap();
+    let device = Write::Device {
+        id: DeviceId(1),
+        user: UserId(1),
+        token_hash: [1; 32],
+        created: 1,
+    };
+    s.apply(&[user(1, "alice"), user(2, "bob"), device])
+        .unwrap();
+    // private(id, ..) comes from device 1 with client id `id`.
+    assert_eq!(numbers(s.as_mut(), &[private(5, 0, 1, 2, "once")]), [1]);
+    // The same line (client id 5) under another server's id for it: not
+    // stored again, answered 0.
+    let again = Write::PrivateMessage {
+        id: MessageId(77),
+        seq: 0,
+        origin: Some(Origin {
+            device: DeviceId(1),
+            client_id: 5,
+        }),
+        sender: UserId(1),
+        recipient: UserId(2),
+        text: "once".into(),
+        sent: 9,
+    };
+    assert_eq!(numbers(s.as_mut(), &[again]), [0]);
+    // The first batch tried again keeps its number; the next line goes on.
+    assert_eq!(numbers(s.as_mut(), &[private(5, 0, 1, 2, "once")]), [1]);
+    assert_eq!(numbers(s.as_mut(), &[private(6, 0, 1, 2, "twice")]), [2]);
+    let rows = s
+        .dialogue(UserId(1), UserId(2), Page::Before(u64::MAX), 10)
+        .unwrap();
+    let texts: Vec<&str> = rows.iter().map(|r| r.text.as_str()).collect();
+    assert_eq!(texts, ["once", "twice"]);
+}
+
+#[test]
 fn a_postgres_database_of_schema_version_1_numbers_on_from_its_messages() {
     let pg = Postgres::start();
     let url = pg.url();

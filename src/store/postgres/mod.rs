@@ -783,6 +783,38 @@ impl Counter {
     }
 }
 
+/// Whether a message from `origin` was stored before, under this id (a
+/// batch tried again: its number) or under another (its client sent it
+/// again through another server, which stored it first: 0, and it is not
+/// stored again). `None`: a message to store. The device's row is locked
+/// until the commit, so two servers cannot both take one client id.
+fn repeated(
+    tx: &mut postgres::Transaction<'_>,
+    prepared: &mut HashMap<&'static str, Statement>,
+    origin: &Option<Origin>,
+    id: MessageId,
+) -> Result<Option<Seq>, postgres::Error> {
+    let Some(origin) = origin else {
+        return Ok(None);
+    };
+    let statement = prepare(
+        tx,
+        prepared,
+        "SELECT last_client_id FROM devices WHERE id = $1 FOR UPDATE",
+    )?;
+    let Some(row) = tx.query_opt(&statement, &[&origin.device.0])? else {
+        return Ok(None);
+    };
+    if seq_at(&row, 0) < origin.client_id {
+        return Ok(None);
+    }
+    let statement = prepare(tx, prepared, "SELECT seq FROM messages WHERE id = $1")?;
+    Ok(Some(
+        tx.query_opt(&statement, &[&id.0])?
+            .map_or(0, |row| seq_at(&row, 0)),
+    ))
+}
+
 /// Stores message `id` under its conversation's next number, taken from
 /// `counter` at `key`, through `insert`, and answers the number. A message
 /// already stored (a batch tried again after its commit's answer was
@@ -893,6 +925,9 @@ fn apply_one(
         } => {
             let text: &str = text;
             let what = || format!("could not save message {id} from user {sender} in room #{room}");
+            if let Some(seq) = repeated(tx, prepared, origin, *id).context(what)? {
+                return Ok(Some(seq));
+            }
             let key: [&(dyn ToSql + std::marker::Sync); 1] = [&room.0];
             let seq = numbered(
                 tx,
@@ -929,6 +964,9 @@ fn apply_one(
                     "could not save private message {id} from user {sender} to user {recipient}"
                 )
             };
+            if let Some(seq) = repeated(tx, prepared, origin, *id).context(what)? {
+                return Ok(Some(seq));
+            }
             let key: [&(dyn ToSql + std::marker::Sync); 2] = [&sender.0, &recipient.0];
             let seq = numbered(
                 tx,

@@ -14,6 +14,7 @@ pub mod lossyfs;
 pub mod postgres;
 pub mod pty;
 pub mod redis;
+pub mod talker;
 
 use chatapp::client::proto::{self, Connection};
 use chatapp::server::{self, Config, Handle};
