@@ -507,3 +507,31 @@ fn a_server_killed_under_load_loses_nothing_and_its_clients_resume_on_the_other(
     drop(first);
     drop(redis);
 }
+
+#[test]
+fn unread_counts_and_read_marks_hold_across_servers() {
+    let d = Deployment::start();
+    let mut ann = d.nodes[0].register("ann");
+    let mut bob = d.nodes[1].register("bob");
+    knows_user(&mut ann, "bob");
+    for text in ["one", "two"] {
+        ann.send_private("bob", text);
+        ann.expect_private("ann", "bob", text);
+        bob.expect_private("ann", "bob", text);
+    }
+    // bob on a second device, through ann's server: both unread there too.
+    let (mut bob_too, unread) = d.nodes[0].login("bob");
+    assert_eq!(unread, 2, "unread on the other server");
+    // Read on one server: the session on the other is told at once.
+    bob.ok(Request::MarkRead { with: "ann".into() });
+    let left = bob_too.wait_for("the read mark", |e| match e {
+        Event::Read { with, unread } if with == "ann" => Some(*unread),
+        _ => None,
+    });
+    assert_eq!(left, 0);
+    // A new login on either server finds nothing unread.
+    for node in &d.nodes {
+        let (_, unread) = node.login("bob");
+        assert_eq!(unread, 0);
+    }
+}
