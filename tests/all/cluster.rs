@@ -5,7 +5,7 @@
 //! clients would.
 
 use crate::kit::haproxy::Haproxy;
-use crate::kit::postgres::Postgres;
+use crate::kit::postgres::{Postgres, outage};
 use crate::kit::redis::Redis;
 use crate::kit::talker::{Addr, Stored, Talker, check, name};
 use crate::kit::{Client, ServeProcess, TestServer, wait_until};
@@ -26,7 +26,7 @@ const POLL: Duration = Duration::from_millis(20);
 struct Deployment {
     nodes: [TestServer; 2],
     redis: Redis,
-    _pg: Postgres,
+    pg: Postgres,
 }
 
 fn shared(database: String, bus: String) -> impl Fn(&mut Config) + Send + Sync + 'static {
@@ -45,7 +45,7 @@ impl Deployment {
         Deployment {
             nodes: [first, second],
             redis,
-            _pg: pg,
+            pg,
         }
     }
 }
@@ -534,4 +534,34 @@ fn unread_counts_and_read_marks_hold_across_servers() {
         let (_, unread) = node.login("bob");
         assert_eq!(unread, 0);
     }
+}
+
+#[test]
+fn postgres_stopped_and_started_again_under_two_servers_loses_nothing() {
+    let mut d = Deployment::start();
+    let mut ann = d.nodes[0].register("ann");
+    let mut bob = d.nodes[1].register("bob");
+    let room = ann.create_room("lobby", 5);
+    join_across(&mut bob, room, &mut [&mut ann]);
+    ann.say("before");
+    ann.expect_said(room, "ann", "before");
+    bob.expect_said(room, "ann", "before");
+    // Refused meanwhile on ann's server, every line taken reaches bob on
+    // the other server once PostgreSQL is back, in order.
+    let (taken, refused) = outage(&mut d.pg, &mut ann, room, &mut [&mut bob]);
+    bob.say("after");
+    bob.expect_said(room, "bob", "after");
+    ann.wait_for("bob's line after the outage", |e| {
+        matches!(e, Event::RoomMessage { line, .. } if &*line.text == "after").then_some(())
+    });
+    // A newcomer on bob's server is shown the room as stored: each line
+    // taken once, in order, and not the refused one.
+    let mut carol = d.nodes[1].register("carol");
+    let (_, _, history) = carol.join(room);
+    let texts: Vec<String> = history.iter().map(|l| l.text.to_string()).collect();
+    let mut expected = vec!["before".to_string()];
+    expected.extend(taken);
+    expected.push("after".to_string());
+    assert_eq!(texts, expected);
+    assert!(!texts.contains(&refused));
 }

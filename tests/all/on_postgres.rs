@@ -4,13 +4,12 @@
 //! stopping and starting again. Each test starts its own PostgreSQL from
 //! the installed binaries ([`Postgres`]).
 
-use crate::kit::postgres::Postgres;
+use crate::kit::postgres::{Postgres, outage};
 use crate::kit::{Client, ServeProcess, TestServer};
 use chatapp::model::{DeviceId, MessageId, RoomId, UserId};
 use chatapp::store::{self, Location, Origin, Page, Store, StoreError, Sync, Write};
-use chatapp::wire::msg::{ErrorCode, Event, Reply, Request, ServerFrame};
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use chatapp::wire::msg::Event;
+use std::time::Duration;
 
 fn user(id: i64, name: &str) -> Write {
     Write::User {
@@ -519,35 +518,6 @@ fn the_server_on_postgres_keeps_accounts_rooms_and_messages_across_restarts() {
     assert_eq!(dialogue[0].text.as_ref(), "a private word");
 }
 
-/// Sends `text` to the room without waiting for its reply; returns the
-/// request id.
-fn say_later(client: &mut Client, text: &str) -> u32 {
-    client
-        .conn
-        .send(Request::Say {
-            text: text.to_string(),
-            client_id: 0,
-        })
-        .unwrap()
-}
-
-/// Collects replies to `ids` (and events) from `client` until all came or
-/// `wait` ran out.
-fn replies(client: &mut Client, ids: &[u32], wait: Duration) -> HashMap<u32, Reply> {
-    let deadline = Instant::now() + wait;
-    let mut got = HashMap::new();
-    while got.len() < ids.len() && Instant::now() < deadline {
-        match client.conn.next_frame(Duration::from_millis(100)) {
-            Ok(Some(ServerFrame::Reply { id, result })) if ids.contains(&id) => {
-                got.insert(id, result);
-            }
-            Ok(_) => {}
-            Err(e) => panic!("{}: {e}", client.name),
-        }
-    }
-    got
-}
-
 #[test]
 fn postgres_stopped_and_started_again_refuses_messages_meanwhile_and_loses_none() {
     let mut pg = Postgres::start();
@@ -557,50 +527,7 @@ fn postgres_stopped_and_started_again_refuses_messages_meanwhile_and_loses_none(
     alice.say("before the outage");
     bob.expect_said(room, "alice", "before the outage");
 
-    pg.stop();
-    // What alice sends now is either taken (and acknowledged once it is
-    // stored) or refused at once as "storage unavailable". The first is
-    // always taken: the server learns of the outage by trying it.
-    let mut taken = Vec::new();
-    let mut refusal = None;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for n in 0.. {
-        assert!(
-            Instant::now() < deadline,
-            "no message was refused during the outage"
-        );
-        let text = format!("during the outage {n}");
-        let id = say_later(&mut alice, &text);
-        let got = replies(&mut alice, &[id], Duration::from_millis(200));
-        match got.get(&id) {
-            None => taken.push((id, text)),
-            Some(Reply::Error {
-                code: ErrorCode::Unavailable,
-                message,
-            }) => {
-                refusal = Some((text, message.clone()));
-                break;
-            }
-            Some(other) => panic!("during the outage: {other:?}"),
-        }
-    }
-    let (refused_text, message) = refusal.unwrap();
-    println!(
-        "{} messages taken and waiting, then refused: {message}",
-        taken.len()
-    );
-    assert!(message.contains("storage unavailable") && message.contains("try again"));
-    assert!(!taken.is_empty());
-
-    pg.start_again();
-    let ids: Vec<u32> = taken.iter().map(|(id, _)| *id).collect();
-    let acked = replies(&mut alice, &ids, Duration::from_secs(30));
-    for (id, text) in &taken {
-        assert_eq!(acked.get(id), Some(&Reply::Ok), "{text}");
-    }
-    for (_, text) in &taken {
-        bob.expect_said(room, "alice", text);
-    }
+    let (taken, refused_text) = outage(&mut pg, &mut alice, room, &mut [&mut bob]);
     // Taken again once the store is back (the refusal may take a moment
     // to lift: the store says so after its first commit).
     alice.say("after the outage");
@@ -610,7 +537,7 @@ fn postgres_stopped_and_started_again_refuses_messages_meanwhile_and_loses_none(
     let (_, _, history) = carol.join(room);
     let texts: Vec<String> = history.iter().map(|l| l.text.to_string()).collect();
     let mut expected = vec!["before the outage".to_string()];
-    expected.extend(taken.iter().map(|(_, t)| t.clone()));
+    expected.extend(taken);
     expected.push("after the outage".to_string());
     assert_eq!(texts, expected, "every acknowledged message once, in order");
     assert!(!texts.contains(&refused_text));

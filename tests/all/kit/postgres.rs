@@ -13,7 +13,10 @@
 //! The database `chatapp` belongs to the superuser `chatapp`, who needs no
 //! password.
 
+use super::Client;
+use chatapp::wire::msg::{ErrorCode, Reply, Request, ServerFrame};
 use postgres::NoTls;
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::os::unix::process::CommandExt;
@@ -437,4 +440,92 @@ fn tail(log: &Path, from: u64) -> String {
     let text = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// PostgreSQL stopped under a chat and started again. `sender` says lines
+/// in `room` while it is down: each is taken (and acknowledged once it is
+/// stored) until the server refuses one at once with "storage unavailable
+/// ... try again" (the first is always taken: the server learns of the
+/// outage by trying it). Once PostgreSQL is back, every taken line is
+/// acknowledged and reaches each of `readers` in order, on whichever
+/// server they are. Returns the lines taken and the one refused.
+pub fn outage(
+    pg: &mut Postgres,
+    sender: &mut Client,
+    room: u64,
+    readers: &mut [&mut Client],
+) -> (Vec<String>, String) {
+    pg.stop();
+    let mut taken = Vec::new();
+    let mut refusal = None;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for n in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "no message was refused during the outage"
+        );
+        let text = format!("during the outage {n}");
+        let id = say_later(sender, &text);
+        let got = replies(sender, &[id], Duration::from_millis(200));
+        match got.get(&id) {
+            None => taken.push((id, text)),
+            Some(Reply::Error {
+                code: ErrorCode::Unavailable,
+                message,
+            }) => {
+                refusal = Some((text, message.clone()));
+                break;
+            }
+            Some(other) => panic!("during the outage: {other:?}"),
+        }
+    }
+    let (refused, message) = refusal.expect("a refusal");
+    println!(
+        "{} messages taken and waiting, then refused: {message}",
+        taken.len()
+    );
+    assert!(message.contains("storage unavailable") && message.contains("try again"));
+    assert!(!taken.is_empty());
+
+    pg.start_again();
+    let ids: Vec<u32> = taken.iter().map(|(id, _)| *id).collect();
+    let acked = replies(sender, &ids, Duration::from_secs(30));
+    for (id, text) in &taken {
+        assert_eq!(acked.get(id), Some(&Reply::Ok), "{text}");
+    }
+    for reader in readers {
+        for (_, text) in &taken {
+            reader.expect_said_within(room, &sender.name.clone(), text, Duration::from_secs(15));
+        }
+    }
+    (taken.into_iter().map(|(_, text)| text).collect(), refused)
+}
+
+/// Sends `text` to the room without waiting for its reply; returns the
+/// request id.
+fn say_later(client: &mut Client, text: &str) -> u32 {
+    client
+        .conn
+        .send(Request::Say {
+            text: text.to_string(),
+            client_id: 0,
+        })
+        .unwrap()
+}
+
+/// Collects replies to `ids` (and skips events) from `client` until all
+/// came or `wait` ran out.
+fn replies(client: &mut Client, ids: &[u32], wait: Duration) -> HashMap<u32, Reply> {
+    let deadline = Instant::now() + wait;
+    let mut got = HashMap::new();
+    while got.len() < ids.len() && Instant::now() < deadline {
+        match client.conn.next_frame(Duration::from_millis(100)) {
+            Ok(Some(ServerFrame::Reply { id, result })) if ids.contains(&id) => {
+                got.insert(id, result);
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{}: {e}", client.name),
+        }
+    }
+    got
 }
