@@ -681,6 +681,8 @@ impl Sim {
                 page,
                 rows: Vec::new(),
             },
+            // Only servers sharing a database ask; this one is alone.
+            (_, Query::Device { .. }) => Answer::Device(None),
         };
         self.world.handle(Input::Answered { caller, answer });
     }

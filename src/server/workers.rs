@@ -501,6 +501,7 @@ fn answer(store: &mut dyn Store, query: Query) -> Answer {
         Query::Room { room, page, limit } => store
             .room_history(room, page, limit)
             .map(|rows| Answer::Room { room, page, rows }),
+        Query::Device { token_hash } => store.device(&token_hash).map(Answer::Device),
     };
     result.unwrap_or_else(|e| Answer::Failed(log::chain(&e)))
 }

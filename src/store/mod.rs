@@ -119,6 +119,14 @@ pub trait Store: Send {
         limit: usize,
     ) -> Result<Vec<PrivateRow>, StoreError>;
 
+    /// The device holding the resume token whose hash is `token_hash`, with
+    /// its user, if any: a server sharing the database asks when a token
+    /// is unknown to it (its bus may have missed the device).
+    fn device(
+        &mut self,
+        token_hash: &TokenHash,
+    ) -> Result<Option<(DeviceRow, UserRow)>, StoreError>;
+
     /// The last `limit` messages of a room in `page`, oldest first.
     fn room_history(
         &mut self,

@@ -185,6 +185,13 @@ fn keeps_a_chat(open: &dyn Fn() -> Box<dyn Store>, numbers_itself: bool) {
     assert_eq!(device.previous_hash, Some([7; 32]));
     assert_eq!((device.created, device.last_used), (5, 10));
     assert_eq!(device.last_client_id, 7, "the highest client id stored");
+    // Looked up by its current token (not by the one it replaced).
+    let found = s
+        .device(&[8; 32])
+        .unwrap()
+        .map(|(d, u)| (d.id, d.last_used, u.name));
+    assert_eq!(found, Some((DeviceId(1), 10, "Alice".to_string())));
+    assert_eq!(s.device(&[7; 32]).unwrap(), None);
 
     let rooms = s.open_rooms(2).unwrap();
     let open: Vec<_> = rooms.iter().map(|r| (r.id, r.name.as_str())).collect();

@@ -237,6 +237,18 @@ impl Devices {
         true
     }
 
+    /// A device as the shared store holds it (looked up by its token).
+    pub fn learn_row(&mut self, row: DeviceRow) {
+        let device = Device {
+            user: row.user,
+            token_hash: row.token_hash,
+            previous_hash: row.previous_hash,
+            last_used: row.last_used,
+            last_client_id: row.last_client_id,
+        };
+        self.insert(row.id, device);
+    }
+
     /// A device resumed on another server: it holds `token_hash` now, and
     /// the token it replaced counts as used (presenting it again revokes
     /// the device). The sessions it has here, if any, are the caller's to

@@ -262,6 +262,11 @@ pub enum Query {
         page: Page,
         limit: usize,
     },
+    /// The device holding a resume token this server does not know (its
+    /// database is shared: another server may have made it).
+    Device {
+        token_hash: store::TokenHash,
+    },
 }
 
 #[derive(Debug)]
@@ -277,6 +282,7 @@ pub enum Answer {
         page: Page,
         rows: Vec<store::RoomRow>,
     },
+    Device(Option<(store::DeviceRow, store::UserRow)>),
     Failed(String),
 }
 

@@ -543,5 +543,6 @@ pub fn empty_answer(query: Query) -> Answer {
             page,
             rows: Vec::new(),
         },
+        Query::Device { .. } => Answer::Device(None),
     }
 }

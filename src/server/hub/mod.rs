@@ -91,6 +91,10 @@ pub struct Hub {
     /// Conversations whose missed messages are being read from the
     /// store, with the highest number seen meanwhile (see `replicas`).
     filling: HashMap<replicas::Conv, Seq>,
+    /// Resumes whose token this server did not know, waiting for the
+    /// shared store to say whose it is: the token, and whether it was
+    /// looked up already.
+    lookups: HashMap<Caller, (String, bool)>,
 }
 
 impl Hub {
@@ -116,6 +120,7 @@ impl Hub {
             storage_down: false,
             next_purge: 0,
             filling: HashMap::new(),
+            lookups: HashMap::new(),
         }
     }
 
@@ -216,7 +221,7 @@ impl Hub {
             Input::Verified { caller, name, user } => self.verified(now, caller, &name, user),
             Input::Committed { seq, ok, numbers } => self.committed(now, seq, ok, &numbers),
             Input::Storage { available } => self.storage_down = !available,
-            Input::Answered { caller, answer } => self.answered(caller, answer),
+            Input::Answered { caller, answer } => self.answered(now, caller, answer),
             Input::Replicated { writes } => self.replicated(now, writes),
             Input::Filled { gap, filled } => self.filled(gap, filled),
         }
@@ -391,9 +396,10 @@ impl Hub {
     }
 
     /// A store read answered: the reply it was for goes out.
-    fn answered(&mut self, caller: Caller, answer: Answer) {
+    fn answered(&mut self, now: Millis, caller: Caller, answer: Answer) {
         let name_of = |u| self.accounts.name_of(u);
         let reply = match answer {
+            Answer::Device(found) => return self.looked_up(now, caller, found),
             Answer::Inbox(rows) => Reply::Inbox {
                 conversations: private::inbox(rows, name_of),
             },

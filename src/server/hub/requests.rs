@@ -564,7 +564,7 @@ impl Hub {
                 self.dialogues.last_committed(user, *other),
                 format!("your dialogue with {}", self.accounts.name(*other)),
             ),
-            Query::Inbox { .. } => unreachable!("a page"),
+            Query::Inbox { .. } | Query::Device { .. } => unreachable!("a page"),
         };
         if after > last {
             return Err((

@@ -8,7 +8,7 @@ use super::commits::Deferred;
 use super::connections::State;
 use super::devices::Presented;
 use super::rooms::HoldDue;
-use super::{Audience, Caller, Change, ConnId, Hub, Level};
+use super::{Audience, Caller, Change, ConnId, Hub, Level, Output, Query, StoreJob};
 use crate::model::{self, DeviceId, Millis, RoomId, UserId};
 use crate::store::Write;
 use crate::wire::msg::{ErrorCode, Event, LeaveReason, Reply};
@@ -189,7 +189,22 @@ impl Hub {
                     super::devices::TOKEN_CHARS
                 )
             }
+            // Shared with other servers: the device may be one whose news
+            // the bus lost (its server died between commit and publish).
+            // The store is asked once before the token is refused.
+            Presented::Unknown if self.shared && !self.lookups.contains_key(&caller) => {
+                if let Some(bytes) = super::devices::parse_token(token) {
+                    let token_hash = super::devices::hash_token(&bytes);
+                    self.lookups.insert(caller, (token.to_string(), false));
+                    let query = Query::Device { token_hash };
+                    self.out
+                        .push_back(Output::Store(StoreJob::Query { caller, query }));
+                    return;
+                }
+                NO_LONGER_VALID.to_string()
+            }
             Presented::Unknown => {
+                self.lookups.remove(&caller);
                 self.log(Level::Warn, format!("{peer}: failed resume: unknown token"));
                 NO_LONGER_VALID.to_string()
             }
@@ -238,6 +253,30 @@ impl Hub {
                 message: refusal,
             },
         );
+    }
+
+    /// The shared store said whose an unknown resume token is: the
+    /// account and device are learned (or the device's token brought up to
+    /// date), and the resume is tried once more; unknown there too, it is
+    /// refused.
+    pub(super) fn looked_up(
+        &mut self,
+        now: Millis,
+        caller: Caller,
+        found: Option<(crate::store::DeviceRow, crate::store::UserRow)>,
+    ) {
+        let Some((token, _)) = self.lookups.remove(&caller) else {
+            return;
+        };
+        if let Some((device, user)) = found {
+            self.accounts.learn(user.id, &user.name, user.password_hash);
+            self.devices.remove(device.id);
+            self.devices.learn_row(device);
+        }
+        // Refused this time if still unknown: looked up already.
+        self.lookups.insert(caller, (token.clone(), true));
+        self.resume_now(now, caller, &token);
+        self.lookups.remove(&caller);
     }
 
     /// A session whose device could not be stored: log it out and revoke

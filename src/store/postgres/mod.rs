@@ -573,6 +573,38 @@ impl Store for PostgresStore {
         }
     }
 
+    fn device(
+        &mut self,
+        token_hash: &super::TokenHash,
+    ) -> Result<Option<(DeviceRow, UserRow)>, StoreError> {
+        let rows = self.query(
+            "SELECT d.id, d.user_id, d.token_hash, d.previous_hash, d.created, d.last_used,
+                    d.last_client_id, u.name, u.password_hash
+             FROM devices AS d JOIN users AS u ON u.id = d.user_id
+             WHERE d.token_hash = $1",
+            &[&&token_hash[..]],
+            || "could not look up a resume token".to_owned(),
+        )?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let device = DeviceRow {
+            id: DeviceId(row.get(0)),
+            user: UserId(row.get(1)),
+            token_hash: hash(row.get(2))?,
+            previous_hash: row.get::<_, Option<&[u8]>>(3).map(hash).transpose()?,
+            created: row.get(4),
+            last_used: row.get(5),
+            last_client_id: seq_at(row, 6),
+        };
+        let user = UserRow {
+            id: device.user,
+            name: row.get(7),
+            password_hash: row.get(8),
+        };
+        Ok(Some((device, user)))
+    }
+
     fn describe(&mut self) -> Result<String, StoreError> {
         let reading = || "could not read the database settings".to_owned();
         let row = self

@@ -447,6 +447,42 @@ impl Store for SqliteStore {
         .context(reading)
     }
 
+    fn device(
+        &mut self,
+        token_hash: &super::TokenHash,
+    ) -> Result<Option<(DeviceRow, UserRow)>, StoreError> {
+        let reading = || "could not look up a resume token".to_owned();
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT d.id, d.user, d.token_hash, d.previous_hash, d.created, d.last_used,
+                        d.last_client_id, u.name, u.password_hash
+                 FROM devices AS d JOIN users AS u ON u.id = d.user
+                 WHERE d.token_hash = ?1",
+            )
+            .context(reading)?;
+        let mut rows = stmt
+            .query_map(params![&token_hash[..]], |row| {
+                let device = DeviceRow {
+                    id: DeviceId(row.get(0)?),
+                    user: UserId(row.get(1)?),
+                    token_hash: row.get(2)?,
+                    previous_hash: row.get(3)?,
+                    created: row.get(4)?,
+                    last_used: row.get(5)?,
+                    last_client_id: seq_at(row, 6)?,
+                };
+                let user = UserRow {
+                    id: device.user,
+                    name: row.get(7)?,
+                    password_hash: row.get(8)?,
+                };
+                Ok((device, user))
+            })
+            .context(reading)?;
+        rows.next().transpose().context(reading)
+    }
+
     fn describe(&mut self) -> Result<String, StoreError> {
         let reading = || "could not read the database settings".to_owned();
         let sync: i64 = self

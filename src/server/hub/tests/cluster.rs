@@ -5,8 +5,9 @@
 //! store answers the gaps a hub reads from what both committed.
 
 use super::*;
+use crate::model::DeviceId;
 use crate::model::IdSpace;
-use crate::store::{PrivateRow, RoomRow};
+use crate::store::{DeviceRow, PrivateRow, RoomRow, TokenHash};
 use std::collections::HashMap;
 
 /// The shared store: every write committed, in commit order, and each
@@ -79,6 +80,64 @@ impl Store {
                 _ => None,
             })
             .expect("a stored user")
+    }
+
+    /// The device holding a token, as the store holds it after every
+    /// write, with its user.
+    fn device(&self, token_hash: TokenHash) -> Option<(DeviceRow, UserRow)> {
+        let mut devices: HashMap<DeviceId, DeviceRow> = HashMap::new();
+        for write in &self.writes {
+            match *write {
+                Write::Device {
+                    id,
+                    user,
+                    token_hash,
+                    created,
+                } => {
+                    let row = DeviceRow {
+                        id,
+                        user,
+                        token_hash,
+                        previous_hash: None,
+                        created,
+                        last_used: created,
+                        last_client_id: 0,
+                    };
+                    devices.insert(id, row);
+                }
+                Write::RotateDevice {
+                    id,
+                    token_hash,
+                    previous_hash,
+                    used,
+                } => {
+                    if let Some(row) = devices.get_mut(&id) {
+                        row.token_hash = token_hash;
+                        row.previous_hash = Some(previous_hash);
+                        row.last_used = used;
+                    }
+                }
+                Write::DeleteDevice { id } => {
+                    devices.remove(&id);
+                }
+                _ => {}
+            }
+        }
+        let device = devices.into_values().find(|d| d.token_hash == token_hash)?;
+        let user = self.writes.iter().find_map(|w| match w {
+            Write::User {
+                id,
+                name,
+                password_hash,
+                ..
+            } if *id == device.user => Some(UserRow {
+                id: *id,
+                name: name.clone(),
+                password_hash: password_hash.clone(),
+            }),
+            _ => None,
+        })?;
+        Some((device, user))
     }
 
     fn fill(&self, gap: Gap) -> Filled {
@@ -155,6 +214,8 @@ impl Cluster {
             w.hub = Hub::new(harness::snapshot(Vec::new()), harness::no_grace(), rng);
             w.hub.use_ids(IdSpace { slot, step: 2 });
             w.auto_commit = false;
+            // Queries go to the shared store below.
+            w.auto_answer = false;
             w
         };
         Cluster {
@@ -180,11 +241,20 @@ impl Cluster {
                     moved = true;
                 }
                 for job in std::mem::take(&mut self.nodes[i].jobs) {
-                    let harness::Job::Fill(gap) = job else {
-                        panic!("an unexpected job");
-                    };
-                    let filled = self.store.fill(gap);
-                    self.nodes[i].handle(Input::Filled { gap, filled });
+                    match job {
+                        harness::Job::Fill(gap) => {
+                            let filled = self.store.fill(gap);
+                            self.nodes[i].handle(Input::Filled { gap, filled });
+                        }
+                        harness::Job::Query {
+                            caller,
+                            query: Query::Device { token_hash },
+                        } => {
+                            let answer = Answer::Device(self.store.device(token_hash));
+                            self.nodes[i].handle(Input::Answered { caller, answer });
+                        }
+                        job => self.nodes[i].answer(job),
+                    }
                     moved = true;
                 }
             }
@@ -548,5 +618,43 @@ fn a_room_holds_its_capacity_across_nodes_and_a_kick_reaches_the_other_node() {
     assert!(matches!(
         c.nodes[1 - node].reply_to(late, id),
         Some(Reply::Room { .. })
+    ));
+}
+
+#[test]
+fn a_saved_login_the_bus_never_carried_is_found_in_the_store() {
+    // ann registers on node 0 while the bus is down: node 1 hears nothing
+    // of her account or her device (as when node 0 dies between its
+    // commit and its publish).
+    let mut c = Cluster::new();
+    c.bus_up = false;
+    let conn = c.nodes[0].connect();
+    let register = Request::Register {
+        name: "ann".into(),
+        password: PW.into(),
+    };
+    let Some(Reply::LoggedIn { token, .. }) = c.ask(0, conn, register) else {
+        panic!("ann registers");
+    };
+    c.bus_up = true;
+    let moved = c.nodes[1].connect();
+    let resume = Request::Resume {
+        token: token.clone(),
+    };
+    assert!(
+        matches!(c.ask(1, moved, resume), Some(Reply::LoggedIn { .. })),
+        "node 1 asked the store"
+    );
+    // A token nobody holds is still refused, after the one look.
+    let stranger = c.nodes[1].connect();
+    let forged = Request::Resume {
+        token: "ab".repeat(32),
+    };
+    assert!(matches!(
+        c.ask(1, stranger, forged),
+        Some(Reply::Error {
+            code: ErrorCode::BadCredentials,
+            ..
+        })
     ));
 }
