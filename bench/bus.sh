@@ -36,11 +36,9 @@ if [ "$(getconf _NPROCESSORS_ONLN)" -lt 2 ]; then
   echo "bench/bus.sh: needs two CPUs (one for the servers, one for the load generator)" >&2
   exit 1
 fi
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
-  echo "bench/bus.sh: PostgreSQL's server binaries are missing; on Debian or Ubuntu: apt-get install postgresql" >&2
-  exit 1
-fi
+# shellcheck source=bench/scratch-pg.sh
+. "$REPO/bench/scratch-pg.sh"
+pg_binaries bench/bus.sh
 if ! command -v redis-server >/dev/null; then
   echo "bench/bus.sh: redis-server is missing; on Debian or Ubuntu: apt-get install redis-server" >&2
   exit 1
@@ -71,26 +69,11 @@ loadgen() {
     "${THROTTLES[@]}" "$@"
 }
 
-AS=()
-if [ "$(id -u)" = 0 ]; then
-  AS=(setpriv --reuid=postgres --regid=postgres --init-groups)
-fi
-mkdir -p "$WORK/pg"
-[ "$(id -u)" = 0 ] && chown postgres: "$WORK/pg"
-"${AS[@]}" "$PGBIN/initdb" -D "$WORK/pg/data" -A trust -U chatapp -E UTF8 --locale=C >"$WORK/pg/initdb.log"
-taskset -c 0 "${AS[@]}" "$PGBIN/postgres" -D "$WORK/pg/data" -p "$PORT" -k "$WORK/pg" \
-  -c listen_addresses=127.0.0.1 >"$WORK/pg/postgres.log" 2>&1 &
-PG=$!
+trap 'stop_scratch_pg; kill $REDIS 2>/dev/null; wait $REDIS 2>/dev/null || true' EXIT
 taskset -c 0 redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no \
   --dir "$WORK" >"$WORK/redis.log" 2>&1 &
 REDIS=$!
-trap 'kill -INT $PG 2>/dev/null; kill $REDIS 2>/dev/null; wait $PG $REDIS 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  if "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then break; fi
-  sleep 0.1
-done
-"$PGBIN/pg_isready" -h 127.0.0.1 -p "$PORT"
-"$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U chatapp bench
+scratch_pg "$WORK/pg" "$PORT"
 BUS=(--chatapp-arg=--bus --chatapp-arg="redis://127.0.0.1:$RPORT/")
 
 loadgen --db-process postgres "$@" >"$WORK/alone.md"

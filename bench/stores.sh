@@ -31,11 +31,9 @@ if [ "$(getconf _NPROCESSORS_ONLN)" -lt 2 ]; then
   echo "bench/stores.sh: needs two CPUs (one for the servers, one for the load generator)" >&2
   exit 1
 fi
-PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/initdb" ]; then
-  echo "bench/stores.sh: PostgreSQL's server binaries are missing; on Debian or Ubuntu: apt-get install postgresql" >&2
-  exit 1
-fi
+# shellcheck source=bench/scratch-pg.sh
+. "$REPO/bench/scratch-pg.sh"
+pg_binaries bench/stores.sh
 
 # 1. Release builds.
 (cd "$REPO" && cargo build --release --locked)
@@ -66,25 +64,9 @@ loadgen() {
 # 2. SQLite.
 loadgen "$@" >"$WORK/sqlite.md"
 
-# 3. PostgreSQL: initdb and postgres refuse root, so as root they run as
-# the package's `postgres` user.
-AS=()
-if [ "$(id -u)" = 0 ]; then
-  AS=(setpriv --reuid=postgres --regid=postgres --init-groups)
-fi
-mkdir -p "$WORK/pg"
-[ "$(id -u)" = 0 ] && chown postgres: "$WORK/pg"
-"${AS[@]}" "$PGBIN/initdb" -D "$WORK/pg/data" -A trust -U chatapp -E UTF8 --locale=C >"$WORK/pg/initdb.log"
-taskset -c 0 "${AS[@]}" "$PGBIN/postgres" -D "$WORK/pg/data" -p "$PORT" -k "$WORK/pg" \
-  -c listen_addresses=127.0.0.1 >"$WORK/pg/postgres.log" 2>&1 &
-PG=$!
-trap 'kill -INT $PG 2>/dev/null; wait $PG 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  if "$PGBIN/pg_isready" -q -h 127.0.0.1 -p "$PORT"; then break; fi
-  sleep 0.1
-done
-"$PGBIN/pg_isready" -h 127.0.0.1 -p "$PORT"
-"$PGBIN/createdb" -h 127.0.0.1 -p "$PORT" -U chatapp bench
+# 3. PostgreSQL: a scratch cluster (bench/scratch-pg.sh).
+trap stop_scratch_pg EXIT
+scratch_pg "$WORK/pg" "$PORT"
 loadgen --database "postgresql://chatapp@127.0.0.1:$PORT/bench" --db-process postgres "$@" \
   >"$WORK/postgres.md"
 

@@ -8,7 +8,7 @@
 //! order, and what each member holds of its room and its dialogue is the
 //! conversation the database holds, number for number.
 
-use crate::kit::talker::{Addr, MESSAGES, Stored, Talker, check, name};
+use crate::kit::talker::{Addr, MESSAGES, Stored, Talker, UNTHROTTLED, check, name};
 use crate::kit::{self, ServeProcess};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,19 +22,7 @@ const CLIENTS: usize = ROOMS * PER_ROOM;
 const KILLS: usize = 10;
 
 fn start(dir: &Path) -> ServeProcess {
-    ServeProcess::serve(
-        dir,
-        &[
-            "--message-rate",
-            "10000",
-            "--message-burst",
-            "10000",
-            "--request-rate",
-            "10000",
-            "--request-burst",
-            "10000",
-        ],
-    )
+    ServeProcess::serve(dir, &UNTHROTTLED)
 }
 
 #[test]

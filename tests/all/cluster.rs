@@ -7,7 +7,7 @@
 use crate::kit::haproxy::Haproxy;
 use crate::kit::postgres::{Postgres, outage};
 use crate::kit::redis::Redis;
-use crate::kit::talker::{Addr, Stored, Talker, check, name};
+use crate::kit::talker::{Addr, Stored, Talker, UNTHROTTLED, check, name};
 use crate::kit::{Client, ServeProcess, TestServer, wait_until};
 use chatapp::client::proto;
 use chatapp::server::{self, Config};
@@ -382,18 +382,6 @@ impl Stored for Shared {
         self.conversation(sql, &[&a, &b])
     }
 }
-
-/// Message and request budgets a talker never reaches.
-const UNTHROTTLED: [&str; 8] = [
-    "--message-rate",
-    "10000",
-    "--message-burst",
-    "10000",
-    "--request-rate",
-    "10000",
-    "--request-burst",
-    "10000",
-];
 
 #[test]
 fn a_server_killed_under_load_loses_nothing_and_its_clients_resume_on_the_other() {

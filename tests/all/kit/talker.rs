@@ -16,6 +16,18 @@ use std::time::{Duration, Instant};
 
 /// Messages each talker sends, room and private in turn.
 pub const MESSAGES: u64 = 24;
+/// Message and request budgets a talker never reaches.
+pub const UNTHROTTLED: [&str; 8] = [
+    "--message-rate",
+    "10000",
+    "--message-burst",
+    "10000",
+    "--request-rate",
+    "10000",
+    "--request-burst",
+    "10000",
+];
+
 /// The longest a talker may take to come back after a fault, or to finish
 /// once the faults are over.
 pub const DEADLINE: Duration = Duration::from_secs(60);
