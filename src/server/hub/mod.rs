@@ -91,10 +91,10 @@ pub struct Hub {
     /// Conversations whose missed messages are being read from the
     /// store, with the highest number seen meanwhile (see `replicas`).
     filling: HashMap<replicas::Conv, Seq>,
-    /// Resumes whose token this server did not know, waiting for the
-    /// shared store to say whose it is: the token, and whether it was
-    /// looked up already.
-    lookups: HashMap<Caller, (String, bool)>,
+    /// Resumes whose token this server did not know, by the token, while
+    /// the shared store is asked whose it is (and while the resume is
+    /// tried once more with the answer).
+    lookups: HashMap<Caller, String>,
 }
 
 impl Hub {

@@ -195,7 +195,7 @@ impl Hub {
             Presented::Unknown if self.shared && !self.lookups.contains_key(&caller) => {
                 if let Some(bytes) = super::devices::parse_token(token) {
                     let token_hash = super::devices::hash_token(&bytes);
-                    self.lookups.insert(caller, (token.to_string(), false));
+                    self.lookups.insert(caller, token.to_string());
                     let query = Query::Device { token_hash };
                     self.out
                         .push_back(Output::Store(StoreJob::Query { caller, query }));
@@ -265,7 +265,7 @@ impl Hub {
         caller: Caller,
         found: Option<(crate::store::DeviceRow, crate::store::UserRow)>,
     ) {
-        let Some((token, _)) = self.lookups.remove(&caller) else {
+        let Some(token) = self.lookups.remove(&caller) else {
             return;
         };
         if let Some((device, user)) = found {
@@ -274,7 +274,7 @@ impl Hub {
             self.devices.learn_row(device);
         }
         // Refused this time if still unknown: looked up already.
-        self.lookups.insert(caller, (token.clone(), true));
+        self.lookups.insert(caller, token.clone());
         self.resume_now(now, caller, &token);
         self.lookups.remove(&caller);
     }
