@@ -271,26 +271,27 @@ impl Cluster {
     }
 
     fn user(&mut self, node: usize, name: &str) -> ConnId {
-        let conn = self.nodes[node].connect();
         let register = Request::Register {
             name: name.into(),
             password: PW.into(),
         };
-        match self.ask(node, conn, register) {
-            Some(Reply::LoggedIn { .. }) => conn,
-            other => panic!("{name} registers: {other:?}"),
-        }
+        self.enter(node, name, register)
     }
 
     fn login(&mut self, node: usize, name: &str) -> ConnId {
-        let conn = self.nodes[node].connect();
         let login = Request::Login {
             name: name.into(),
             password: PW.into(),
         };
-        match self.ask(node, conn, login) {
+        self.enter(node, name, login)
+    }
+
+    /// A new connection to `node`, logged in by `request` as `name`.
+    fn enter(&mut self, node: usize, name: &str, request: Request) -> ConnId {
+        let conn = self.nodes[node].connect();
+        match self.ask(node, conn, request) {
             Some(Reply::LoggedIn { .. }) => conn,
-            other => panic!("{name} logs in on node {node}: {other:?}"),
+            other => panic!("{name} on node {node}: {other:?}"),
         }
     }
 
