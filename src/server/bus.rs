@@ -222,6 +222,11 @@ impl Bus {
         self.events.try_recv().ok()
     }
 
+    /// The next event, waiting up to `timeout` for one.
+    pub fn wait(&self, timeout: Duration) -> Option<BusEvent> {
+        self.events.recv_timeout(timeout).ok()
+    }
+
     /// Every event ready now, in order.
     pub fn drain(&self) -> impl Iterator<Item = BusEvent> + '_ {
         self.events.try_iter()

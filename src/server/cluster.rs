@@ -23,6 +23,9 @@ pub const CHANNEL: &str = "chatapp:commits";
 /// but they reach them.
 pub const READ_WHILE_DOWN: Duration = Duration::from_secs(2);
 
+/// How long a starting server waits for the bus to subscribe.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(3);
+
 /// This server's part of a deployment sharing one database.
 pub struct Cluster {
     pub bus: Bus,
@@ -74,6 +77,24 @@ impl Cluster {
                 );
                 Heard::Nothing(Some((Level::Warn, line)))
             }
+        }
+    }
+
+    /// Waits (up to [`SUBSCRIBE_WAIT`]) until the bus is subscribed, or
+    /// has said it cannot reach Redis: then the server reads the database
+    /// from time to time until it can. Redis being down is no reason not
+    /// to start.
+    pub fn wait_subscribed(&mut self, now: Instant) {
+        match self.bus.wait(SUBSCRIBE_WAIT) {
+            Some(BusEvent::Up) => {}
+            Some(BusEvent::Down { reason }) => {
+                if let Heard::Nothing(Some((level, line))) =
+                    self.heard(BusEvent::Down { reason }, now)
+                {
+                    super::log::emit(level, &line);
+                }
+            }
+            _ => self.next_read = Some(now + READ_WHILE_DOWN),
         }
     }
 

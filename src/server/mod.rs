@@ -233,6 +233,23 @@ impl Server {
             database: location.display_name(),
             source,
         })?;
+        let setup = "cannot set up the event loop";
+        let poll = mio::Poll::new().map_err(Error::io(setup))?;
+        let waker = net::waker(&poll).map_err(Error::io(setup))?;
+        // Subscribed before the snapshot is read: what other servers
+        // commit from then on comes over the bus (and what the snapshot
+        // holds already is recognised and skipped), so nothing falls
+        // between the two.
+        let cluster = match &config.bus {
+            Some(url) => {
+                let channels = vec![cluster::CHANNEL.to_string()];
+                let bus = bus::Bus::start(url, channels, waker.clone()).map_err(Error::Bus)?;
+                let mut cluster = cluster::Cluster::new(bus, store.id_space().slot);
+                cluster.wait_subscribed(std::time::Instant::now());
+                Some(cluster)
+            }
+            None => None,
+        };
         let snapshot = store.load()?;
         let open_rooms = store.open_rooms(crate::model::ROOM_HISTORY)?;
         if !open_rooms.is_empty() && config.log_level >= Level::Info {
@@ -252,19 +269,8 @@ impl Server {
             // in force, not merely the one asked for.
             log::emit(Level::Info, &format!("store: {}", store.describe()?));
         }
-        let setup = "cannot set up the event loop";
         listener.set_nonblocking(true).map_err(Error::io(setup))?;
         let addr = listener.local_addr().map_err(Error::io(setup))?;
-        let poll = mio::Poll::new().map_err(Error::io(setup))?;
-        let waker = net::waker(&poll).map_err(Error::io(setup))?;
-        let cluster = match &config.bus {
-            Some(url) => {
-                let channels = vec![cluster::CHANNEL.to_string()];
-                let bus = bus::Bus::start(url, channels, waker.clone()).map_err(Error::Bus)?;
-                Some(cluster::Cluster::new(bus, store.id_space().slot))
-            }
-            None => None,
-        };
         Ok(Server {
             addr,
             fingerprint: key.fingerprint(),
