@@ -258,6 +258,15 @@ pub fn backoff(attempt: u32, random: u64) -> u64 {
     (base - base / 4 + random % (spread + 1)).min(30_000)
 }
 
+/// A greeting, naming the server that answered when it is one of several
+/// (so that a user who moved to another one sees it).
+fn on_node(greeting: String, node: Option<u32>) -> String {
+    match node {
+        Some(n) => format!("{greeting} (server node {n})"),
+        None => greeting,
+    }
+}
+
 /// `0.4 s`, `4 s`.
 fn seconds(ms: u64) -> String {
     if ms < 1000 {
@@ -802,8 +811,9 @@ impl Core {
                     name,
                     unread,
                     token,
+                    node,
                 } => {
-                    let welcome = format!("Welcome back, {name}.");
+                    let welcome = on_node(format!("Welcome back, {name}."), node);
                     self.logged_in(name, unread, token, welcome);
                 }
                 other => {
@@ -817,8 +827,9 @@ impl Core {
                     name,
                     unread,
                     token,
+                    node,
                 } => {
-                    let welcome = format!("Welcome back, {name}.");
+                    let welcome = on_node(format!("Welcome back, {name}."), node);
                     self.logged_in(name, unread, token, welcome);
                 }
                 other => {
@@ -852,8 +863,9 @@ impl Core {
                     name,
                     unread,
                     token,
+                    node,
                 } => {
-                    let welcome = format!("Welcome, {name}: your account is ready.");
+                    let welcome = on_node(format!("Welcome, {name}: your account is ready."), node);
                     self.logged_in(name, unread, token, welcome);
                 }
                 Reply::Error {
@@ -882,12 +894,17 @@ impl Core {
             },
             Pending::Reconnect => {}
             Pending::Back { screen } => match reply {
-                Reply::LoggedIn { unread, token, .. } => {
+                Reply::LoggedIn {
+                    unread,
+                    token,
+                    node,
+                    ..
+                } => {
                     self.token = Some(token);
                     self.save_login();
                     self.reconnect = None;
                     self.emit(Effect::Banner(None));
-                    self.say(Tone::Good, "Connected again.");
+                    self.say(Tone::Good, on_node("Connected again.".into(), node));
                     if let Some(s) = self.session.as_mut() {
                         s.set_unread(unread);
                     }

@@ -152,6 +152,11 @@ pub enum Reply {
         /// The resume token for the next connection (64 lowercase hex
         /// characters); it replaces any token this session resumed with.
         token: String,
+        /// The id slot of the server that answered, when several servers
+        /// share one database (`serve --bus`); absent for a server alone.
+        /// A client that moved to another server sees another number.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<u32>,
     },
     Room {
         room: RoomInfo,
@@ -795,6 +800,16 @@ mod tests {
                 name: "ann".into(),
                 unread: 3,
                 token: "cd".repeat(32),
+                node: None,
+            },
+        });
+        round_trip(ServerFrame::Reply {
+            id: 2,
+            result: Reply::LoggedIn {
+                name: "ann".into(),
+                unread: 0,
+                token: "cd".repeat(32),
+                node: Some(5),
             },
         });
         round_trip(ServerFrame::Reply {

@@ -235,11 +235,14 @@ fn reply() -> impl Strategy<Value = Reply> {
     prop_oneof![
         Just(Reply::Ok),
         (error_code(), text()).prop_map(|(code, message)| Reply::Error { code, message }),
-        (text(), any::<u32>(), text()).prop_map(|(name, unread, token)| Reply::LoggedIn {
-            name,
-            unread,
-            token
-        }),
+        (text(), any::<u32>(), text(), any::<Option<u32>>()).prop_map(
+            |(name, unread, token, node)| Reply::LoggedIn {
+                name,
+                unread,
+                token,
+                node
+            }
+        ),
         (room_info, vec(text(), 0..4), vec(room_line(), 0..4)).prop_map(
             |(room, members, history)| Reply::Room {
                 room,

@@ -116,6 +116,7 @@ impl Script {
             name: name.to_string(),
             unread: 0,
             token: TOKEN.into(),
+            node: None,
         });
         s.reply(inbox(vec![]));
         s
@@ -212,6 +213,7 @@ fn a_login_opens_a_connection_only_when_the_password_is_typed() {
             name: "bob".into(),
             unread: 2,
             token: TOKEN.into(),
+            node: None,
         }),
         [
             format!("save token: {TOKEN}"),
@@ -411,6 +413,7 @@ fn a_dropped_connection_is_reconnected_by_itself_on_the_same_screen() {
             name: "bob".into(),
             unread: 0,
             token: next.clone(),
+            node: None,
         }),
         [
             format!("save token: {next}"),
@@ -490,6 +493,7 @@ fn a_private_chat_catches_up_and_marks_what_it_shows_read() {
         name: "bob".into(),
         unread: 1,
         token: TOKEN.into(),
+        node: None,
     });
     assert_eq!(
         back.last().unwrap(),
@@ -523,6 +527,7 @@ fn nothing_missed_is_said_and_a_closed_room_sends_back_to_the_menu() {
         name: "bob".into(),
         unread: 0,
         token: TOKEN.into(),
+        node: None,
     });
     let closed = s.reply(error(ErrorCode::NoSuchRoom, "room #3 is closed"));
     assert_eq!(
@@ -542,6 +547,7 @@ fn nothing_missed_is_said_and_a_closed_room_sends_back_to_the_menu() {
         name: "bob".into(),
         unread: 0,
         token: TOKEN.into(),
+        node: None,
     });
     s.reply(Reply::Room {
         room: lobby(),
@@ -589,11 +595,17 @@ fn what_needs_the_server_waits_at_the_menu_too() {
     // The timer of a finished reconnect changes nothing.
     s.core_input(Input::Timer);
     s.net(NetInput::Opened);
+    // It came back through another server of several, which says so.
     let back = s.reply(Reply::LoggedIn {
         name: "bob".into(),
         unread: 2,
         token: TOKEN.into(),
+        node: Some(3),
     });
+    assert!(
+        has(&back, "show: Connected again. (server node 3)"),
+        "{back:?}"
+    );
     assert_eq!(back.last().unwrap(), "call: Inbox");
     assert!(s.core_input(Input::Timer).is_empty());
 }
@@ -635,6 +647,7 @@ fn client_ids_rise_and_the_saved_login_always_names_a_higher_one() {
         name: "bob".into(),
         unread: 0,
         token: TOKEN.into(),
+        node: None,
     };
     assert_eq!(saved(&mut s, logged_in), [6000]);
     s.reply(inbox(vec![]));
@@ -936,6 +949,7 @@ fn a_saved_login_is_sent_before_the_start_menu_and_replaced() {
             name: "ann".into(),
             unread: 0,
             token: next.clone(),
+            node: None,
         }),
         [
             format!("save token: {next}"),

@@ -477,6 +477,7 @@ impl<W: Watch> Harness<W> {
                 name: got,
                 unread: 0,
                 token,
+                ..
             }) if got == name => (conn, token),
             other => panic!("{name} registers: {other:?}"),
         }

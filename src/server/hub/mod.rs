@@ -136,6 +136,12 @@ impl Hub {
         self.devices.use_ids(ids);
     }
 
+    /// This server's number among those sharing the database (its id
+    /// slot), told to clients as they log in; `None` for a server alone.
+    fn node(&self) -> Option<u32> {
+        self.shared.then_some(self.ids.slot as u32)
+    }
+
     /// The next effect to carry out, if any.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
@@ -322,6 +328,7 @@ impl Hub {
                             name,
                             unread,
                             token,
+                            node: self.node(),
                         },
                     );
                 }

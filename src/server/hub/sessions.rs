@@ -123,6 +123,7 @@ impl Hub {
             name,
             unread,
             token,
+            node: self.node(),
         };
         let session = Deferred::Session {
             caller,

@@ -253,12 +253,14 @@ pub fn tokenless(reply: Reply) -> Reply {
             name,
             unread,
             token,
+            node,
         } => {
             assert!(is_token(&token), "a resume token: {token:?}");
             Reply::LoggedIn {
                 name,
                 unread,
                 token: String::new(),
+                node,
             }
         }
         other => other,
@@ -271,6 +273,7 @@ pub fn logged_in(name: &str, unread: u32) -> Reply {
         name: name.to_string(),
         unread,
         token: String::new(),
+        node: None,
     }
 }
 

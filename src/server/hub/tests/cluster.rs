@@ -546,18 +546,23 @@ fn a_saved_login_from_one_node_resumes_on_the_other_and_ends_the_old_session() {
         name: "ann".into(),
         password: PW.into(),
     };
-    let Some(Reply::LoggedIn { token, .. }) = c.ask(0, conn, register) else {
+    let Some(Reply::LoggedIn { token, node, .. }) = c.ask(0, conn, register) else {
         panic!("ann registers");
     };
+    assert_eq!(node, Some(0), "the first server names itself");
     // Node 0 is gone for the client (its connection half-open): it
     // resumes on node 1 with the token node 0 gave.
     let moved = c.nodes[1].connect();
     let resume = Request::Resume {
         token: token.clone(),
     };
-    let Some(Reply::LoggedIn { token: next, .. }) = c.ask(1, moved, resume) else {
+    let Some(Reply::LoggedIn {
+        token: next, node, ..
+    }) = c.ask(1, moved, resume)
+    else {
         panic!("ann resumes on node 1");
     };
+    assert_eq!(node, Some(1), "the client learns it moved");
     assert_ne!(next, token);
     assert!(c.nodes[0].closed.contains(&conn), "the old session ended");
     // The replaced token is spent on both nodes.

@@ -86,6 +86,7 @@ fn a_resume_logs_in_without_scrypt_and_replaces_the_token() {
             name,
             unread: 0,
             token,
+            node: None,
         }) if name == "ann" => token,
         other => panic!("{other:?}"),
     };
