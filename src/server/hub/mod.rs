@@ -34,6 +34,7 @@ pub mod effects;
 #[cfg(any(test, feature = "testkit"))]
 pub mod harness;
 mod private;
+mod reorder;
 mod replicas;
 mod requests;
 mod rooms;
@@ -91,6 +92,9 @@ pub struct Hub {
     /// Conversations whose missed messages are being read from the
     /// store, with the highest number seen meanwhile (see `replicas`).
     filling: HashMap<replicas::Conv, Seq>,
+    /// Messages numbered past a gap, waiting a moment for the ones before
+    /// them to come over the bus.
+    reorder: reorder::Reorder,
     /// Resumes whose token this server did not know, by the token, while
     /// the shared store is asked whose it is (and while the resume is
     /// tried once more with the answer).
@@ -120,6 +124,7 @@ impl Hub {
             storage_down: false,
             next_purge: 0,
             filling: HashMap::new(),
+            reorder: reorder::Reorder::default(),
             lookups: HashMap::new(),
         }
     }
@@ -162,7 +167,12 @@ impl Hub {
         let sweep = (!self.conns.is_empty()).then_some(self.next_sweep);
         let (quiet, grace) = (self.limits.quiet_blip, self.limits.grace);
         let places = self.rooms.next_hold_due(quiet, grace);
-        held.into_iter().chain(sweep).chain(places).min()
+        let early = self.reorder.next_due();
+        held.into_iter()
+            .chain(sweep)
+            .chain(places)
+            .chain(early)
+            .min()
     }
 
     /// Deadlines: logins and resumes held back whose time came,
@@ -176,6 +186,7 @@ impl Hub {
             }
         }
         self.held_due(now);
+        self.reorder_due(now);
         if now < self.next_sweep {
             return;
         }
@@ -377,7 +388,7 @@ impl Hub {
                 // In number order with what other servers stored (see
                 // `replicas`); alone, the next number always.
                 (true, Deferred::Room { room, line }) => {
-                    self.room_message(room, line.seq, Some(line))
+                    self.room_message(now, room, line.seq, Some(line))
                 }
                 (
                     true,
@@ -386,7 +397,7 @@ impl Hub {
                         recipient,
                         line,
                     },
-                ) => self.private_message(sender, recipient, line),
+                ) => self.private_message(now, sender, recipient, line),
                 (false, Deferred::Room { .. } | Deferred::Private { .. }) => {
                     self.halted.get_or_insert_with(|| {
                         "the database could not store a message; the server stops rather \

@@ -18,6 +18,7 @@
 //! applied.
 
 use super::effects::{Filled, Gap, Level, Output, StoreJob};
+use super::reorder::Line;
 use super::{Hub, room_line};
 use crate::model::{Millis, RoomId, Seq, UserId};
 use crate::store::Write;
@@ -25,7 +26,7 @@ use crate::wire::msg::{Event, LeaveReason, PrivateLine, RoomLine, ServerFrame};
 
 /// A conversation, for the gaps being read: a room, or a dialogue (lower
 /// id first).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(super) enum Conv {
     Room(RoomId),
     Dialogue(UserId, UserId),
@@ -99,7 +100,7 @@ impl Hub {
                     text,
                     time: sent,
                 });
-                self.room_message(room, seq, line);
+                self.room_message(now, room, seq, line);
             }
             Write::PrivateMessage {
                 id,
@@ -122,7 +123,7 @@ impl Hub {
                     text,
                     time: sent,
                 };
-                self.private_message(sender, recipient, line);
+                self.private_message(now, sender, recipient, line);
             }
             Write::MarkRead {
                 recipient,
@@ -242,35 +243,109 @@ impl Hub {
     }
 
     /// Room message `seq` was stored: shown here if it is the next one,
-    /// else the room's gap is read. `line` is `None` when it cannot be
-    /// shown from what this server knows (its sender is unknown here): the
-    /// store then says.
-    pub(super) fn room_message(&mut self, room: RoomId, seq: Seq, line: Option<RoomLine>) {
+    /// held a moment for the ones before it if it is further on ([`Reorder`]),
+    /// and its gap read from the store if that is being read already or
+    /// it waited too long. `line` is `None` when it cannot be shown from
+    /// what this server knows (its sender is unknown here): the store then
+    /// says.
+    pub(super) fn room_message(
+        &mut self,
+        now: Millis,
+        room: RoomId,
+        seq: Seq,
+        line: Option<RoomLine>,
+    ) {
         if self.rooms.get(room).is_none() {
             return; // Closed while the message was being stored.
         }
         let last = self.rooms.last_committed(room);
         let conv = Conv::Room(room);
+        let gap = Gap::Room { room, after: last };
         match line {
             _ if seq <= last => self.seen_already(seq, last),
-            Some(line) if seq == last + 1 && !self.filling.contains_key(&conv) => {
-                self.deliver_room(room, line)
+            Some(line) if !self.filling.contains_key(&conv) => {
+                self.in_turn(now, conv, seq, last, Line::Room { room, line }, gap)
             }
-            _ => self.fill(conv, seq, Gap::Room { room, after: last }),
+            _ => self.fill(conv, seq, gap),
         }
     }
 
     /// As [`Hub::room_message`], for a private message.
-    pub(super) fn private_message(&mut self, sender: UserId, recipient: UserId, line: PrivateLine) {
+    pub(super) fn private_message(
+        &mut self,
+        now: Millis,
+        sender: UserId,
+        recipient: UserId,
+        line: PrivateLine,
+    ) {
         let (a, b) = (sender.min(recipient), sender.max(recipient));
         let last = self.dialogues.last_committed(a, b);
         let conv = Conv::Dialogue(a, b);
-        if line.seq <= last {
-            self.seen_already(line.seq, last);
-        } else if line.seq == last + 1 && !self.filling.contains_key(&conv) {
-            self.deliver_private(sender, recipient, line);
+        let (seq, gap) = (line.seq, Gap::Dialogue { a, b, after: last });
+        if seq <= last {
+            self.seen_already(seq, last);
+        } else if self.filling.contains_key(&conv) {
+            self.fill(conv, seq, gap);
         } else {
-            self.fill(conv, line.seq, Gap::Dialogue { a, b, after: last });
+            let line = Line::Private {
+                sender,
+                recipient,
+                line,
+            };
+            self.in_turn(now, conv, seq, last, line, gap);
+        }
+    }
+
+    /// A message numbered past `last`, the last shown: the next one is
+    /// shown, with those held behind it; one further on waits its turn.
+    fn in_turn(&mut self, now: Millis, conv: Conv, seq: Seq, last: Seq, line: Line, gap: Gap) {
+        if seq > last + 1 {
+            if !self.reorder.hold(now, conv, seq, line) {
+                self.reorder.drop_conv(conv);
+                self.fill(conv, seq, gap);
+            }
+            return;
+        }
+        let mut next = Some(line);
+        while let Some(line) = next {
+            self.show(line);
+            let last = match conv {
+                Conv::Room(room) => self.rooms.last_committed(room),
+                Conv::Dialogue(a, b) => self.dialogues.last_committed(a, b),
+            };
+            next = self.reorder.take(now, conv, last + 1);
+        }
+    }
+
+    fn show(&mut self, line: Line) {
+        match line {
+            Line::Room { room, line } => self.deliver_room(room, line),
+            Line::Private {
+                sender,
+                recipient,
+                line,
+            } => self.deliver_private(sender, recipient, line),
+        }
+    }
+
+    /// Conversations whose held messages waited long enough: what is
+    /// missing in front of them is read from the store.
+    pub(super) fn reorder_due(&mut self, now: Millis) {
+        for conv in self.reorder.due(now) {
+            let highest = self.reorder.drop_conv(conv).unwrap_or(0);
+            let gap = match conv {
+                Conv::Room(room) if self.rooms.get(room).is_none() => continue,
+                Conv::Room(room) => Gap::Room {
+                    room,
+                    after: self.rooms.last_committed(room),
+                },
+                Conv::Dialogue(a, b) => Gap::Dialogue {
+                    a,
+                    b,
+                    after: self.dialogues.last_committed(a, b),
+                },
+            };
+            self.fill(conv, highest, gap);
         }
     }
 
@@ -343,6 +418,9 @@ impl Hub {
     /// of is read from where it stopped: the bus was lost, and whatever
     /// it carried meanwhile is in the store.
     pub fn catch_up_all(&mut self) {
+        for conv in self.reorder.convs() {
+            self.reorder.drop_conv(conv);
+        }
         for room in self.rooms.ids() {
             let after = self.rooms.last_committed(room);
             self.fill(Conv::Room(room), 0, Gap::Room { room, after });

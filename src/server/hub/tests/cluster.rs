@@ -264,6 +264,17 @@ impl Cluster {
         }
     }
 
+    /// Time passes on both nodes, long enough for a message held for the
+    /// ones before it to stop waiting for the bus (their gap is then read
+    /// from the store), and what follows settles.
+    fn wait_out(&mut self) {
+        for node in &mut self.nodes {
+            node.now += crate::server::hub::reorder::WAIT;
+            node.timeout();
+        }
+        self.settle();
+    }
+
     fn ask(&mut self, node: usize, conn: ConnId, req: Request) -> Option<Reply> {
         let id = self.nodes[node].request(conn, req);
         self.settle();
@@ -357,8 +368,8 @@ fn a_room_message_reaches_members_on_both_nodes_once_in_order() {
     c.say(0, ann, "a1");
     c.say(1, bob, "b2");
     // Both at once while the bus is down: each node shows its own, then
-    // finds the other's number skipped when its next one is stored, and
-    // reads the gap.
+    // finds the other's number skipped when its next one is stored, waits
+    // a moment for the bus to bring it, and reads the gap.
     let say = |text: &str| Request::Say {
         text: text.into(),
         client_id: 0,
@@ -369,13 +380,14 @@ fn a_room_message_reaches_members_on_both_nodes_once_in_order() {
     c.settle();
     c.bus_up = true;
     c.say(0, ann, "a5");
-    for (node, conn) in [(0, ann), (1, bob)] {
-        assert_eq!(
-            c.shown(node, conn),
-            ["a1 1", "b2 2", "a3 3", "b4 4", "a5 5"],
-            "node {node}"
-        );
-    }
+    assert_eq!(c.shown(1, bob), ["a1 1", "b2 2"], "a5 waits for a3 and b4");
+    c.wait_out();
+    assert_eq!(c.shown(1, bob), ["a3 3", "b4 4", "a5 5"]);
+    assert_eq!(
+        c.shown(0, ann),
+        ["a1 1", "b2 2", "a3 3", "b4 4", "a5 5"],
+        "node 0"
+    );
     // The ids of the two nodes never meet.
     let ids: Vec<i64> = (c.store.writes.iter())
         .filter_map(|w| match w {
@@ -387,6 +399,48 @@ fn a_room_message_reaches_members_on_both_nodes_once_in_order() {
     unique.sort_unstable();
     unique.dedup();
     assert_eq!(unique.len(), ids.len(), "{ids:?}");
+}
+
+#[test]
+fn a_message_stored_ahead_of_one_still_on_the_bus_waits_for_it_without_a_read() {
+    let mut c = Cluster::new();
+    let ann = c.user(0, "ann");
+    let bob = c.user(1, "bob");
+    let room = c.create_room(0, ann, "lobby");
+    c.join(1, bob, room);
+    let say = |text: &str| Request::Say {
+        text: text.into(),
+        client_id: 0,
+    };
+    // ann's line is stored first (number 1) but is still crossing the bus
+    // when bob's (number 2) is stored on the other node.
+    c.nodes[0].request(ann, say("a1"));
+    let store = &mut c.store;
+    let first = c.nodes[0].commit_renumbered(|w| store.number(w));
+    store.writes.extend(first.iter().cloned());
+    c.nodes[1].request(bob, say("b2"));
+    let store = &mut c.store;
+    let second = c.nodes[1].commit_renumbered(|w| store.number(w));
+    store.writes.extend(second.iter().cloned());
+    assert_eq!(c.shown(1, bob), [] as [&str; 0], "b2 waits for a1");
+    // a1 arrives a moment later: both go out in order, and the store was
+    // never asked for the gap.
+    c.nodes[1].now += 1;
+    c.nodes[1].handle(Input::Replicated { writes: first });
+    c.nodes[0].handle(Input::Replicated { writes: second });
+    let fills = |c: &Cluster, i: usize| {
+        (c.nodes[i].jobs.iter())
+            .filter(|j| matches!(j, harness::Job::Fill(_)))
+            .count()
+    };
+    assert_eq!((fills(&c, 0), fills(&c, 1)), (0, 0));
+    for (node, conn) in [(0, ann), (1, bob)] {
+        assert_eq!(c.shown(node, conn), ["a1 1", "b2 2"], "node {node}");
+    }
+    // Nor later: nothing is left waiting.
+    c.wait_out();
+    assert_eq!((fills(&c, 0), fills(&c, 1)), (0, 0));
+    assert_eq!(c.shown(1, bob), [] as [&str; 0]);
 }
 
 #[test]
@@ -465,9 +519,12 @@ fn what_the_bus_lost_is_read_from_the_store_in_order_once() {
         ["p1 1"],
         "nothing came while the bus was down"
     );
-    // The next message that does come shows the gap, which is read.
+    // The next message that does come shows the gap, which is read once
+    // the bus has not brought it in a moment.
     c.bus_up = true;
     c.say(0, ann, "a3");
+    assert_eq!(c.shown(1, bob), [] as [&str; 0], "a3 waits for a1 and a2");
+    c.wait_out();
     assert_eq!(c.shown(1, bob), ["a1 1", "a2 2", "a3 3"]);
     // The bus back after an outage: everything open is read again from
     // where it stopped.
