@@ -367,6 +367,149 @@ fn a_message_sent_again_through_another_server_is_stored_once() {
 }
 
 #[test]
+fn two_servers_writing_the_same_conversations_in_opposite_orders_never_deadlock() {
+    // Each batch changes twenty rooms' and twenty dialogues' counters,
+    // one server's in ascending order, the other's in descending: without
+    // one locking order for both, they would soon each hold a row the
+    // other waits for, and PostgreSQL would fail one of them.
+    const ROOMS: i64 = 20;
+    const ROUNDS: i64 = 30;
+    let pg = Postgres::start();
+    let mut first = store::open_shared(&pg.url()).unwrap();
+    let mut setup: Vec<Write> = (1..=ROOMS + 1).map(|u| user(u, &format!("u{u}"))).collect();
+    setup.extend((1..=ROOMS).map(|r| Write::Room {
+        id: RoomId(r),
+        name: format!("room {r}"),
+        admin: UserId(1),
+        capacity: 5,
+        created: 1,
+    }));
+    first.apply(&setup).unwrap();
+    let second = store::open_shared(&pg.url()).unwrap();
+    let writer = |mut s: Box<dyn Store>, descending: bool, ids: i64| {
+        std::thread::spawn(move || {
+            for round in 0..ROUNDS {
+                let mut keys: Vec<i64> = (1..=ROOMS).collect();
+                if descending {
+                    keys.reverse();
+                }
+                let mut batch = Vec::new();
+                for (k, &key) in keys.iter().enumerate() {
+                    let id = ids + round * 100 + 2 * k as i64;
+                    batch.push(room_message(id, 0, key, 1, "r"));
+                    let mut line = private(id + 1, 0, 1, key + 1, "p");
+                    if let Write::PrivateMessage { origin, .. } = &mut line {
+                        *origin = None;
+                    }
+                    batch.push(line);
+                }
+                if let Err(e) = s.apply(&batch) {
+                    panic!("round {round} (descending: {descending}): {e}");
+                }
+            }
+        })
+    };
+    let up = writer(first, false, 1_000_000);
+    let down = writer(second, true, 2_000_000);
+    up.join()
+        .expect("the ascending server's batches all commit");
+    down.join()
+        .expect("the descending server's batches all commit");
+    // Not even one deadlock broken (and the batch tried again).
+    assert_eq!(deadlocks(&pg), 0, "two servers' batches deadlocked");
+    let mut check = store::open_shared(&pg.url()).unwrap();
+    for key in 1..=ROOMS {
+        let rows = check
+            .room_history(RoomId(key), Page::Before(u64::MAX), 100)
+            .unwrap();
+        let seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=2 * ROUNDS as u64).collect::<Vec<_>>(),
+            "room {key}"
+        );
+        let rows = check
+            .dialogue(UserId(1), UserId(key + 1), Page::Before(u64::MAX), 100)
+            .unwrap();
+        assert_eq!(
+            rows.len() as i64,
+            2 * ROUNDS,
+            "dialogue with user {}",
+            key + 1
+        );
+    }
+}
+
+/// How many deadlocks PostgreSQL has broken in the test database, read
+/// once every other connection has closed (a backend reports its
+/// statistics when it ends).
+fn deadlocks(pg: &Postgres) -> i64 {
+    let mut db = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
+    let others = "SELECT count(*) FROM pg_stat_activity \
+                  WHERE datname = current_database() AND pid <> pg_backend_pid()";
+    let closed = crate::kit::wait_until(Duration::from_secs(10), Duration::from_millis(20), || {
+        db.query_one(others, &[]).unwrap().get::<_, i64>(0) == 0
+    });
+    assert!(closed, "the other connections closed");
+    db.batch_execute("SELECT pg_stat_clear_snapshot()").unwrap();
+    db.query_one(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+#[test]
+fn a_batch_failed_to_break_a_deadlock_is_tried_again_and_commits() {
+    let pg = Postgres::start();
+    let mut s = store::open_shared(&pg.url()).unwrap();
+    let mut setup = vec![user(1, "ann")];
+    setup.extend((1..=2).map(|r| Write::Room {
+        id: RoomId(r),
+        name: format!("room {r}"),
+        admin: UserId(1),
+        capacity: 5,
+        created: 1,
+    }));
+    s.apply(&setup).unwrap();
+    // Another session holds room 2. It leaves the looking for deadlocks to
+    // the store's session, which will wait first, so that PostgreSQL fails
+    // the store's batch and not its own.
+    let mut other = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
+    other
+        .batch_execute("SET deadlock_timeout = '1min'")
+        .unwrap();
+    let mut tx = other.transaction().unwrap();
+    tx.execute("SELECT id FROM rooms WHERE id = 2 FOR UPDATE", &[])
+        .unwrap();
+    // The batch locks room 1, then waits for room 2.
+    let batch = [
+        room_message(10, 0, 1, 1, "one"),
+        room_message(11, 0, 2, 1, "two"),
+    ];
+    let writer = std::thread::spawn(move || s.apply(&batch).map_err(|e| e.to_string()));
+    let mut watch = postgres::Client::connect(&pg.url(), postgres::NoTls).unwrap();
+    let waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'";
+    let blocked =
+        crate::kit::wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
+            watch.query_one(waiting, &[]).unwrap().get::<_, i64>(0) == 1
+        });
+    assert!(blocked, "the store's batch waits for room 2");
+    drop(watch);
+    // Now each waits for the other: PostgreSQL fails the store's batch,
+    // this session gets room 1 and commits, and the batch, tried again,
+    // commits after it.
+    tx.execute("SELECT id FROM rooms WHERE id = 1 FOR UPDATE", &[])
+        .unwrap();
+    tx.commit().unwrap();
+    drop(other);
+    let numbers = writer.join().expect("the writer thread ends");
+    assert_eq!(numbers, Ok(vec![1, 1]), "the batch was tried again");
+    assert_eq!(deadlocks(&pg), 1, "PostgreSQL broke one deadlock");
+}
+
+#[test]
 fn a_postgres_database_of_schema_version_1_numbers_on_from_its_messages() {
     let pg = Postgres::start();
     let url = pg.url();

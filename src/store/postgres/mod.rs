@@ -21,6 +21,8 @@
 //! holds tables of another program is refused untouched. Nodes starting
 //! together take an advisory lock, so only one of them creates the schema.
 
+mod locks;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -472,10 +474,14 @@ impl Store for PostgresStore {
         let node = self.shared.flatten();
         let client = self.client.as_mut().expect("connected above");
         let prepared = &mut self.prepared;
-        let result = (|| {
+        let mut attempt = || {
             let mut tx = client
                 .transaction()
                 .context(batch("could not start a transaction".to_owned()))?;
+            if node.is_some() {
+                locks::lock_in_order(&mut tx, prepared, writes)
+                    .context(batch("could not lock the rows it changes".to_owned()))?;
+            }
             let mut numbers = Vec::new();
             for write in writes {
                 let number = apply_one(&mut tx, prepared, node, write).map_err(|e| match e {
@@ -495,7 +501,17 @@ impl Store for PostgresStore {
             tx.commit()
                 .context(batch("could not commit".to_owned()))
                 .map(|()| numbers)
-        })();
+        };
+        // A batch PostgreSQL rolled back to break a deadlock or a
+        // serialization conflict with another server's left nothing
+        // behind: it is tried again at once, a few times.
+        let mut result = attempt();
+        for _ in 1..CONFLICT_TRIES {
+            if !result.as_ref().is_err_and(is_conflict) {
+                break;
+            }
+            result = attempt();
+        }
         self.outage(result)
     }
 
@@ -706,6 +722,28 @@ fn prepare_schema(client: &mut Client, name: &str) -> Result<(), StoreError> {
             reason: format!("its schema version is {found}"),
         }),
     }
+}
+
+/// How often a batch rolled back by a conflict with another server's is
+/// tried ([`is_conflict`]).
+const CONFLICT_TRIES: usize = 3;
+
+/// A deadlock PostgreSQL broke, or a serialization failure: the batch was
+/// rolled back through no fault of its own and may simply be tried again.
+fn is_conflict(e: &StoreError) -> bool {
+    let StoreError::Failed { source, .. } = e else {
+        return false;
+    };
+    source
+        .downcast_ref::<postgres::Error>()
+        .and_then(postgres::Error::code)
+        .is_some_and(|code| {
+            [
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::T_R_SERIALIZATION_FAILURE,
+            ]
+            .contains(code)
+        })
 }
 
 /// Errors that say the database is going away or not there yet (class
