@@ -27,47 +27,27 @@ WORK=${BENCH_WORK:-/tmp/chatapp-bench}/stores
 PORT=${BENCH_PG_PORT:-55432}
 SCENARIOS=s2room,s3,s4
 
-if [ "$(getconf _NPROCESSORS_ONLN)" -lt 2 ]; then
-  echo "bench/stores.sh: needs two CPUs (one for the servers, one for the load generator)" >&2
-  exit 1
-fi
-# shellcheck source=bench/scratch-pg.sh
-. "$REPO/bench/scratch-pg.sh"
+# shellcheck source=bench/common.sh
+. "$REPO/bench/common.sh"
 pg_binaries bench/stores.sh
 
 # 1. Release builds.
-(cd "$REPO" && cargo build --release --locked)
-(cd "$REPO/bench/loadgen" && cargo build --release)
-CHATAPP=$REPO/target/release/chatapp
-LOADGEN=$REPO/bench/loadgen/target/release/loadgen
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
+bench_prepare bench/stores.sh
 rm -rf "$WORK"
 mkdir -p "$WORK"
-REVISION=$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null || true)
-
-# The same relaxed per-client throttles as bench/run.sh.
-THROTTLES=()
-for a in --message-burst --message-rate --request-burst --request-rate; do
-  THROTTLES+=(--chatapp-arg="$a" --chatapp-arg=1000000)
-done
 
 loadgen() {
-  taskset -c 1 "$LOADGEN" \
-    --chatapp "$CHATAPP" --pkgroot "$WORK" --peers "$REPO/bench/peers" \
-    --work "$WORK/run" --server-cpu 0 --servers chatapp --only "$SCENARIOS" \
-    --revision "${REVISION:+(revision $REVISION)}" \
-    --command "bench/stores.sh${*:+ $*}" \
-    "${THROTTLES[@]}" "$@"
+  bench_loadgen "$WORK" "bench/stores.sh${ARGS:+ $ARGS}" --only "$SCENARIOS" "$@"
 }
+ARGS="$*"
 
 # 2. SQLite.
 loadgen "$@" >"$WORK/sqlite.md"
 
-# 3. PostgreSQL: a scratch cluster (bench/scratch-pg.sh).
+# 3. PostgreSQL: a scratch cluster (bench/common.sh).
 trap stop_scratch_pg EXIT
 scratch_pg "$WORK/pg" "$PORT"
-loadgen --database "postgresql://chatapp@127.0.0.1:$PORT/bench" --db-process postgres "$@" \
+loadgen --database "postgresql://chatapp@127.0.0.1:$PORT/bench" --measure postgres "$@" \
   >"$WORK/postgres.md"
 
 # 4.

@@ -83,6 +83,8 @@ struct Client {
     token: Option<String>,
     /// Logged in, waiting for the answer to its session check (`catch_up`).
     checking: bool,
+    /// The server it reached, of several (its `logged_in` says).
+    node: Option<u32>,
 }
 
 impl Client {
@@ -102,6 +104,7 @@ impl Client {
             ready_hs: None,
             token: None,
             checking: false,
+            node: None,
         }
     }
 }
@@ -199,9 +202,11 @@ pub struct StepReport {
     pub delivery_secs: f64,
     /// How late the last message left compared with its schedule (µs).
     pub send_lag_us: u64,
+    /// Every chatapp server's (several behind a balancer).
     pub server_cpu_us: u64,
-    /// The database server's processes, when measured.
-    pub db_cpu_us: Option<u64>,
+    /// The other processes measured (by name: the database, the bus, the
+    /// balancer), in the order given.
+    pub others_cpu_us: Vec<(String, u64)>,
     pub loadgen_cpu_us: u64,
     pub peak_rss_kib: u64,
     pub storm: Option<StormReport>,
@@ -235,10 +240,12 @@ pub struct Engine {
     pub tracker: Tracker,
     step: u32,
     pub stats: Stats,
-    pub probe: Option<Probe>,
-    /// Also measure the CPU of every process of this name (the database
-    /// server's) during each step.
-    pub db_process: Option<String>,
+    /// The servers under test (several behind a balancer): their CPU and
+    /// memory are summed.
+    pub probes: Vec<Probe>,
+    /// Also measure the CPU of every process of each of these names (the
+    /// database server's, the bus's, the balancer's) during each step.
+    pub others: Vec<String>,
     scratch: Vec<u8>,
     /// When the bytes being handled were read: a delivery's arrival time.
     read_us: u64,
@@ -290,8 +297,8 @@ impl Engine {
             tracker: Tracker::new(),
             step: 0,
             stats: Stats::default(),
-            probe: None,
-            db_process: None,
+            probes: Vec::new(),
+            others: Vec::new(),
             scratch: vec![0; 256 * 1024],
             read_us: 0,
             plain: Vec::new(),
@@ -447,10 +454,10 @@ impl Engine {
         self.step += 1;
         self.tracker = Tracker::new();
         let stats0 = std::mem::take(&mut self.stats);
-        let server_cpu0 = self.probe.map_or(0, |p| p.cpu_us());
-        let db_cpu0 = self.db_process.as_deref().map(probe::named_cpu_us);
-        let reset_peak = self.probe.is_some_and(|p| p.reset_peak());
-        let mut peak = self.probe.map_or(0, |p| p.rss_kib());
+        let server_cpu0 = self.server_cpu_us();
+        let others0: Vec<u64> = self.others.iter().map(|n| probe::named_cpu_us(n)).collect();
+        let reset_peak = !self.probes.is_empty() && self.probes.iter().all(|p| p.reset_peak());
+        let mut peak = self.server_rss_kib();
         let self_cpu0 = probe::self_cpu_us();
         if let Some(storm) = &spec.storm {
             for i in storm.slots.clone() {
@@ -495,9 +502,7 @@ impl Engine {
             self.storm_fill();
             self.flush();
             if Instant::now() >= next_sample {
-                if let Some(p) = self.probe {
-                    peak = peak.max(p.rss_kib());
-                }
+                peak = peak.max(self.server_rss_kib());
                 next_sample = Instant::now() + Duration::from_millis(250);
             }
             if k >= total {
@@ -527,11 +532,9 @@ impl Engine {
         } else {
             0.0
         };
-        if let Some(p) = self.probe {
-            peak = peak.max(p.rss_kib());
-            if reset_peak {
-                peak = peak.max(p.peak_kib());
-            }
+        peak = peak.max(self.server_rss_kib());
+        if reset_peak {
+            peak = peak.max(self.probes.iter().map(|p| p.peak_kib()).sum());
         }
         let report = StepReport {
             tracker: std::mem::take(&mut self.tracker),
@@ -539,18 +542,29 @@ impl Engine {
             secs,
             delivery_secs,
             send_lag_us: send_lag,
-            server_cpu_us: self.probe.map_or(0, |p| p.cpu_us()) - server_cpu0,
-            db_cpu_us: self
-                .db_process
-                .as_deref()
-                .zip(db_cpu0)
-                .map(|(name, cpu0)| probe::named_cpu_us(name).saturating_sub(cpu0)),
+            server_cpu_us: self.server_cpu_us().saturating_sub(server_cpu0),
+            others_cpu_us: self
+                .others
+                .iter()
+                .zip(others0)
+                .map(|(name, cpu0)| (name.clone(), probe::named_cpu_us(name).saturating_sub(cpu0)))
+                .collect(),
             loadgen_cpu_us: probe::self_cpu_us() - self_cpu0,
             peak_rss_kib: peak,
             storm,
         };
         self.stats.disconnects += report.stats.disconnects;
         report
+    }
+
+    /// CPU time of the servers under test so far, µs (summed).
+    fn server_cpu_us(&self) -> u64 {
+        self.probes.iter().map(|p| p.cpu_us()).sum()
+    }
+
+    /// Resident memory of the servers under test now, KiB (summed).
+    fn server_rss_kib(&self) -> u64 {
+        self.probes.iter().map(|p| p.rss_kib()).sum()
     }
 
     /// Lets the loop run for `d` (answering pings, taking stray deliveries).
@@ -1084,8 +1098,9 @@ impl Engine {
             return;
         }
         match result {
-            Reply::LoggedIn { token, .. } => {
+            Reply::LoggedIn { token, node, .. } => {
                 self.clients[i].token = Some(token);
+                self.clients[i].node = node;
                 match self.catch_up.clone() {
                     Some(pool) if pool.contains(&i) && self.clients[i].st == St::LoggingIn => {
                         let next = pool.start + (i - pool.start + 1) % pool.len();
@@ -1140,8 +1155,13 @@ impl Engine {
             self.stats.echoes += 1;
         } else {
             let now = self.read_us;
+            let (from, to) = (
+                self.clients.get(stamp.sender).and_then(|c| c.node),
+                self.clients[i].node,
+            );
+            let across = from.is_some() && to.is_some() && from != to;
             self.tracker
-                .deliver(stamp.n, now.saturating_sub(stamp.sched_us), now);
+                .deliver(stamp.n, now.saturating_sub(stamp.sched_us), now, across);
         }
     }
 

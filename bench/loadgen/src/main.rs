@@ -55,10 +55,20 @@ struct Args {
     /// table in it is dropped before each scenario: give it a scratch one).
     #[arg(long, value_name = "URL")]
     database: Option<String>,
-    /// Also measure, per delivery, the CPU of every process of this name
-    /// (e.g. `postgres`: the database server beside chatapp).
-    #[arg(long, value_name = "NAME")]
-    db_process: Option<String>,
+    /// Also measure, per delivery, the CPU of every process of each of
+    /// these names (e.g. `postgres,redis-server,haproxy`: the database,
+    /// the bus and the balancer beside chatapp), comma-separated.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    measure: Vec<String>,
+    /// Run this many chatapp servers, on ports after 17878, sharing
+    /// `--database` and the bus given with `--chatapp-arg=--bus`, behind
+    /// HAProxy run from `--balancer` (S2 to S4 only).
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// The HAProxy configuration for `--nodes`: it binds 127.0.0.1:17878
+    /// and names the servers 127.0.0.1:17879, :17880, ...
+    #[arg(long, value_name = "FILE")]
+    balancer: Option<PathBuf>,
     /// Another argument for `chatapp serve` (repeatable).
     #[arg(long = "chatapp-arg", allow_hyphen_values = true)]
     chatapp_args: Vec<String>,
@@ -106,6 +116,18 @@ fn main() -> anyhow::Result<()> {
     } else {
         args.only.clone()
     };
+    if args.nodes > 1 {
+        anyhow::ensure!(
+            args.database.is_some() && args.balancer.is_some(),
+            "--nodes {} needs --database (the servers share it) and --balancer (HAProxy's configuration)",
+            args.nodes
+        );
+        anyhow::ensure!(
+            only.iter()
+                .all(|s| matches!(s.as_str(), "s2burst" | "s2room" | "s3" | "s4")),
+            "--nodes measures S2 to S4 only (--only s2burst,s2room,s3,s4)"
+        );
+    }
     std::fs::create_dir_all(&args.work)?;
     let paths = Paths {
         chatapp: args.chatapp.clone(),
@@ -120,7 +142,9 @@ fn main() -> anyhow::Result<()> {
         server_cpu: Some(args.server_cpu),
         verbose: true,
         database: args.database.clone(),
-        db_process: args.db_process.clone(),
+        others: args.measure.clone(),
+        nodes: args.nodes,
+        balancer: args.balancer.clone(),
     };
     let load_start = loadavg();
     let started = std::time::Instant::now();
@@ -191,6 +215,17 @@ fn main() -> anyhow::Result<()> {
                         "PostgreSQL (synchronous_commit=on), emptied before each scenario, pinned to the servers' CPU"
                     }
                     None => "SQLite synchronous=FULL",
+                };
+                let store = if args.nodes > 1 {
+                    format!(
+                        "{} servers sharing the database, behind HAProxy (pinned to the servers' CPU, configuration {}), {store}",
+                        args.nodes,
+                        args.balancer
+                            .as_ref()
+                            .map_or(String::new(), |b| b.display().to_string())
+                    )
+                } else {
+                    store.to_string()
                 };
                 if args.chatapp_args.is_empty() {
                     format!(

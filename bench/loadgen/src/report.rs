@@ -279,15 +279,26 @@ pub fn render(rows: &[Row], meta: &Meta) -> String {
         }
         let _ = writeln!(s, "### {title}\n");
         let storm = scenario == "S5";
-        let db = rows
+        let mut others: Vec<&str> = Vec::new();
+        for r in rows.iter().filter(|r| r.scenario == scenario) {
+            for (name, _) in &r.others_cpu_us_per_delivery {
+                if !others.contains(&name.as_str()) {
+                    others.push(name);
+                }
+            }
+        }
+        let across = rows
             .iter()
-            .any(|r| r.scenario == scenario && r.db_cpu_us_per_delivery.is_some());
+            .any(|r| r.scenario == scenario && r.across_share.is_some());
         let _ = write!(
             s,
             "| step | server | deliveries / s | delivered / expected | lost | rate-limited msgs | p50 ms | p99 ms | p99.9 ms | server CPU µs / delivery | peak RSS MiB | disconnects | loadgen CPU | sustained |"
         );
-        if db {
-            let _ = write!(s, " database CPU µs / delivery |");
+        for name in &others {
+            let _ = write!(s, " {name} CPU µs / delivery |");
+        }
+        if across {
+            let _ = write!(s, " across servers | p99 across ms |");
         }
         if storm {
             let _ = write!(s, " storm logins | logins / s | login p99 ms |");
@@ -297,8 +308,11 @@ pub fn render(rows: &[Row], meta: &Meta) -> String {
             s,
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
-        if db {
+        for _ in &others {
             let _ = write!(s, "---|");
+        }
+        if across {
+            let _ = write!(s, "---|---|");
         }
         if storm {
             let _ = write!(s, "---|---|---|");
@@ -328,8 +342,17 @@ pub fn render(rows: &[Row], meta: &Meta) -> String {
                         .map_or("–".into(), |p| format!("{p:.0} %")),
                     if r.sustained() { "yes" } else { "no" }
                 );
-                if db {
-                    let _ = write!(s, " {} |", opt(r.db_cpu_us_per_delivery, 2));
+                for name in &others {
+                    let us = r
+                        .others_cpu_us_per_delivery
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, us)| *us);
+                    let _ = write!(s, " {} |", opt(us, 2));
+                }
+                if across {
+                    let share = r.across_share.map(|f| f * 100.0);
+                    let _ = write!(s, " {} % | {} |", opt(share, 0), opt(r.across_p99_ms, 1));
                 }
                 if storm {
                     let _ = write!(

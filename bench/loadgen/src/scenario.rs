@@ -134,9 +134,15 @@ pub struct Row {
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
     pub p999_ms: Option<f64>,
+    /// Every chatapp server's CPU (several behind a balancer: summed).
     pub cpu_us_per_delivery: Option<f64>,
-    /// The database server's processes (when measured), per delivery.
-    pub db_cpu_us_per_delivery: Option<f64>,
+    /// The other processes measured (database, bus, balancer), by name,
+    /// per delivery.
+    pub others_cpu_us_per_delivery: Vec<(String, f64)>,
+    /// Of several servers: the share of deliveries that crossed from one
+    /// server to another, and their p99.
+    pub across_share: Option<f64>,
+    pub across_p99_ms: Option<f64>,
     pub peak_rss_mib: Option<f64>,
     pub disconnects: u64,
     /// Messages refused by the server's rate limit.
@@ -192,7 +198,15 @@ impl Row {
         self.p99_ms = Some(t.latency.quantile(0.99) as f64 / 1000.0);
         self.p999_ms = Some(t.latency.quantile(0.999) as f64 / 1000.0);
         self.cpu_us_per_delivery = Some(r.cpu_us_per_delivery());
-        self.db_cpu_us_per_delivery = r.db_cpu_us.map(|us| us as f64 / t.delivered.max(1) as f64);
+        self.others_cpu_us_per_delivery = r
+            .others_cpu_us
+            .iter()
+            .map(|(name, us)| (name.clone(), *us as f64 / t.delivered.max(1) as f64))
+            .collect();
+        if t.across > 0 {
+            self.across_share = Some(t.across as f64 / t.delivered.max(1) as f64);
+            self.across_p99_ms = Some(t.across_latency.quantile(0.99) as f64 / 1000.0);
+        }
         self.peak_rss_mib = Some(r.peak_rss_kib as f64 / 1024.0);
         self.disconnects = r.stats.disconnects;
         self.rate_limited = t.refused;
@@ -259,9 +273,14 @@ pub struct Bench<'a> {
     /// chatapp on this PostgreSQL database (emptied before each scenario)
     /// instead of SQLite.
     pub database: Option<String>,
-    /// Also measure the CPU of every process of this name (the database
-    /// server's, e.g. `postgres`) per delivery.
-    pub db_process: Option<String>,
+    /// Also measure the CPU of every process of each of these names (the
+    /// database server's, e.g. `postgres`; Redis's; HAProxy's) per
+    /// delivery.
+    pub others: Vec<String>,
+    /// More than one: run that many chatapp servers sharing `database`
+    /// and the bus in `chat_extra`, behind HAProxy run from `balancer`.
+    pub nodes: usize,
+    pub balancer: Option<std::path::PathBuf>,
 }
 
 fn client_name(i: usize) -> String {
@@ -283,7 +302,7 @@ impl Bench<'_> {
         n: usize,
         accounts: &[Accounts],
         log_n: Option<u8>,
-    ) -> anyhow::Result<(server::Running, Engine)> {
+    ) -> anyhow::Result<(server::Servers, Engine)> {
         if kind == Kind::Chatapp {
             server::seed(
                 &self.paths.work.join("chatapp-data"),
@@ -300,7 +319,16 @@ impl Bench<'_> {
             extra,
             log: None,
         };
-        let running = server::start(kind, self.paths, &chat, self.server_cpu)?;
+        let running = match (&self.balancer, kind) {
+            (Some(config), Kind::Chatapp) if self.nodes > 1 => server::start_behind_balancer(
+                self.paths,
+                &chat,
+                self.server_cpu,
+                self.nodes,
+                config,
+            )?,
+            _ => server::Servers::alone(server::start(kind, self.paths, &chat, self.server_cpu)?),
+        };
         let proto = match kind {
             Kind::Chatapp => Proto::Chat {
                 password: PASSWORD.into(),
@@ -308,8 +336,8 @@ impl Bench<'_> {
             _ => Proto::Irc,
         };
         let mut engine = Engine::new(running.addr, proto, n, client_name)?;
-        engine.probe = Some(running.probe);
-        engine.db_process = self.db_process.clone();
+        engine.probes = running.probes();
+        engine.others = self.others.clone();
         Ok((running, engine))
     }
 
@@ -383,10 +411,11 @@ impl Bench<'_> {
         let (running, mut engine) =
             self.start(kind, n, &self.clients(n), Some(self.settings.low_log_n))?;
         std::thread::sleep(Duration::from_millis(300));
-        let rss0 = running.probe.rss_kib();
-        let cpu0 = running.probe.cpu_us();
+        let probe = running.nodes[0].probe;
+        let rss0 = probe.rss_kib();
+        let cpu0 = probe.cpu_us();
         let report = self.connect(kind, &mut engine, n);
-        let cpu = running.probe.cpu_us() - cpu0;
+        let cpu = probe.cpu_us() - cpu0;
         let mut row = Row::new(
             "S1",
             format!("{} clients connect and stay", fmt_count(n)),
@@ -395,14 +424,14 @@ impl Bench<'_> {
         match report {
             Ok(report) => {
                 engine.idle(Duration::from_secs(2));
-                let rss = running.probe.rss_kib();
+                let rss = probe.rss_kib();
                 row.connected = Some(report.ok);
                 row.connects_per_sec = Some(report.ok as f64 / report.secs);
                 row.reg_p50_ms = Some(report.registration.quantile(0.5) as f64 / 1000.0);
                 row.reg_p99_ms = Some(report.registration.quantile(0.99) as f64 / 1000.0);
                 row.rss_per_conn_kib = Some(rss.saturating_sub(rss0) as f64 / report.ok as f64);
                 row.cpu_us_per_login = Some(cpu as f64 / report.ok.max(1) as f64);
-                row.peak_rss_mib = Some(running.probe.peak_kib() as f64 / 1024.0);
+                row.peak_rss_mib = Some(probe.peak_kib() as f64 / 1024.0);
                 row.disconnects = engine.stats.disconnects;
                 row.loadgen_cpu_pct = Some(report.loadgen_cpu_us as f64 / (report.secs * 1e4));
             }
@@ -777,7 +806,7 @@ impl Bench<'_> {
             password: PASSWORD.into(),
         };
         let mut engine = Engine::new(running.addr, proto, n + m, names)?;
-        engine.probe = Some(running.probe);
+        engine.probes = vec![running.probe];
         let mut out = Reconnect {
             scrypt_log_n: default_log_n,
             ..Reconnect::default()
@@ -834,7 +863,7 @@ impl Bench<'_> {
         let ready = std::time::Instant::now();
         out.restart_secs = ready.duration_since(started).as_secs_f64();
         let cpu0 = running.probe.cpu_us();
-        engine.probe = Some(running.probe);
+        engine.probes = vec![running.probe];
 
         // The resume storm, timed from the socket ready.
         engine.resume = true;

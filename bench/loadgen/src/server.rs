@@ -234,7 +234,118 @@ pub fn start(
     chat: &ChatOptions,
     cpu: Option<usize>,
 ) -> anyhow::Result<Running> {
-    let addr = kind.addr();
+    start_at(
+        kind,
+        paths,
+        chat,
+        cpu,
+        kind.addr(),
+        &paths.work.join("chatapp-data"),
+    )
+}
+
+/// The servers of one scenario: one, or several chatapp servers sharing a
+/// database and a bus behind a balancer.
+pub struct Servers {
+    /// Where clients connect: the server, or the balancer.
+    pub addr: SocketAddr,
+    pub nodes: Vec<Running>,
+    balancer: Option<Child>,
+}
+
+impl Servers {
+    pub fn alone(running: Running) -> Servers {
+        Servers {
+            addr: running.addr,
+            nodes: vec![running],
+            balancer: None,
+        }
+    }
+
+    pub fn probes(&self) -> Vec<Probe> {
+        self.nodes.iter().map(|n| n.probe).collect()
+    }
+
+    /// The balancer (killed: it keeps nothing), then every server.
+    pub fn stop(self) {
+        if let Some(mut b) = self.balancer {
+            let _ = b.kill();
+            let _ = b.wait();
+        }
+        for node in self.nodes {
+            node.stop();
+        }
+    }
+}
+
+/// `n` chatapp servers on 127.0.0.1, ports after chatapp's own, each
+/// pinned to `cpu` and given `chat.extra` (which must share a database
+/// and a bus) and the balancer's address for the PROXY protocol, with the
+/// first one's server key; then HAProxy, pinned to `cpu` too, run in the
+/// foreground from `config`, which must bind chatapp's own address and
+/// name those servers. The data directory `work/chatapp-data` must have
+/// been prepared by [`seed`].
+pub fn start_behind_balancer(
+    paths: &Paths,
+    chat: &ChatOptions,
+    cpu: Option<usize>,
+    n: usize,
+    config: &Path,
+) -> anyhow::Result<Servers> {
+    let mut chat = chat.clone();
+    chat.extra
+        .extend(["--proxy-protocol".to_string(), "127.0.0.1".to_string()]);
+    let first = paths.work.join("chatapp-data");
+    let mut nodes = Vec::new();
+    for k in 1..=n {
+        let dir = if k == 1 {
+            first.clone()
+        } else {
+            let dir = paths.work.join(format!("chatapp-data-{k}"));
+            if dir.exists() {
+                fs::remove_dir_all(&dir)?;
+            }
+            fs::create_dir_all(&dir)?;
+            let key = chatapp::server::KEY_FILE;
+            fs::copy(first.join(key), dir.join(key))?;
+            dir
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], CHATAPP_PORT + k as u16));
+        nodes.push(start_at(Kind::Chatapp, paths, &chat, cpu, addr, &dir)?);
+    }
+    let addr = Kind::Chatapp.addr();
+    let mut cmd = pinned(cpu, Path::new("haproxy"));
+    cmd.arg("-db")
+        .arg("-f")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(log_file(&paths.work, "haproxy")?)
+        .stderr(log_file(&paths.work, "haproxy")?);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start haproxy (apt-get install haproxy): {e}"))?;
+    // The servers listen already, and HAProxy counts a server up until
+    // its checks say otherwise: it is ready once it accepts.
+    if let Err(e) = wait_for_port(addr, &mut child, Duration::from_secs(30)) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e.context("starting haproxy (see haproxy.log in the work directory)"));
+    }
+    Ok(Servers {
+        addr,
+        nodes,
+        balancer: Some(child),
+    })
+}
+
+fn start_at(
+    kind: Kind,
+    paths: &Paths,
+    chat: &ChatOptions,
+    cpu: Option<usize>,
+    addr: SocketAddr,
+    data: &Path,
+) -> anyhow::Result<Running> {
     if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
         anyhow::bail!("something already listens on {addr}: stop it first");
     }
@@ -246,7 +357,7 @@ pub fn start(
                 .arg("--listen")
                 .arg(addr.to_string())
                 .arg("--data-dir")
-                .arg(paths.work.join("chatapp-data"));
+                .arg(data);
             if let Some(n) = chat.scrypt_log_n {
                 cmd.arg("--scrypt-log-n").arg(n.to_string());
             }

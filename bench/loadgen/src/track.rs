@@ -34,6 +34,10 @@ pub struct Tracker {
     /// Deliveries whose number this step never issued.
     pub unknown: u64,
     pub latency: Histogram,
+    /// Deliveries whose sender and receiver were on different servers of
+    /// several (both known), and their latency (also in `latency`).
+    pub across: u64,
+    pub across_latency: Histogram,
     /// Loadgen clock (µs) of the first and last delivery.
     pub first_delivery: Option<u64>,
     pub last_delivery: u64,
@@ -54,8 +58,9 @@ impl Tracker {
         n
     }
 
-    /// A delivery of message `n`, `latency` µs after it was scheduled.
-    pub fn deliver(&mut self, n: u32, latency: u64, now: u64) {
+    /// A delivery of message `n`, `latency` µs after it was scheduled;
+    /// `across`: from a client on another server.
+    pub fn deliver(&mut self, n: u32, latency: u64, now: u64, across: bool) {
         match self.remaining.get_mut(n as usize) {
             None => self.unknown += 1,
             Some(0) => self.duplicates += 1,
@@ -64,6 +69,10 @@ impl Tracker {
                 self.outstanding -= 1;
                 self.delivered += 1;
                 self.latency.record(latency);
+                if across {
+                    self.across += 1;
+                    self.across_latency.record(latency);
+                }
                 self.first_delivery.get_or_insert(now);
                 self.last_delivery = self.last_delivery.max(now);
             }
@@ -195,17 +204,20 @@ mod tests {
         let a = t.add(3);
         let b = t.add(3);
         let c = t.add(2);
-        t.deliver(a, 10, 100);
-        t.deliver(a, 20, 110);
-        t.deliver(a, 30, 120);
-        t.deliver(a, 40, 130); // one too many
-        t.deliver(b, 10, 140);
-        t.deliver(b, 10, 150); // b's third never comes
+        t.deliver(a, 10, 100, false);
+        t.deliver(a, 20, 110, true);
+        t.deliver(a, 30, 120, false);
+        t.deliver(a, 40, 130, true); // one too many
+        t.deliver(b, 10, 140, false);
+        t.deliver(b, 10, 150, false); // b's third never comes
         t.refuse(c);
-        t.deliver(99, 1, 160);
+        t.deliver(99, 1, 160, true);
         assert_eq!(t.expected, 8);
         assert_eq!(t.delivered, 5);
         assert_eq!(t.duplicates, 1);
+        // Only the delivery counted from another server counts across.
+        assert_eq!(t.across, 1);
+        assert_eq!(t.across_latency.quantile(0.5), 20);
         assert_eq!(t.unknown, 1);
         assert_eq!((t.refused, t.refused_deliveries), (1, 2));
         assert_eq!(t.lost(), 1);

@@ -128,7 +128,7 @@ fn main() -> anyhow::Result<()> {
         clients,
         |i| format!("c{i}"),
     )?;
-    engine.probe = Some(running.probe);
+    engine.probes = vec![running.probe];
     let connected = engine.connect(0..clients, 100, Duration::from_secs(120));
     ensure!(
         connected.ok == clients,

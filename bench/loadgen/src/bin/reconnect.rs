@@ -112,7 +112,9 @@ fn main() -> anyhow::Result<()> {
         server_cpu: Some(args.server_cpu),
         verbose: true,
         database: None,
-        db_process: None,
+        others: Vec::new(),
+        nodes: 1,
+        balancer: None,
     };
     let load0 = output("cut", &["-d", " ", "-f1", "/proc/loadavg"]);
     let r = bench.s6()?;
