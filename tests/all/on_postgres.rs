@@ -506,7 +506,11 @@ fn a_batch_failed_to_break_a_deadlock_is_tried_again_and_commits() {
     drop(other);
     let numbers = writer.join().expect("the writer thread ends");
     assert_eq!(numbers, Ok(vec![1, 1]), "the batch was tried again");
-    assert_eq!(deadlocks(&pg), 1, "PostgreSQL broke one deadlock");
+    // At least one: when the failed batch lets go of room 1, its retry may
+    // take room 1 again before the other session does, and the two
+    // deadlock once more; the retry after that commits all the same.
+    let broken = deadlocks(&pg);
+    assert!(broken >= 1, "PostgreSQL broke a deadlock: {broken}");
 }
 
 #[test]
