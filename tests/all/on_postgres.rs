@@ -377,13 +377,7 @@ fn two_servers_writing_the_same_conversations_in_opposite_orders_never_deadlock(
     let pg = Postgres::start();
     let mut first = store::open_shared(&pg.url()).unwrap();
     let mut setup: Vec<Write> = (1..=ROOMS + 1).map(|u| user(u, &format!("u{u}"))).collect();
-    setup.extend((1..=ROOMS).map(|r| Write::Room {
-        id: RoomId(r),
-        name: format!("room {r}"),
-        admin: UserId(1),
-        capacity: 5,
-        created: 1,
-    }));
+    setup.extend(rooms_of_user_1(1..=ROOMS));
     first.apply(&setup).unwrap();
     let second = store::open_shared(&pg.url()).unwrap();
     let writer = |mut s: Box<dyn Store>, descending: bool, ids: i64| {
@@ -440,6 +434,17 @@ fn two_servers_writing_the_same_conversations_in_opposite_orders_never_deadlock(
     }
 }
 
+/// Rooms of five places with these ids, opened by user 1.
+fn rooms_of_user_1(ids: std::ops::RangeInclusive<i64>) -> impl Iterator<Item = Write> {
+    ids.map(|r| Write::Room {
+        id: RoomId(r),
+        name: format!("room {r}"),
+        admin: UserId(1),
+        capacity: 5,
+        created: 1,
+    })
+}
+
 /// How many deadlocks PostgreSQL has broken in the test database, read
 /// once every other connection has closed (a backend reports its
 /// statistics when it ends).
@@ -465,13 +470,7 @@ fn a_batch_failed_to_break_a_deadlock_is_tried_again_and_commits() {
     let pg = Postgres::start();
     let mut s = store::open_shared(&pg.url()).unwrap();
     let mut setup = vec![user(1, "ann")];
-    setup.extend((1..=2).map(|r| Write::Room {
-        id: RoomId(r),
-        name: format!("room {r}"),
-        admin: UserId(1),
-        capacity: 5,
-        created: 1,
-    }));
+    setup.extend(rooms_of_user_1(1..=2));
     s.apply(&setup).unwrap();
     // Another session holds room 2. It leaves the looking for deadlocks to
     // the store's session, which will wait first, so that PostgreSQL fails
