@@ -476,7 +476,7 @@ impl Watch for Rules {
             }
             Output::Directory(_)
             | Output::Auth(_)
-            | Output::Store(StoreJob::Query { .. } | StoreJob::Fill(_)) => {}
+            | Output::Store(StoreJob::Query { .. } | StoreJob::Fill(_) | StoreJob::Orphans) => {}
         }
     }
 

@@ -33,6 +33,15 @@ pub const SWEEP: Millis = 1_000;
 /// How long a member whose connection dropped (without leaving) keeps
 /// their place in their room; an admin's room stays open as long.
 pub const GRACE: Millis = 60_000;
+/// How often servers sharing a database look for places in rooms that no
+/// running server keeps (a server killed for good), at most: a short
+/// grace period is checked more often (see [`Limits::orphan_check`]).
+pub const ORPHAN_CHECK: Millis = 5_000;
+/// How long the store must list a place as kept by no running server
+/// before it is held (see `hub::orphans`): longer than [`ORPHAN_CHECK`],
+/// so that a running server that lost its database connection has asked
+/// again, and so taken its id slot's lock again, by then.
+pub const ORPHAN_SETTLE: Millis = ORPHAN_CHECK + 2_000;
 /// A dropped member's absence shorter than this is not told to the room:
 /// a blip is not a departure.
 pub const QUIET_BLIP: Millis = 10_000;
@@ -95,6 +104,9 @@ pub struct Limits {
     pub resume_expiry: Millis,
     /// Devices (resume tokens) one account may hold.
     pub max_devices: usize,
+    /// How long a place no running server keeps is listed before it is
+    /// held ([`ORPHAN_SETTLE`]).
+    pub orphan_settle: Millis,
 }
 
 impl Default for Limits {
@@ -114,6 +126,7 @@ impl Default for Limits {
             quiet_blip: QUIET_BLIP,
             resume_expiry: Millis::from(RESUME_DAYS) * DAY,
             max_devices: MAX_DEVICES,
+            orphan_settle: ORPHAN_SETTLE,
         }
     }
 }
@@ -132,6 +145,12 @@ impl Limits {
         self.idle_close = idle_close;
         self.sweep = SWEEP.min(login_timeout / 4).min(idle_ping / 4).max(10);
         self
+    }
+
+    /// How often places no running server keeps are looked for: four
+    /// times a grace period, at most every [`ORPHAN_CHECK`].
+    pub fn orphan_check(&self) -> Millis {
+        ORPHAN_CHECK.min(self.grace / 4).max(100)
     }
 }
 

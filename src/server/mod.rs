@@ -253,14 +253,20 @@ impl Server {
         let snapshot = store.load()?;
         let open_rooms = store.open_rooms(crate::model::ROOM_HISTORY)?;
         if !open_rooms.is_empty() && config.log_level >= Level::Info {
-            log::emit(
-                Level::Info,
-                &format!(
-                    "reopened {} rooms left open by the last run; each waits {} s for its admin",
+            let grace = config.limits.grace / 1000;
+            let line = match cluster {
+                None => format!(
+                    "reopened {} rooms left open by the last run; each waits {grace} s for its admin",
                     open_rooms.len(),
-                    config.limits.grace / 1000
                 ),
-            );
+                Some(_) => format!(
+                    "{} rooms open in the shared database; {} places in them that this id \
+                     slot's last server had wait {grace} s for their members",
+                    open_rooms.len(),
+                    open_rooms.iter().map(|r| r.held.len()).sum::<usize>(),
+                ),
+            };
+            log::emit(Level::Info, &line);
         }
         let listener = TcpListener::bind(addr).map_err(|source| Error::Bind { addr, source })?;
         if config.log_level >= Level::Info {

@@ -144,7 +144,7 @@ impl Workers {
         self.ready = now + COMMIT_WINDOW;
         self.writing = self.pending.iter().rev().find_map(|job| match job {
             StoreJob::Write { seq, .. } => Some(*seq),
-            StoreJob::Query { .. } | StoreJob::Fill(_) => None,
+            StoreJob::Query { .. } | StoreJob::Fill(_) | StoreJob::Orphans => None,
         });
         if let Some(tx) = &self.store {
             let _ = tx.send(std::mem::take(&mut self.pending));
@@ -325,6 +325,11 @@ impl Batch<'_> {
                     self.commit(store, reply);
                     let filled = fill(store, gap);
                     reply.send(Input::Filled { gap, filled });
+                }
+                StoreJob::Orphans => {
+                    self.commit(store, reply);
+                    let found = store.orphans().map_err(|e| log::chain(&e));
+                    reply.send(Input::Orphans { found });
                 }
             }
         }

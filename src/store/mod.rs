@@ -135,6 +135,17 @@ pub trait Store: Send {
         limit: usize,
     ) -> Result<Vec<RoomRow>, StoreError>;
 
+    /// Places in open rooms that no running server keeps, on a database
+    /// servers share: members whose server stopped for good (killed, its
+    /// machine lost) and did not start again in its id slot, and admins
+    /// without a place. Only the running server with the lowest id slot
+    /// is told them (the others get none), so one server, not each, holds
+    /// them for the grace period and then lets them go. A server alone on
+    /// its database has none.
+    fn orphans(&mut self) -> Result<Vec<(RoomId, UserId)>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// The ids this server may give new rows: all of them, unless the
     /// database is shared with other servers.
     fn id_space(&self) -> IdSpace {
@@ -333,6 +344,12 @@ pub struct OpenRoom {
     pub last_seq: Seq,
     /// Its newest messages, oldest first.
     pub history: Vec<RoomRow>,
+    /// Whose places the starting server keeps for the grace period, as
+    /// if their connections had just dropped: the admin's, on a server
+    /// alone; on servers sharing the database, every member's that the
+    /// last server in this one's id slot had (none in a room another
+    /// running server keeps).
+    pub held: Vec<UserId>,
 }
 
 /// One entry of a user's list of private conversations.

@@ -528,6 +528,125 @@ fn a_server_killed_under_load_loses_nothing_and_its_clients_resume_on_the_other(
     drop(redis);
 }
 
+/// A grace period short enough for a test to see it end.
+const SHORT_GRACE: &str = "2";
+
+fn short_grace(database: String, bus: String) -> impl Fn(&mut Config) + Send + Sync + 'static {
+    let share = shared(database, bus);
+    move |c: &mut Config| {
+        share(c);
+        c.limits.grace = 2_000;
+        // The servers beside it ask every 0.5 s (a quarter of the grace
+        // period), so taking a place for a gone server's after 1 s of
+        // nobody keeping it is safe here.
+        c.limits.orphan_settle = 1_000;
+    }
+}
+
+/// How long a place of a server gone for good takes to be let go here:
+/// listed for a second, then the grace period, with time to spare.
+const LET_GO: Duration = Duration::from_secs(10);
+
+/// Waits for room `room` to close for `client`, and checks it stays closed.
+fn expect_closed(client: &mut Client, room: u64) {
+    client.wait_for_within("the room closing", LET_GO, |e| match e {
+        Event::RoomClosed { room: r, .. } if *r == room => Some(()),
+        _ => None,
+    });
+    client.refused(Request::JoinRoom { room }, ErrorCode::RoomClosed);
+}
+
+#[test]
+fn a_server_killed_for_good_leaves_its_rooms_open_for_the_grace_period_then_another_closes_them() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let (database, bus) = (pg.url(), redis.url());
+    // The first server takes the lowest id slot, so it is the one that
+    // answers for a server gone for good; the second is the real binary,
+    // killed with SIGKILL.
+    let first = TestServer::start_with(short_grace(database.clone(), bus.clone()));
+    let second_dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        first.data_dir().join(server::KEY_FILE),
+        second_dir.path().join(server::KEY_FILE),
+    )
+    .unwrap();
+    let args = [
+        "--database",
+        &database,
+        "--bus",
+        &bus,
+        "--grace",
+        SHORT_GRACE,
+    ];
+    let mut second = ServeProcess::serve(second_dir.path(), &args);
+    // ann's room lives on the second server, with bob from the first in
+    // it; dan's room of two on the first has cat from the second, and eve
+    // finds it full.
+    let mut ann = second.client("ann");
+    ann.register();
+    let mut bob = first.register("bob");
+    let lobby = ann.create_room("lobby", 5);
+    join_across(&mut bob, lobby, &mut [&mut ann]);
+    let mut cat = second.client("cat");
+    cat.register();
+    let mut dan = first.register("dan");
+    let pair = dan.create_room("pair", 2);
+    join_across(&mut cat, pair, &mut [&mut dan]);
+    let mut eve = first.register("eve");
+    eve.refused(Request::JoinRoom { room: pair }, ErrorCode::RoomFull);
+
+    second.kill();
+    // ann's room stays open for the grace period...
+    bob.say("anyone?");
+    bob.expect_said(lobby, "bob", "anyone?");
+    // ... and nobody comes back: the first server lets cat's place go
+    // (dan is told, and eve gets it) and closes ann's room.
+    dan.wait_for_within("cat leaving", LET_GO, |e| match e {
+        Event::Left { room, name, .. } if *room == pair && name == "cat" => Some(()),
+        _ => None,
+    });
+    eve.join(pair);
+    expect_closed(&mut bob, lobby);
+    drop(first);
+    drop(redis);
+}
+
+#[test]
+fn a_server_restarting_beside_another_keeps_the_others_rooms_and_lets_its_own_go() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let tune = || short_grace(pg.url(), redis.url());
+    let first = TestServer::start_with(tune());
+    let mut second = TestServer::start_beside(&first, tune());
+    // ann's room on the first server, with bob from the second; cat's
+    // room on the second, with dan from the first.
+    let mut ann = first.register("ann");
+    let mut bob = second.register("bob");
+    let lobby = ann.create_room("lobby", 5);
+    join_across(&mut bob, lobby, &mut [&mut ann]);
+    let mut cat = second.register("cat");
+    let mut dan = first.register("dan");
+    let den = cat.create_room("den", 5);
+    join_across(&mut dan, den, &mut [&mut cat]);
+
+    // The second server restarts; bob and cat do not come back.
+    second.restart();
+    drop((bob, cat));
+    // It kept their places for the grace period, and then bob leaves
+    // ann's room and cat's room closes, both told on the first server.
+    ann.wait_for_within("bob leaving", LET_GO, |e| match e {
+        Event::Left { room, name, .. } if *room == lobby && name == "bob" => Some(()),
+        _ => None,
+    });
+    expect_closed(&mut dan, den);
+    // ann's room, whose admin is on the first server, is still open.
+    ann.say("still open");
+    ann.expect_said(lobby, "ann", "still open");
+    let mut eve = second.register("eve");
+    join_across(&mut eve, lobby, &mut [&mut ann]);
+}
+
 #[test]
 fn unread_counts_and_read_marks_hold_across_servers() {
     let d = Deployment::start();

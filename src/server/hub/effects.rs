@@ -143,6 +143,11 @@ pub enum Input {
         gap: Gap,
         filled: Filled,
     },
+    /// The places in rooms that no running server keeps, as the store
+    /// read them ([`StoreJob::Orphans`]), or what went wrong.
+    Orphans {
+        found: Result<Vec<(RoomId, UserId)>, String>,
+    },
 }
 
 /// Messages of a conversation after a number, which this server has not
@@ -200,6 +205,9 @@ pub enum StoreJob {
     /// Read a gap's messages (up to [`GAP_FILL`] of them); answer with
     /// [`Input::Filled`].
     Fill(Gap),
+    /// Read the places in rooms that no running server keeps
+    /// (`Store::orphans`); answer with [`Input::Orphans`].
+    Orphans,
 }
 
 /// The most messages one [`StoreJob::Fill`] reads; a longer gap is read

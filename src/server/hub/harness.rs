@@ -86,6 +86,9 @@ pub enum Job {
     /// Never answered by itself: whoever drives the harness plays the
     /// store that knows what other servers stored.
     Fill(Gap),
+    /// Places no running server keeps: none, unless whoever drives the
+    /// harness answers otherwise.
+    Orphans,
 }
 
 /// Sees what happens around the hub, for the checks of whoever drives it.
@@ -246,6 +249,11 @@ impl<W: Watch> Harness<W> {
                     self.uncommitted.push((seq, write))
                 }
                 Output::Store(StoreJob::Fill(gap)) => self.jobs.push(Job::Fill(gap)),
+                Output::Store(StoreJob::Orphans) if self.auto_answer => {
+                    let found = Ok(Vec::new());
+                    self.hub.handle(self.now, Input::Orphans { found });
+                }
+                Output::Store(StoreJob::Orphans) => self.jobs.push(Job::Orphans),
                 Output::Log { .. } => {}
             }
             if self.auto_commit && self.hub.out.is_empty() {
@@ -300,6 +308,9 @@ impl<W: Watch> Harness<W> {
             Job::Fill(gap @ Gap::Dialogue { .. }) => Input::Filled {
                 gap,
                 filled: Filled::Dialogue(Vec::new()),
+            },
+            Job::Orphans => Input::Orphans {
+                found: Ok(Vec::new()),
             },
         };
         self.handle(input);

@@ -22,6 +22,8 @@
 //! - `rooms`: open rooms, their members and recent history.
 //! - `private`: unread counts, inbox and dialogue replies.
 //! - `commits`: sequence numbers and what waits for a commit.
+//! - `replicas` and `orphans`: what other servers sharing the database
+//!   committed, and the places in rooms that none of them keeps.
 //! - `requests` and `sessions`: the handlers of requests and of sessions
 //!   beginning and ending, over all of the above.
 
@@ -33,6 +35,7 @@ pub mod effects;
 // The one fake world around the hub, for tests, fuzzing and benchmarks.
 #[cfg(any(test, feature = "testkit"))]
 pub mod harness;
+mod orphans;
 mod private;
 mod reorder;
 mod replicas;
@@ -99,6 +102,8 @@ pub struct Hub {
     /// the shared store is asked whose it is (and while the resume is
     /// tried once more with the answer).
     lookups: HashMap<Caller, String>,
+    /// Places in rooms that no running server keeps, held here.
+    orphans: orphans::Orphans,
 }
 
 impl Hub {
@@ -126,6 +131,7 @@ impl Hub {
             filling: HashMap::new(),
             reorder: reorder::Reorder::default(),
             lookups: HashMap::new(),
+            orphans: orphans::Orphans::default(),
         }
     }
 
@@ -168,10 +174,12 @@ impl Hub {
         let (quiet, grace) = (self.limits.quiet_blip, self.limits.grace);
         let places = self.rooms.next_hold_due(quiet, grace);
         let early = self.reorder.next_due();
+        let orphans = self.orphans.next_due(self.shared);
         held.into_iter()
             .chain(sweep)
             .chain(places)
             .chain(early)
+            .chain(orphans)
             .min()
     }
 
@@ -187,6 +195,7 @@ impl Hub {
         }
         self.held_due(now);
         self.reorder_due(now);
+        self.orphans_due(now);
         if now < self.next_sweep {
             return;
         }
@@ -241,13 +250,15 @@ impl Hub {
             Input::Answered { caller, answer } => self.answered(now, caller, answer),
             Input::Replicated { writes } => self.replicated(now, writes),
             Input::Filled { gap, filled } => self.filled(gap, filled),
+            Input::Orphans { found } => self.orphaned(now, found),
         }
     }
 
     /// The rooms the last run left open, as it left them but with nobody
-    /// in them: each admin's place is held for the grace period from
-    /// `now`, as if their connection had just dropped, and the room
-    /// closes if they do not come back in time.
+    /// in them: the places the store says to keep (the admin's, alone;
+    /// see [`OpenRoom::held`]) are held for the grace period from `now`,
+    /// as if their connections had just dropped, and a room closes if its
+    /// admin does not come back in time.
     pub fn reopen(&mut self, now: Millis, rooms: Vec<OpenRoom>) {
         for room in rooms {
             let history = room.history.into_iter().map(room_line).collect();
@@ -258,6 +269,7 @@ impl Hub {
                 room.capacity,
                 room.last_seq,
                 history,
+                &room.held,
                 now,
             );
         }

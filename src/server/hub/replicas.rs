@@ -173,6 +173,26 @@ impl Hub {
                 }
             }
             Write::Join { room, user } => {
+                // Back through another server: a place held here for
+                // them is theirs there now.
+                let here = self.rooms.get(room).is_some_and(|r| r.has(user));
+                if let Some(held) = (!here)
+                    .then(|| self.rooms.unhold(room, user, None))
+                    .flatten()
+                {
+                    if held.announced && self.accounts.exists(user) {
+                        let name = self.accounts.name_of(user);
+                        let room_no = room.0 as u64;
+                        self.tell_room(
+                            room,
+                            Event::Back {
+                                room: room_no,
+                                name,
+                            },
+                        );
+                    }
+                    return;
+                }
                 let news = self
                     .rooms
                     .get(room)

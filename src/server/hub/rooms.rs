@@ -8,7 +8,7 @@ use crate::model::{
     self, IdSpace, MAX_CAPACITY, MIN_CAPACITY, Millis, ROOM_HISTORY, RoomId, Seq, UserId,
 };
 use crate::wire::msg::{ErrorCode, RoomLine};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 pub(super) struct Room {
     pub name: String,
@@ -73,7 +73,7 @@ impl Room {
         users
     }
 
-    fn has(&self, user: UserId) -> bool {
+    pub fn has(&self, user: UserId) -> bool {
         self.members.iter().any(|&(u, _)| u == user)
     }
 }
@@ -85,6 +85,12 @@ pub(super) struct Rooms {
     ids: IdSpace,
     /// Held places in all rooms, so that none costs nothing to check.
     holding: usize,
+    /// Room ids below this were given before this server started: one
+    /// not open is closed.
+    started_at: i64,
+    /// Rooms of other servers' id slots that closed while this one ran
+    /// (one of theirs not open here may be one not yet heard of).
+    closed_elsewhere: HashSet<RoomId>,
 }
 
 impl Rooms {
@@ -95,6 +101,8 @@ impl Rooms {
             next_room: next_room.0,
             ids: IdSpace::ALONE,
             holding: 0,
+            started_at: next_room.0,
+            closed_elsewhere: HashSet::new(),
         }
     }
 
@@ -188,7 +196,11 @@ impl Rooms {
 
     /// Why room `room_no`, not open here, cannot be joined.
     fn missing(&self, room_id: RoomId, room_no: u64) -> Refusal {
-        if room_id.0 >= 1 && room_id.0 < self.next_room {
+        let ours = self.ids.at_or_after(room_id.0) == room_id.0;
+        let closed = (room_id.0 >= 1 && room_id.0 < self.started_at)
+            || (ours && room_id.0 >= 1 && room_id.0 < self.next_room)
+            || self.closed_elsewhere.contains(&room_id);
+        if closed {
             (
                 ErrorCode::RoomClosed,
                 format!("room #{room_no} is closed: its admin left"),
@@ -228,8 +240,8 @@ impl Rooms {
         Ok((room_id, if new { Joined::New } else { Joined::Again }))
     }
 
-    /// A room the last run left open, with nobody in it but its admin's
-    /// place, held from `now`.
+    /// A room left open, with nobody in it but the places of `held`,
+    /// held from `now`.
     #[allow(clippy::too_many_arguments)]
     pub fn reopen(
         &mut self,
@@ -239,6 +251,7 @@ impl Rooms {
         capacity: u32,
         last_seq: Seq,
         history: VecDeque<RoomLine>,
+        held: &[UserId],
         now: Millis,
     ) {
         let key = model::room_key(&name);
@@ -252,16 +265,18 @@ impl Rooms {
                 capacity,
                 members: Vec::new(),
                 history,
-                held: vec![Held {
-                    user: admin,
-                    since: now,
-                    announced: false,
-                }],
+                held: (held.iter())
+                    .map(|&user| Held {
+                        user,
+                        since: now,
+                        announced: false,
+                    })
+                    .collect(),
                 last_seq,
                 committed: last_seq,
             },
         );
-        self.holding += 1;
+        self.holding += held.len();
         self.next_room = self.ids.at_or_after(self.next_room.max(id.0 + 1));
     }
 
@@ -306,6 +321,17 @@ impl Rooms {
             });
             self.holding += 1;
         }
+    }
+
+    /// Lets a held place go without its member leaving: they are back in
+    /// the room through another server, or another server keeps their
+    /// place again. With `since`, only the place held from then.
+    pub fn unhold(&mut self, room: RoomId, user: UserId, since: Option<Millis>) -> Option<Held> {
+        let room = self.rooms.get_mut(&room)?;
+        let i = (room.held.iter())
+            .position(|h| h.user == user && since.is_none_or(|s| s == h.since))?;
+        self.holding -= 1;
+        Some(room.held.remove(i))
     }
 
     /// When the next held place is due to be told or to expire.
@@ -419,7 +445,11 @@ impl Rooms {
 
     /// Takes a room out of memory, its name free again.
     pub fn close(&mut self, room: RoomId) -> Option<Room> {
+        let id = room;
         let room = self.rooms.remove(&room)?;
+        if self.ids.at_or_after(id.0) != id.0 {
+            self.closed_elsewhere.insert(id);
+        }
         self.holding -= room.held.len();
         self.open_names.remove(&room.key);
         Some(room)

@@ -112,6 +112,26 @@ const UNREAD: &str = concat!(
     " AS n FROM dialogues AS d) AS counts WHERE n > 0 ORDER BY user_id, other"
 );
 
+/// The id slots whose advisory lock ([`SLOT_LOCK`]) a session holds in
+/// this database, lowest first: the running servers'. An advisory lock on
+/// a 64-bit key shows in `pg_locks` as its high half (`classid`) and its
+/// low half (`objid`).
+const LIVE_SLOTS: &str = "SELECT DISTINCT key - $1 FROM (
+        SELECT (l.classid::bigint << 32) | l.objid::bigint AS key
+        FROM pg_locks AS l
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+    ) AS held WHERE key BETWEEN $1 AND $2 ORDER BY 1";
+
+/// Places in open rooms kept for a server that is not running (`$1`
+/// lists those that are), and admins of open rooms without a place.
+const ORPHANS: &str = "SELECT room, user_id FROM room_members WHERE NOT (node = ANY($1))
+    UNION
+    SELECT r.id, r.admin FROM rooms AS r
+    WHERE r.closed IS NULL
+      AND NOT EXISTS (SELECT 1 FROM room_members AS m WHERE m.room = r.id AND m.user_id = r.admin)
+    ORDER BY 1, 2";
+
 const DIALOGUE_SEQS: &str = "SELECT a, b, last_seq FROM dialogue_seqs ORDER BY a, b";
 
 const CONVERSATIONS: &str = concat!(
@@ -246,15 +266,6 @@ impl PostgresStore {
         };
         let name = store.name.clone();
         prepare_schema(store.client()?, &name)?;
-        if let Some(Some(slot)) = store.shared {
-            // Whoever was in a room through this slot's last server is
-            // gone with it (a member who came back elsewhere joined again
-            // there).
-            store
-                .client()?
-                .execute("DELETE FROM room_members WHERE node = $1", &[&slot])
-                .context(|| format!("could not clear the room members of id slot {slot}"))?;
-        }
         Ok(store)
     }
 
@@ -451,15 +462,59 @@ impl Store for PostgresStore {
                 capacity: row.get::<_, i32>(3).max(0) as u32,
                 last_seq: seq_at(row, 4),
                 history: Vec::new(),
+                held: vec![UserId(row.get(2))],
             })
             .collect();
+        // Sharing the database, the places to keep are those of the last
+        // server in this id slot: the other running servers keep their
+        // own, and those of a server gone for good are orphans.
+        let mut mine: HashMap<RoomId, Vec<UserId>> = HashMap::new();
+        if let Some(Some(slot)) = self.shared {
+            let rows = self.query(
+                "SELECT room, user_id FROM room_members WHERE node = $1 ORDER BY room, user_id",
+                &[&slot],
+                || format!("could not read the room members of id slot {slot}"),
+            )?;
+            for row in rows {
+                (mine.entry(RoomId(row.get(0))).or_default()).push(UserId(row.get(1)));
+            }
+        }
         rooms
             .into_iter()
             .map(|mut room| {
+                if self.shared.is_some() {
+                    room.held = mine.remove(&room.id).unwrap_or_default();
+                }
                 room.history = self.room_history(room.id, Page::Before(Seq::MAX), history)?;
                 Ok(room)
             })
             .collect()
+    }
+
+    fn orphans(&mut self) -> Result<Vec<(RoomId, UserId)>, StoreError> {
+        let Some(Some(slot)) = self.shared else {
+            return Ok(Vec::new());
+        };
+        let live: Vec<i64> = self
+            .query(LIVE_SLOTS, &[&SLOT_LOCK, &(SLOT_LOCK + SLOTS - 1)], || {
+                "could not read which id slots running servers hold".to_string()
+            })?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        // The lowest running slot answers for the servers gone. This one
+        // holds its own lock (a connection just opened again took it
+        // first), so the list has it.
+        if live.first() != Some(&slot) {
+            return Ok(Vec::new());
+        }
+        let rows = self.query(ORPHANS, &[&live], || {
+            "could not read the places no running server keeps".to_string()
+        })?;
+        Ok(rows
+            .iter()
+            .map(|row| (RoomId(row.get(0)), UserId(row.get(1))))
+            .collect())
     }
 
     fn apply(&mut self, writes: &[Write]) -> Result<Vec<Seq>, StoreError> {

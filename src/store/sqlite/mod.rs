@@ -328,6 +328,7 @@ impl Store for SqliteStore {
                     capacity: row.get(3)?,
                     last_seq: seq_at(row, 4)?,
                     history: Vec::new(),
+                    held: vec![UserId(row.get(2)?)],
                 })
             })
             .and_then(Iterator::collect)

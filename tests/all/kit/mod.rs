@@ -540,8 +540,18 @@ impl Client {
     }
 
     /// Skips events until `pick` accepts one (all within [`WAIT`] in total).
-    pub fn wait_for<T>(&mut self, what: &str, mut pick: impl FnMut(&Event) -> Option<T>) -> T {
-        let deadline = std::time::Instant::now() + WAIT;
+    pub fn wait_for<T>(&mut self, what: &str, pick: impl FnMut(&Event) -> Option<T>) -> T {
+        self.wait_for_within(what, WAIT, pick)
+    }
+
+    /// [`Client::wait_for`], within `wait` in total.
+    pub fn wait_for_within<T>(
+        &mut self,
+        what: &str,
+        wait: Duration,
+        mut pick: impl FnMut(&Event) -> Option<T>,
+    ) -> T {
+        let deadline = std::time::Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match self.conn.next_event(Some(left)) {
@@ -550,7 +560,7 @@ impl Client {
                         return found;
                     }
                 }
-                Ok(None) => panic!("{}: no {what} within {WAIT:?}", self.name),
+                Ok(None) => panic!("{}: no {what} within {wait:?}", self.name),
                 Err(e) => panic!("{}: waiting for {what}: {e}", self.name),
             }
         }

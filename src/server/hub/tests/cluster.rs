@@ -7,6 +7,7 @@
 use super::*;
 use crate::model::DeviceId;
 use crate::model::IdSpace;
+use crate::server::limits::ORPHAN_CHECK;
 use crate::store::{DeviceRow, PrivateRow, RoomRow, TokenHash};
 use std::collections::HashMap;
 
@@ -203,15 +204,22 @@ struct Cluster {
     store: Store,
     /// Whether what one node commits reaches the other.
     bus_up: bool,
+    /// The places the store says nobody keeps (while they are in their
+    /// rooms), told to node 0 (the lowest running slot) when it asks.
+    orphans: Vec<(RoomId, UserId)>,
 }
 
 impl Cluster {
     fn new() -> Cluster {
+        Cluster::with(harness::no_grace())
+    }
+
+    fn with(limits: Limits) -> Cluster {
         let node = |slot| {
             let mut w = World::new();
             // Each server's own randomness, so their tokens differ.
             let rng = rand::SeedableRng::seed_from_u64(slot as u64);
-            w.hub = Hub::new(harness::snapshot(Vec::new()), harness::no_grace(), rng);
+            w.hub = Hub::new(harness::snapshot(Vec::new()), limits.clone(), rng);
             w.hub.use_ids(IdSpace { slot, step: 2 });
             w.auto_commit = false;
             // Queries go to the shared store below.
@@ -222,6 +230,7 @@ impl Cluster {
             nodes: [node(0), node(1)],
             store: Store::default(),
             bus_up: true,
+            orphans: Vec::new(),
         }
     }
 
@@ -252,6 +261,15 @@ impl Cluster {
                         } => {
                             let answer = Answer::Device(self.store.device(token_hash));
                             self.nodes[i].handle(Input::Answered { caller, answer });
+                        }
+                        harness::Job::Orphans if i == 0 => {
+                            // Those still in their rooms.
+                            let members = &self.store.members;
+                            let found = Ok((self.orphans.iter())
+                                .filter(|(r, u)| members.get(r).is_some_and(|m| m.1.contains(u)))
+                                .copied()
+                                .collect());
+                            self.nodes[i].handle(Input::Orphans { found });
                         }
                         job => self.nodes[i].answer(job),
                     }
@@ -720,4 +738,164 @@ fn a_saved_login_the_bus_never_carried_is_found_in_the_store() {
             ..
         })
     ));
+}
+
+/// Node 0 outlives node 1: places node 1 kept are what the store calls
+/// orphans, held by node 0 for the grace period.
+const GRACE: Millis = 60_000;
+
+fn with_grace() -> Cluster {
+    Cluster::with(Limits {
+        grace: GRACE,
+        orphan_settle: ORPHAN_CHECK,
+        idle_ping: 10 * GRACE,
+        idle_close: 20 * GRACE,
+        ..Limits::default()
+    })
+}
+
+/// The store says nobody keeps these places (node 1 is gone), and node
+/// 0's clock moves on by `after`: it asks the store when it is time.
+fn orphans_then(c: &mut Cluster, found: Vec<(u64, UserId)>, after: Millis) {
+    c.orphans = (found.into_iter())
+        .map(|(r, u)| (RoomId(r as i64), u))
+        .collect();
+    c.nodes[0].now += after;
+    c.nodes[0].timeout();
+    c.settle();
+}
+
+/// Asks to join, and says whether the room was full.
+fn full(c: &mut Cluster, node: usize, conn: ConnId, room: u64) -> bool {
+    match c.ask(node, conn, Request::JoinRoom { room }) {
+        Some(Reply::Error {
+            code: ErrorCode::RoomFull,
+            ..
+        }) => true,
+        Some(Reply::Room { .. }) => false,
+        other => panic!("join #{room}: {other:?}"),
+    }
+}
+
+fn user_id(c: &Cluster, name: &str) -> UserId {
+    c.nodes[0].hub.accounts.named(name).expect("a user")
+}
+
+#[test]
+fn a_dead_nodes_admin_keeps_the_room_open_for_the_grace_period_then_it_closes() {
+    let mut c = with_grace();
+    let ann = c.user(1, "ann");
+    let bob = c.user(0, "bob");
+    let room = c.create_room(1, ann, "lobby");
+    c.join(0, bob, room);
+    c.nodes[0].events(bob);
+    // Node 1 is gone without a word; node 0 is told ann's place is kept
+    // by nobody.
+    let orphan = vec![(room, user_id(&c, "ann"))];
+    // Listed, and listed again a grace period later: held only from
+    // then, as the first listing may be a server that lost its database
+    // connection for a moment.
+    orphans_then(&mut c, orphan.clone(), ORPHAN_CHECK);
+    orphans_then(&mut c, orphan.clone(), GRACE);
+    c.say(0, bob, "open");
+    // (Each request moves the clock on a little.)
+    orphans_then(&mut c, orphan.clone(), GRACE - 100);
+    c.say(0, bob, "still open");
+    let away = Event::Away {
+        room,
+        name: "ann".into(),
+    };
+    assert!(c.nodes[0].events(bob).contains(&away));
+    // Still nobody's when the grace period ends.
+    orphans_then(&mut c, orphan, 100);
+    let closed = Event::RoomClosed {
+        room,
+        reason: LeaveReason::AdminDisconnected,
+    };
+    assert!(c.nodes[0].events(bob).contains(&closed));
+    assert!(
+        (c.store.writes.iter())
+            .any(|w| matches!(w, Write::CloseRoom { id, .. } if id.0 as u64 == room)),
+        "the close is stored, for every server"
+    );
+}
+
+#[test]
+fn a_dead_nodes_member_leaves_after_the_grace_period_and_frees_the_place() {
+    let mut c = with_grace();
+    let bob = c.user(0, "bob");
+    let cat = c.user(1, "cat");
+    let room = c.create_room_of(0, bob, "pair", 2);
+    c.join(1, cat, room);
+    let dan = c.user(0, "dan");
+    assert!(full(&mut c, 0, dan, room));
+    c.nodes[0].events(bob);
+    let orphan = vec![(room, user_id(&c, "cat"))];
+    orphans_then(&mut c, orphan.clone(), ORPHAN_CHECK);
+    orphans_then(&mut c, orphan.clone(), ORPHAN_CHECK);
+    assert!(full(&mut c, 0, dan, room), "held for the grace period");
+    orphans_then(&mut c, orphan, GRACE);
+    let left = Event::Left {
+        room,
+        name: "cat".into(),
+        reason: LeaveReason::Disconnected,
+    };
+    assert!(c.nodes[0].events(bob).contains(&left));
+    assert!(!full(&mut c, 0, dan, room), "cat's place is free");
+}
+
+#[test]
+fn a_place_kept_again_before_the_grace_period_ends_is_let_go_without_a_word() {
+    let mut c = with_grace();
+    let bob = c.user(0, "bob");
+    let cat = c.user(1, "cat");
+    let room = c.create_room_of(0, bob, "pair", 2);
+    c.join(1, cat, room);
+    c.nodes[0].events(bob);
+    // Listed once (node 1 lost its database connection, and with it its
+    // slot's lock, for a moment), then not: never held.
+    let orphan = vec![(room, user_id(&c, "cat"))];
+    orphans_then(&mut c, orphan.clone(), ORPHAN_CHECK);
+    orphans_then(&mut c, Vec::new(), ORPHAN_CHECK);
+    // Listed long enough to be held, then not: node 1 keeps cat's place
+    // again, and node 0 lets it go.
+    orphans_then(&mut c, orphan.clone(), ORPHAN_CHECK);
+    orphans_then(&mut c, orphan, ORPHAN_CHECK);
+    orphans_then(&mut c, Vec::new(), ORPHAN_CHECK);
+    orphans_then(&mut c, Vec::new(), GRACE);
+    assert!(c.nodes[0].events(bob).is_empty());
+    let dan = c.user(0, "dan");
+    assert!(full(&mut c, 0, dan, room));
+    c.say(1, cat, "still here");
+    assert_eq!(c.shown(0, bob), ["still here 1"]);
+}
+
+#[test]
+fn a_member_back_through_the_other_node_is_no_longer_held_by_the_first() {
+    let mut c = with_grace();
+    let ann = c.user(1, "ann");
+    let bob = c.user(0, "bob");
+    let room = c.create_room(1, ann, "lobby");
+    c.join(0, bob, room);
+    // bob's connection to node 0 drops; he comes back through node 1
+    // and joins again there before the grace period ends.
+    c.nodes[0].input(Input::Disconnected {
+        conn: bob,
+        reason: "connection reset".into(),
+    });
+    c.settle();
+    let bob = c.login(1, "bob");
+    c.join(1, bob, room);
+    c.nodes[0].now += GRACE;
+    c.nodes[0].timeout();
+    c.settle();
+    // Node 0 let his place go: no "left" for anyone, and he is in.
+    assert!(
+        !(c.store.writes.iter()).any(|w| matches!(w, Write::Leave { .. })),
+        "{:?}",
+        c.store.writes
+    );
+    c.say(1, ann, "hi bob");
+    assert_eq!(c.shown(1, bob), ["hi bob 1"]);
+    c.nodes[1].events(ann);
 }

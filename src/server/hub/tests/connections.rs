@@ -44,6 +44,7 @@ fn a_reopened_room_waits_the_grace_period_for_its_admin() {
         capacity: 5,
         last_seq: 7,
         history: vec![line.clone()],
+        held: vec![UserId(1)],
     };
     let start = w.now;
     w.hub.reopen(start, vec![open(3, "Lobby"), open(4, "Den")]);
