@@ -683,6 +683,7 @@ impl Sim {
             },
             // Only servers sharing a database ask; this one is alone.
             (_, Query::Device { .. }) => Answer::Device(None),
+            (_, Query::Members { .. }) => Answer::Members(Vec::new()),
         };
         self.world.handle(Input::Answered { caller, answer });
     }

@@ -507,6 +507,7 @@ fn answer(store: &mut dyn Store, query: Query) -> Answer {
             .room_history(room, page, limit)
             .map(|rows| Answer::Room { room, page, rows }),
         Query::Device { token_hash } => store.device(&token_hash).map(Answer::Device),
+        Query::Members { room } => store.members(room).map(Answer::Members),
     };
     result.unwrap_or_else(|e| Answer::Failed(log::chain(&e)))
 }

@@ -135,6 +135,13 @@ pub trait Store: Send {
         limit: usize,
     ) -> Result<Vec<RoomRow>, StoreError>;
 
+    /// The names of a room's members through every server sharing the
+    /// database, in the order of their accounts; none for a server alone
+    /// (it knows its rooms' members itself).
+    fn members(&mut self, _room: RoomId) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+
     /// Places in open rooms that no running server keeps, on a database
     /// servers share: members whose server stopped for good (killed, its
     /// machine lost) and did not start again in its id slot, and admins

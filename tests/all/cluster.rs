@@ -183,6 +183,34 @@ fn the_admin_leaving_on_one_server_closes_the_room_on_the_other() {
 }
 
 #[test]
+fn the_member_list_names_the_members_on_every_server() {
+    let d = Deployment::start();
+    let (mut ann, mut bob, room) = d.lobby();
+    let mut cat = d.nodes[0].register("cat");
+    join_across(&mut cat, room, &mut [&mut ann, &mut bob]);
+    // Those on one's own server first, in the order they joined, then
+    // the others.
+    let members = |names: &[&str]| Reply::Members {
+        members: names.iter().map(|n| n.to_string()).collect(),
+    };
+    assert_eq!(
+        bob.request(Request::Members),
+        members(&["bob", "ann", "cat"])
+    );
+    assert_eq!(
+        ann.request(Request::Members),
+        members(&["ann", "cat", "bob"])
+    );
+    match d.nodes[1]
+        .register("dan")
+        .request(Request::JoinRoom { room })
+    {
+        Reply::Room { members, .. } => assert_eq!(members, ["bob", "dan", "ann", "cat"]),
+        other => panic!("dan joins #{room}: {other:?}"),
+    }
+}
+
+#[test]
 fn a_saved_login_from_one_server_resumes_on_the_other() {
     let mut d = Deployment::start();
     let (mut ann, token) = d.nodes[0].register_with_token("ann");

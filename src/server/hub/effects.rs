@@ -275,6 +275,10 @@ pub enum Query {
     Device {
         token_hash: store::TokenHash,
     },
+    /// Who is in a room, through any server (its database is shared).
+    Members {
+        room: RoomId,
+    },
 }
 
 #[derive(Debug)]
@@ -291,6 +295,8 @@ pub enum Answer {
         rows: Vec<store::RoomRow>,
     },
     Device(Option<(store::DeviceRow, store::UserRow)>),
+    /// The names of a room's members, through any server.
+    Members(Vec<String>),
     Failed(String),
 }
 

@@ -556,5 +556,6 @@ pub fn empty_answer(query: Query) -> Answer {
             rows: Vec::new(),
         },
         Query::Device { .. } => Answer::Device(None),
+        Query::Members { .. } => Answer::Members(Vec::new()),
     }
 }

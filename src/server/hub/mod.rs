@@ -22,8 +22,9 @@
 //! - `rooms`: open rooms, their members and recent history.
 //! - `private`: unread counts, inbox and dialogue replies.
 //! - `commits`: sequence numbers and what waits for a commit.
-//! - `replicas` and `orphans`: what other servers sharing the database
-//!   committed, and the places in rooms that none of them keeps.
+//! - `replicas`, `orphans` and `listing`: what other servers sharing the
+//!   database committed, the places in rooms that none of them keeps,
+//!   and who is in a room through any of them.
 //! - `requests` and `sessions`: the handlers of requests and of sessions
 //!   beginning and ending, over all of the above.
 
@@ -35,6 +36,7 @@ pub mod effects;
 // The one fake world around the hub, for tests, fuzzing and benchmarks.
 #[cfg(any(test, feature = "testkit"))]
 pub mod harness;
+mod listing;
 mod orphans;
 mod private;
 mod reorder;
@@ -104,6 +106,9 @@ pub struct Hub {
     lookups: HashMap<Caller, String>,
     /// Places in rooms that no running server keeps, held here.
     orphans: orphans::Orphans,
+    /// Replies naming a room's members, waiting for the shared store to
+    /// say who is in it through the other servers too.
+    listing: HashMap<Caller, listing::Listing>,
 }
 
 impl Hub {
@@ -132,6 +137,7 @@ impl Hub {
             reorder: reorder::Reorder::default(),
             lookups: HashMap::new(),
             orphans: orphans::Orphans::default(),
+            listing: HashMap::new(),
         }
     }
 
@@ -427,6 +433,9 @@ impl Hub {
 
     /// A store read answered: the reply it was for goes out.
     fn answered(&mut self, now: Millis, caller: Caller, answer: Answer) {
+        if let Some(listing) = self.listing.remove(&caller) {
+            return self.listed(caller, listing, answer);
+        }
         let name_of = |u| self.accounts.name_of(u);
         let reply = match answer {
             Answer::Device(found) => return self.looked_up(now, caller, found),
@@ -460,6 +469,7 @@ impl Hub {
                     },
                 }
             }
+            Answer::Members(_) => unreachable!("a member list waits in `listing`"),
             Answer::Failed(e) => {
                 self.log(Level::Error, format!("store read failed: {e}"));
                 Reply::Error {

@@ -7,6 +7,7 @@ use super::commits::Deferred;
 use super::connections::{OverBudget, State};
 use super::devices::Sent;
 use super::effects::Refusal;
+use super::listing::{Listing, with_names};
 use super::rooms::Joined;
 use super::{AuthJob, Caller, Change, ConnId, Hub, Level, Output, Query, StoreJob};
 use super::{check_text, fit_newest};
@@ -256,6 +257,10 @@ impl Hub {
                 self.leave_room(now, conn, room, LeaveReason::Left);
                 Ok(Some(Reply::Ok))
             }
+            (Some(room), Request::Members) if self.shared => {
+                self.ask_members(caller, room, Listing::Members);
+                Ok(None)
+            }
             (Some(room), Request::Members) => Ok(Some(Reply::Members {
                 members: self.member_names(room),
             })),
@@ -362,11 +367,19 @@ impl Hub {
             self.commits.defer(seq, join);
             return Ok(None);
         }
+        if self.shared {
+            // In already (another session, or a held place): entered once
+            // the store says who else is in it.
+            let room = RoomId(room_no as i64);
+            self.ask_members(caller, room, Listing::Join { user, room_no });
+            return Ok(None);
+        }
         self.join_now(caller.conn, user, room_no)
     }
 
     /// The shared database answered a join (`taken`: it let the user in;
-    /// `ok`: it answered at all).
+    /// `ok`: it answered at all). Let in, the user enters once the store
+    /// says who else is in the room, through the other servers.
     pub(super) fn joined(
         &mut self,
         caller: Caller,
@@ -374,6 +387,24 @@ impl Hub {
         room_no: u64,
         taken: bool,
         ok: bool,
+    ) {
+        if taken && ok {
+            let room = RoomId(room_no as i64);
+            self.ask_members(caller, room, Listing::Let { user, room_no });
+            return;
+        }
+        self.enter(caller, user, room_no, (taken, ok), Vec::new());
+    }
+
+    /// [`Hub::joined`], once the members on the other servers (`elsewhere`)
+    /// are known.
+    pub(super) fn enter(
+        &mut self,
+        caller: Caller,
+        user: UserId,
+        room_no: u64,
+        (taken, ok): (bool, bool),
+        elsewhere: Vec<String>,
     ) {
         let room = RoomId(room_no as i64);
         let still_here = matches!(
@@ -403,13 +434,13 @@ impl Hub {
             self.persist(Write::Leave { room, user, kicked });
         }
         match result {
-            Ok(Some(reply)) => self.reply(caller, reply),
+            Ok(Some(reply)) => self.reply(caller, with_names(reply, elsewhere)),
             Ok(None) => {}
             Err((code, message)) => self.reply(caller, Reply::Error { code, message }),
         }
     }
 
-    fn join_now(&mut self, conn: ConnId, user: UserId, room_no: u64) -> Answered {
+    pub(super) fn join_now(&mut self, conn: ConnId, user: UserId, room_no: u64) -> Answered {
         let (room_id, joined) = self.rooms.join(room_no, user, conn)?;
         let room = self.rooms.get(room_id).expect("joined");
         let history = fit_newest(room.history.iter().cloned().collect(), |l: &RoomLine| {
@@ -564,7 +595,9 @@ impl Hub {
                 self.dialogues.last_committed(user, *other),
                 format!("your dialogue with {}", self.accounts.name(*other)),
             ),
-            Query::Inbox { .. } | Query::Device { .. } => unreachable!("a page"),
+            Query::Inbox { .. } | Query::Device { .. } | Query::Members { .. } => {
+                unreachable!("a page")
+            }
         };
         if after > last {
             return Err((
@@ -631,7 +664,7 @@ impl Hub {
         }
     }
 
-    fn member_names(&self, room: RoomId) -> Vec<String> {
+    pub(super) fn member_names(&self, room: RoomId) -> Vec<String> {
         let room = self.rooms.get(room).expect("an open room");
         room.users()
             .into_iter()

@@ -491,6 +491,16 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    fn members(&mut self, room: RoomId) -> Result<Vec<String>, StoreError> {
+        let rows = self.query(
+            "SELECT u.name FROM room_members AS m JOIN users AS u ON u.id = m.user_id
+             WHERE m.room = $1 ORDER BY u.id",
+            &[&room.0],
+            || format!("could not read the members of room #{room}"),
+        )?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
     fn orphans(&mut self) -> Result<Vec<(RoomId, UserId)>, StoreError> {
         let Some(Some(slot)) = self.shared else {
             return Ok(Vec::new());

@@ -257,6 +257,17 @@ impl Cluster {
                         }
                         harness::Job::Query {
                             caller,
+                            query: Query::Members { room },
+                        } => {
+                            let store = &self.store;
+                            let names = (store.members.get(&room))
+                                .map(|(_, m)| m.iter().map(|&u| store.name(u)).collect())
+                                .unwrap_or_default();
+                            let answer = Answer::Members(names);
+                            self.nodes[i].handle(Input::Answered { caller, answer });
+                        }
+                        harness::Job::Query {
+                            caller,
                             query: Query::Device { token_hash },
                         } => {
                             let answer = Answer::Device(self.store.device(token_hash));
@@ -898,4 +909,33 @@ fn a_member_back_through_the_other_node_is_no_longer_held_by_the_first() {
     c.say(1, ann, "hi bob");
     assert_eq!(c.shown(1, bob), ["hi bob 1"]);
     c.nodes[1].events(ann);
+}
+
+#[test]
+fn the_member_list_names_the_members_on_both_nodes() {
+    let mut c = Cluster::new();
+    let ann = c.user(0, "ann");
+    let cat = c.user(0, "cat");
+    let bob = c.user(1, "bob");
+    let room = c.create_room(0, ann, "lobby");
+    c.join(0, cat, room);
+    // bob enters on node 1: those on node 1 first, then the others.
+    match c.ask(1, bob, Request::JoinRoom { room }) {
+        Some(Reply::Room { members, .. }) => assert_eq!(members, ["bob", "ann", "cat"]),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        c.ask(0, ann, Request::Members),
+        Some(Reply::Members {
+            members: vec!["ann".into(), "cat".into(), "bob".into()]
+        })
+    );
+    // cat leaves on node 0: bob's list follows.
+    assert_eq!(c.ask(0, cat, Request::LeaveRoom), Some(Reply::Ok));
+    assert_eq!(
+        c.ask(1, bob, Request::Members),
+        Some(Reply::Members {
+            members: vec!["bob".into(), "ann".into()]
+        })
+    );
 }
