@@ -239,6 +239,11 @@ fn change(write: &Write) -> Change {
             user: user.0,
             kicked,
         },
+        Write::Away { room, user, since } => Change::Away {
+            room: room.0,
+            user: user.0,
+            since,
+        },
     }
 }
 
@@ -390,6 +395,11 @@ fn write(change: Change) -> Result<Write, String> {
             room: RoomId(id(room)?),
             user: UserId(id(user)?),
             kicked,
+        },
+        Change::Away { room, user, since } => Write::Away {
+            room: RoomId(id(room)?),
+            user: UserId(id(user)?),
+            since,
         },
     })
 }

@@ -316,6 +316,14 @@ pub enum Write {
         user: UserId,
         kicked: bool,
     },
+    /// A member whose connection dropped has been away from a room long
+    /// enough for it to be told (`since`: when it was told), or is back
+    /// (`None`), on a server that shares its database.
+    Away {
+        room: RoomId,
+        user: UserId,
+        since: Option<Millis>,
+    },
 }
 
 impl Write {

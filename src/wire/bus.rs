@@ -88,6 +88,11 @@ pub enum Change {
         user: i64,
         kicked: bool,
     },
+    Away {
+        room: i64,
+        user: i64,
+        since: Option<i64>,
+    },
 }
 
 /// The batch as bytes for the bus.

@@ -211,6 +211,35 @@ fn the_member_list_names_the_members_on_every_server() {
 }
 
 #[test]
+fn a_member_away_on_one_server_is_told_on_the_other_and_so_is_their_return() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let tune = |database: String, bus: String| {
+        let share = shared(database, bus);
+        move |c: &mut Config| {
+            share(c);
+            c.limits.grace = 60_000;
+            c.limits.quiet_blip = 500;
+        }
+    };
+    let first = TestServer::start_with(tune(pg.url(), redis.url()));
+    let second = TestServer::start_beside(&first, tune(pg.url(), redis.url()));
+    let mut ann = first.register("ann");
+    let mut bob = second.register("bob");
+    let room = ann.create_room("lobby", 5);
+    join_across(&mut bob, room, &mut [&mut ann]);
+    drop(bob);
+    let name = "bob".to_string();
+    ann.expect_event(&Event::Away {
+        room,
+        name: name.clone(),
+    });
+    let (mut bob, _) = second.login("bob");
+    bob.join(room);
+    ann.expect_event(&Event::Back { room, name });
+}
+
+#[test]
 fn a_saved_login_from_one_server_resumes_on_the_other() {
     let mut d = Deployment::start();
     let (mut ann, token) = d.nodes[0].register_with_token("ann");

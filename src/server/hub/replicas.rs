@@ -210,6 +210,26 @@ impl Hub {
                 }
             }
             Write::Leave { room, user, kicked } => self.left_elsewhere(room, user, kicked),
+            // Away from the room on the other server, or back there: told
+            // here as there.
+            Write::Away { room, user, since } => {
+                let here = self.rooms.get(room).map(|r| r.users().contains(&user));
+                if here == Some(false) && self.accounts.exists(user) {
+                    let name = self.accounts.name_of(user);
+                    let room_no = room.0 as u64;
+                    let event = match since {
+                        Some(_) => Event::Away {
+                            room: room_no,
+                            name,
+                        },
+                        None => Event::Back {
+                            room: room_no,
+                            name,
+                        },
+                    };
+                    self.tell_room(room, event);
+                }
+            }
             Write::DeleteDevice { id } => {
                 self.end_device_sessions(
                     now,

@@ -466,10 +466,16 @@ impl Hub {
                 room: room_no,
                 name: name.clone(),
             }),
-            Joined::Back { announced: true } => Some(Event::Back {
-                room: room_no,
-                name: name.clone(),
-            }),
+            Joined::Back { announced: true } => {
+                if self.shared {
+                    let (room, since) = (room_id, None);
+                    self.persist(Write::Away { room, user, since });
+                }
+                Some(Event::Back {
+                    room: room_no,
+                    name: name.clone(),
+                })
+            }
             Joined::Again | Joined::Back { announced: false } => None,
         };
         if let Some(event) = news {

@@ -488,6 +488,14 @@ impl Hub {
             let name = self.accounts.name(user).to_string();
             match due {
                 HoldDue::Announce => {
+                    if self.shared {
+                        let since = Some(now);
+                        self.persist(Write::Away {
+                            room: room_id,
+                            user,
+                            since,
+                        });
+                    }
                     let room = room_id.0 as u64;
                     self.tell_room(room_id, Event::Away { room, name });
                 }

@@ -41,7 +41,7 @@ pub(super) fn lock_in_order(
                 dialogues.insert((sender.0.min(recipient.0), sender.0.max(recipient.0)));
                 devices.extend(origin.as_ref().map(|o| o.device.0));
             }
-            Write::Join { room, .. } | Write::Leave { room, .. } => {
+            Write::Join { room, .. } | Write::Leave { room, .. } | Write::Away { room, .. } => {
                 rooms.insert(room.0);
             }
             Write::CloseRoom { id, .. } => {

@@ -37,16 +37,17 @@ use super::{
 use crate::model::{DeviceId, IdSpace, MessageId, RoomId, Seq, UserId, room_key, user_key};
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Each version's script, run in order from the one after the database's
 /// version: version 1 creates the schema, version 2 has the database give
 /// out sequence numbers, version 3 keeps room membership for servers
-/// sharing the database.
+/// sharing the database, version 4 which members are away.
 const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
+    include_str!("schema4.sql"),
 ];
 
 /// The advisory lock that nodes take while they check or create the
@@ -1199,6 +1200,15 @@ fn apply_one(
                 &[&room.0, &user.0],
             )
             .context(|| format!("could not take user {user} out of room #{room}"))?;
+        }
+        Write::Away { room, user, since } => {
+            run(
+                tx,
+                prepared,
+                "UPDATE room_members SET away_since = $3 WHERE room = $1 AND user_id = $2",
+                &[&room.0, &user.0, since],
+            )
+            .context(|| format!("could not mark user {user} away from room #{room}"))?;
         }
     }
     Ok(None)

@@ -738,7 +738,7 @@ fn apply_one(conn: &Connection, write: &Write) -> Result<(), StoreError> {
             .and_then(|mut s| s.execute(params![id.0]))
             .context(|| format!("could not delete device {id}"))?,
         // The one server of an SQLite file keeps membership in memory.
-        Write::Join { .. } | Write::Leave { .. } => 0,
+        Write::Join { .. } | Write::Leave { .. } | Write::Away { .. } => 0,
     };
     Ok(())
 }

@@ -939,3 +939,31 @@ fn the_member_list_names_the_members_on_both_nodes() {
         })
     );
 }
+
+#[test]
+fn a_member_away_on_one_node_is_told_on_the_other_and_so_is_their_return() {
+    let mut c = with_grace();
+    let ann = c.user(0, "ann");
+    let bob = c.user(1, "bob");
+    let room = c.create_room(0, ann, "lobby");
+    c.join(1, bob, room);
+    c.nodes[0].events(ann);
+    c.nodes[1].input(Input::Disconnected {
+        conn: bob,
+        reason: "connection reset".into(),
+    });
+    c.nodes[1].now += Limits::default().quiet_blip;
+    c.nodes[1].timeout();
+    c.settle();
+    let name = "bob".to_string();
+    assert_eq!(
+        c.nodes[0].events(ann),
+        [Event::Away {
+            room,
+            name: name.clone()
+        }]
+    );
+    let bob = c.login(1, "bob");
+    c.join(1, bob, room);
+    assert_eq!(c.nodes[0].events(ann), [Event::Back { room, name }]);
+}
