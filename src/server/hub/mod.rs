@@ -63,7 +63,7 @@ use effects::Refusal;
 use private::{Dialogues, Unread};
 use rand::rngs::StdRng;
 use rooms::Rooms;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// Bytes of history a reply may carry, leaving room in a 64 KiB frame for
 /// the rest of it (a member list of 1,000 names fits in the remainder).
@@ -109,6 +109,9 @@ pub struct Hub {
     /// Replies naming a room's members, waiting for the shared store to
     /// say who is in it through the other servers too.
     listing: HashMap<Caller, listing::Listing>,
+    /// Members away from rooms through other servers (`Write::Away`), so
+    /// that their leaving is told as a dropped connection's.
+    away_elsewhere: HashSet<(RoomId, UserId)>,
 }
 
 impl Hub {
@@ -138,6 +141,7 @@ impl Hub {
             lookups: HashMap::new(),
             orphans: orphans::Orphans::default(),
             listing: HashMap::new(),
+            away_elsewhere: HashSet::new(),
         }
     }
 

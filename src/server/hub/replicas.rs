@@ -213,6 +213,11 @@ impl Hub {
             // Away from the room on the other server, or back there: told
             // here as there.
             Write::Away { room, user, since } => {
+                if since.is_some() {
+                    self.away_elsewhere.insert((room, user));
+                } else {
+                    self.away_elsewhere.remove(&(room, user));
+                }
                 let here = self.rooms.get(room).map(|r| r.users().contains(&user));
                 if here == Some(false) && self.accounts.exists(user) {
                     let name = self.accounts.name_of(user);
@@ -254,11 +259,13 @@ impl Hub {
         }
         let name = self.accounts.name_of(user);
         let room_no = room_id.0 as u64;
+        // Away there, and now gone: their place was given up.
+        let away = self.away_elsewhere.remove(&(room_id, user));
         if !here {
-            let reason = if kicked {
-                LeaveReason::Kicked
-            } else {
-                LeaveReason::Left
+            let reason = match (kicked, away) {
+                (true, _) => LeaveReason::Kicked,
+                (false, true) => LeaveReason::Disconnected,
+                (false, false) => LeaveReason::Left,
             };
             self.announce_left(room_id, name, reason);
             return;

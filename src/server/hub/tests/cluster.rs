@@ -965,5 +965,36 @@ fn a_member_away_on_one_node_is_told_on_the_other_and_so_is_their_return() {
     );
     let bob = c.login(1, "bob");
     c.join(1, bob, room);
-    assert_eq!(c.nodes[0].events(ann), [Event::Back { room, name }]);
+    assert_eq!(
+        c.nodes[0].events(ann),
+        [Event::Back {
+            room,
+            name: name.clone()
+        }]
+    );
+    // Away again, and this time gone for the grace period: told as a
+    // dropped connection, not as leaving.
+    c.nodes[1].input(Input::Disconnected {
+        conn: bob,
+        reason: "connection reset".into(),
+    });
+    for step in [Limits::default().quiet_blip, GRACE] {
+        c.nodes[1].now += step;
+        c.nodes[1].timeout();
+        c.settle();
+    }
+    assert_eq!(
+        c.nodes[0].events(ann),
+        [
+            Event::Away {
+                room,
+                name: name.clone()
+            },
+            Event::Left {
+                room,
+                name,
+                reason: LeaveReason::Disconnected
+            }
+        ]
+    );
 }
