@@ -33,7 +33,9 @@ pub const DEFAULT_PORT: u16 = 7878;
 
 #[derive(clap::Args, Debug, Default)]
 pub struct ConnectArgs {
-    /// The server's address [default: $CHATAPP_SERVER or 127.0.0.1:7878].
+    /// The server's address, or the addresses of several servers of one
+    /// deployment separated by commas, tried in order [default:
+    /// $CHATAPP_SERVER or 127.0.0.1:7878].
     #[arg(value_name = "ADDR")]
     pub addr: Option<String>,
     /// Trust a server met for the first time without asking, and remember
@@ -64,6 +66,17 @@ pub fn run(args: ConnectArgs) -> Result<(), Error> {
 /// An address with the default port added when it names none:
 /// `chat.example.org` -> `chat.example.org:7878`, `::1` -> `[::1]:7878`.
 pub fn normalize_addr(addr: &str) -> String {
+    let addrs: Vec<String> = (addr.split(','))
+        .filter(|a| !a.trim().is_empty())
+        .map(normalize_one)
+        .collect();
+    match addrs.is_empty() {
+        true => DEFAULT_SERVER.to_string(),
+        false => addrs.join(","),
+    }
+}
+
+fn normalize_one(addr: &str) -> String {
     let addr = addr.trim();
     if addr.parse::<std::net::SocketAddr>().is_ok() {
         return addr.to_string();
@@ -129,6 +142,12 @@ mod tests {
         assert_eq!(normalize_addr("::1"), "[::1]:7878");
         assert_eq!(normalize_addr("[::1]"), "[::1]:7878");
         assert_eq!(normalize_addr("[::1]:9"), "[::1]:9");
+        // Several servers of one deployment, each made whole.
+        assert_eq!(
+            normalize_addr("a.example.org, 10.0.0.2:9,::1"),
+            "a.example.org:7878,10.0.0.2:9,[::1]:7878"
+        );
+        assert_eq!(normalize_addr(" , "), DEFAULT_SERVER);
     }
 
     #[cfg(unix)]

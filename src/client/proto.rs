@@ -111,8 +111,15 @@ pub fn connect(addr: &str) -> Result<Unverified, ClientError> {
         addr: addr.to_string(),
         source,
     };
-    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(unreachable)?.collect();
+    // Several servers of one deployment: each name's addresses, in order.
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the name resolves to no address");
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for name in addr.split(',') {
+        match name.to_socket_addrs() {
+            Ok(found) => addrs.extend(found),
+            Err(e) => last = e,
+        }
+    }
     let mut stream = None;
     for a in &addrs {
         match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {

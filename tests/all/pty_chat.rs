@@ -57,6 +57,19 @@ fn two_users_chat_in_a_room_list_it_and_the_admin_kicks() {
 }
 
 #[test]
+fn a_list_of_addresses_reaches_the_first_server_that_answers() {
+    let server = Server::start();
+    let home = Home::new();
+    // A deployment's servers, the first of them down.
+    let down = format!("127.0.0.1:{}", crate::kit::free_port());
+    let list = format!("{down},{}", server.addr());
+    let mut ann = Client::spawn("ann", &home, &["connect", &list]);
+    trust(&mut ann);
+    register(&mut ann, "ann");
+    create_room(&mut ann, "Lobby");
+}
+
+#[test]
 fn the_admin_leaving_closes_the_room_and_returns_everyone_to_the_menu() {
     let server = Server::start();
     let (mut alice, _a) = newcomer("alice", &server);
