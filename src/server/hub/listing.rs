@@ -7,7 +7,7 @@
 //! it here only when that answer comes, so the history they are shown
 //! and the messages they receive after it meet without a gap.
 
-use super::{Answer, Caller, Hub, Level, Output, Query, StoreJob};
+use super::{Caller, Hub, Level, Output, Query, StoreJob};
 use crate::model::{RoomId, UserId};
 use crate::wire::msg::Reply;
 
@@ -34,15 +34,16 @@ impl Hub {
 
     /// The store said who is in the room (or could not: then the reply
     /// names only this server's members).
-    pub(super) fn listed(&mut self, caller: Caller, listing: Listing, answer: Answer) {
-        let names = match answer {
-            Answer::Members(names) => names,
-            Answer::Failed(e) => {
-                self.log(Level::Warn, format!("could not list a room's members: {e}"));
-                Vec::new()
-            }
-            other => unreachable!("a member list answered {other:?}"),
-        };
+    pub(super) fn listed(
+        &mut self,
+        caller: Caller,
+        listing: Listing,
+        found: Result<Vec<String>, String>,
+    ) {
+        let names = found.unwrap_or_else(|e| {
+            self.log(Level::Warn, format!("could not list a room's members: {e}"));
+            Vec::new()
+        });
         match listing {
             Listing::Let { user, room_no } => {
                 self.enter(caller, user, room_no, (true, true), names);

@@ -437,9 +437,21 @@ impl Hub {
 
     /// A store read answered: the reply it was for goes out.
     fn answered(&mut self, now: Millis, caller: Caller, answer: Answer) {
+        // A member list, or a failed read a member list waits for. (A
+        // list nobody waits for any more was asked by a request whose id
+        // its client used again: it is dropped.)
+        let found = match answer {
+            Answer::Members(names) => Ok(names),
+            Answer::Failed(e) if self.listing.contains_key(&caller) => Err(e),
+            answer => return self.read_answered(now, caller, answer),
+        };
         if let Some(listing) = self.listing.remove(&caller) {
-            return self.listed(caller, listing, answer);
+            self.listed(caller, listing, found);
         }
+    }
+
+    /// A store read other than a member list answered.
+    fn read_answered(&mut self, now: Millis, caller: Caller, answer: Answer) {
         let name_of = |u| self.accounts.name_of(u);
         let reply = match answer {
             Answer::Device(found) => return self.looked_up(now, caller, found),
@@ -473,7 +485,7 @@ impl Hub {
                     },
                 }
             }
-            Answer::Members(_) => unreachable!("a member list waits in `listing`"),
+            Answer::Members(_) => unreachable!("a member list is answered above"),
             Answer::Failed(e) => {
                 self.log(Level::Error, format!("store read failed: {e}"));
                 Reply::Error {

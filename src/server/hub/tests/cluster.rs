@@ -998,3 +998,24 @@ fn a_member_away_on_one_node_is_told_on_the_other_and_so_is_their_return() {
         ]
     );
 }
+
+#[test]
+fn a_request_id_used_twice_while_a_member_list_is_read_does_not_stop_the_server() {
+    let mut c = Cluster::new();
+    let ann = c.user(0, "ann");
+    c.create_room(0, ann, "lobby");
+    // The same id for a read of the inbox and for the member list, in
+    // either order: each gets one reply, and the server goes on.
+    for reqs in [
+        [Request::Inbox, Request::Members],
+        [Request::Members, Request::Inbox],
+    ] {
+        for req in reqs {
+            let frame = crate::wire::msg::ClientFrame { id: 900, req };
+            c.nodes[0].input(Input::Request { conn: ann, frame });
+        }
+        c.settle();
+    }
+    c.say(0, ann, "still here");
+    assert_eq!(c.shown(0, ann), ["still here 1"]);
+}
