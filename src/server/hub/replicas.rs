@@ -180,16 +180,8 @@ impl Hub {
                     .then(|| self.rooms.unhold(room, user, None))
                     .flatten()
                 {
-                    if held.announced && self.accounts.exists(user) {
-                        let name = self.accounts.name_of(user);
-                        let room_no = room.0 as u64;
-                        self.tell_room(
-                            room,
-                            Event::Back {
-                                room: room_no,
-                                name,
-                            },
-                        );
+                    if held.announced {
+                        self.tell_news_of(room, user, |room, name| Event::Back { room, name });
                     }
                     return;
                 }
@@ -197,16 +189,8 @@ impl Hub {
                     .rooms
                     .get(room)
                     .is_some_and(|r| !r.users().contains(&user));
-                if news && self.accounts.exists(user) {
-                    let name = self.accounts.name_of(user);
-                    let room_no = room.0 as u64;
-                    self.tell_room(
-                        room,
-                        Event::Joined {
-                            room: room_no,
-                            name,
-                        },
-                    );
+                if news {
+                    self.tell_news_of(room, user, |room, name| Event::Joined { room, name });
                 }
             }
             Write::Leave { room, user, kicked } => self.left_elsewhere(room, user, kicked),
@@ -219,20 +203,12 @@ impl Hub {
                     self.away_elsewhere.remove(&(room, user));
                 }
                 let here = self.rooms.get(room).map(|r| r.users().contains(&user));
-                if here == Some(false) && self.accounts.exists(user) {
-                    let name = self.accounts.name_of(user);
-                    let room_no = room.0 as u64;
-                    let event = match since {
-                        Some(_) => Event::Away {
-                            room: room_no,
-                            name,
-                        },
-                        None => Event::Back {
-                            room: room_no,
-                            name,
-                        },
+                if here == Some(false) {
+                    let news: fn(u64, String) -> Event = match since {
+                        Some(_) => |room, name| Event::Away { room, name },
+                        None => |room, name| Event::Back { room, name },
                     };
-                    self.tell_room(room, event);
+                    self.tell_news_of(room, user, news);
                 }
             }
             Write::DeleteDevice { id } => {
@@ -243,6 +219,15 @@ impl Hub {
                 );
                 self.devices.remove(id);
             }
+        }
+    }
+
+    /// Tells `room` the news of `user` (through another server), if this
+    /// server knows the user.
+    fn tell_news_of(&mut self, room: RoomId, user: UserId, news: fn(u64, String) -> Event) {
+        if self.accounts.exists(user) {
+            let name = self.accounts.name_of(user);
+            self.tell_room(room, news(room.0 as u64, name));
         }
     }
 

@@ -449,6 +449,7 @@ impl Hub {
         let Some(room) = self.rooms.close(room_id) else {
             return false;
         };
+        self.away_elsewhere.retain(|&(r, _)| r != room_id);
         let (admin, others): (Vec<_>, Vec<_>) =
             room.members.iter().partition(|&&(u, _)| u == room.admin);
         for &(_, conn) in admin.iter().chain(&others) {
